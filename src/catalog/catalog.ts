@@ -1,0 +1,186 @@
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { ChunkIndex } from '../repository/backup-writer.ts';
+import type { ChunkRef, Manifest, SourceOutcome } from '../repository/manifest.ts';
+import { MIGRATIONS } from './migrations.ts';
+
+export interface BackupRow {
+  name: string;
+  kind: 'full' | 'incremental';
+  chain: string;
+  status: 'ok' | 'partial';
+  started_at: string;
+  finished_at: string;
+  bytes_read: number;
+  bytes_stored: number;
+  chunks: number;
+  chunks_new: number;
+  sources: SourceOutcome[];
+}
+
+export interface ArtifactRow {
+  id: string;
+  source: string;
+  kind: string;
+  target: string;
+  size: number;
+  sha256: string;
+  chunk_count: number;
+  meta: Record<string, unknown>;
+}
+
+export type RunStatus = 'running' | 'ok' | 'partial' | 'failed' | 'interrupted' | 'stalled';
+
+export interface RunRow {
+  id: number;
+  kind: string;
+  started_at: string;
+  finished_at: string | null;
+  status: RunStatus;
+  error: string | null;
+  backup: string | null;
+  bytes_read: number;
+  bytes_stored: number;
+  pid: number;
+  host: string;
+  detail: Record<string, unknown> | null;
+}
+
+type Raw<T> = { [K in keyof T]: T[K] extends object | null ? string | null : T[K] };
+
+/**
+ * The SQLite catalog: an index of the repository (backups, artifacts, the chunk index that
+ * lets incrementals skip chunks a chain holds) plus the history of runs. WAL mode, so the
+ * daemon and a CLI reading `list` do not block each other.
+ */
+export class Catalog implements ChunkIndex {
+  private readonly db: Database.Database;
+  private readonly lookupChunk: Database.Statement<[string, string], ChunkRef>;
+
+  constructor(file: string) {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    this.lookupChunk = this.db.prepare('SELECT id, size, stored_size, stored_sha256 FROM chunks WHERE chain = ? AND id = ?');
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[version]!);
+        this.db.pragma(`user_version = ${version + 1}`);
+      })();
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  lookup(chain: string, id: string): ChunkRef | undefined {
+    return this.lookupChunk.get(chain, id);
+  }
+
+  /** Indexes a committed backup (after its manifest is written) in one transaction. */
+  recordBackup(manifest: Manifest): void {
+    const insertBackup = this.db.prepare(`INSERT OR REPLACE INTO backups
+      (name, kind, chain, status, started_at, finished_at, bytes_read, bytes_stored, chunks, chunks_new, sources)
+      VALUES (@name, @kind, @chain, @status, @started_at, @finished_at, @bytes_read, @bytes_stored, @chunks, @chunks_new, @sources)`);
+    const insertArtifact = this.db.prepare(`INSERT INTO artifacts (backup, id, source, kind, target, size, sha256, chunk_count, meta)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    const insertChunk = this.db.prepare('INSERT OR IGNORE INTO chunks (chain, id, size, stored_size, stored_sha256) VALUES (?, ?, ?, ?, ?)');
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM artifacts WHERE backup = ?').run(manifest.name);
+      insertBackup.run({
+        name: manifest.name,
+        kind: manifest.kind,
+        chain: manifest.chain,
+        status: manifest.status,
+        started_at: manifest.started_at,
+        finished_at: manifest.finished_at,
+        bytes_read: manifest.stats.bytes_read,
+        bytes_stored: manifest.stats.bytes_stored,
+        chunks: manifest.stats.chunks,
+        chunks_new: manifest.stats.chunks_new,
+        sources: JSON.stringify(manifest.sources),
+      });
+      for (const a of manifest.artifacts) {
+        insertArtifact.run(manifest.name, a.id, a.source, a.kind, a.target, a.size, a.sha256, a.chunks.length, JSON.stringify(a.meta));
+        for (const c of a.chunks) insertChunk.run(manifest.chain, c.id, c.size, c.stored_size, c.stored_sha256);
+      }
+    })();
+  }
+
+  hasBackup(name: string): boolean {
+    return this.db.prepare('SELECT 1 FROM backups WHERE name = ?').get(name) !== undefined;
+  }
+
+  listBackups(): BackupRow[] {
+    const rows = this.db.prepare('SELECT * FROM backups ORDER BY started_at, name').all() as Raw<BackupRow>[];
+    return rows.map((r) => ({ ...r, sources: JSON.parse(r.sources as string) as SourceOutcome[] }) as BackupRow);
+  }
+
+  getBackup(name: string): (BackupRow & { artifacts: ArtifactRow[] }) | undefined {
+    const row = this.db.prepare('SELECT * FROM backups WHERE name = ?').get(name) as Raw<BackupRow> | undefined;
+    if (!row) return undefined;
+    const artifacts = (this.db.prepare('SELECT * FROM artifacts WHERE backup = ? ORDER BY rowid').all(name) as Raw<ArtifactRow>[]).map(
+      (a) => ({ ...a, meta: JSON.parse(a.meta as string) as Record<string, unknown> }) as ArtifactRow,
+    );
+    return { ...(row as unknown as BackupRow), sources: JSON.parse(row.sources as string) as SourceOutcome[], artifacts };
+  }
+
+  /** Drops a backup from the index; with `dropChain`, the chain's chunk index too. */
+  forgetBackup(name: string, chain: string, dropChain: boolean): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM backups WHERE name = ?').run(name);
+      if (dropChain) this.db.prepare('DELETE FROM chunks WHERE chain = ?').run(chain);
+    })();
+  }
+
+  /** Removes chunk index rows of a chain that are not in `keep` (after GC deleted them). */
+  forgetChunksExcept(chain: string, keep: Set<string>): void {
+    const ids = this.db.prepare('SELECT id FROM chunks WHERE chain = ?').pluck().all(chain) as string[];
+    const remove = this.db.prepare('DELETE FROM chunks WHERE chain = ? AND id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) if (!keep.has(id)) remove.run(chain, id);
+    })();
+  }
+
+  startRun(kind: string, detail: Record<string, unknown>): number {
+    const result = this.db
+      .prepare(`INSERT INTO runs (kind, started_at, status, pid, host, detail) VALUES (?, ?, 'running', ?, ?, ?)`)
+      .run(kind, new Date().toISOString(), process.pid, os.hostname(), JSON.stringify(detail));
+    return Number(result.lastInsertRowid);
+  }
+
+  finishRun(
+    id: number,
+    outcome: { status: Exclude<RunStatus, 'running'>; error?: string; backup?: string; bytesRead?: number; bytesStored?: number; detail?: Record<string, unknown> },
+  ): void {
+    this.db
+      .prepare(`UPDATE runs SET finished_at = ?, status = ?, error = ?, backup = COALESCE(?, backup),
+        bytes_read = ?, bytes_stored = ?, detail = COALESCE(?, detail) WHERE id = ?`)
+      .run(
+        new Date().toISOString(),
+        outcome.status,
+        outcome.error ?? null,
+        outcome.backup ?? null,
+        outcome.bytesRead ?? 0,
+        outcome.bytesStored ?? 0,
+        outcome.detail ? JSON.stringify(outcome.detail) : null,
+        id,
+      );
+  }
+
+  listRuns(limit = 50): RunRow[] {
+    const rows = this.db.prepare('SELECT * FROM runs ORDER BY id DESC LIMIT ?').all(limit) as Raw<RunRow>[];
+    return rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
+  }
+}

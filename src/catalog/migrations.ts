@@ -1,0 +1,62 @@
+/**
+ * Numbered catalog migrations. Each runs once, in order, inside a transaction; the
+ * catalog's `user_version` records how many have run. Append only: never edit a
+ * migration that has shipped.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: backups, their artifacts, the chunk index per chain, and the run history.
+  `
+  CREATE TABLE backups (
+    name          TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('full', 'incremental')),
+    chain         TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('ok', 'partial')),
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT NOT NULL,
+    bytes_read    INTEGER NOT NULL,
+    bytes_stored  INTEGER NOT NULL,
+    chunks        INTEGER NOT NULL,
+    chunks_new    INTEGER NOT NULL,
+    sources       TEXT NOT NULL          -- JSON: [{name, kind, status, error?}]
+  );
+  CREATE INDEX backups_chain ON backups (chain);
+
+  CREATE TABLE artifacts (
+    backup        TEXT NOT NULL REFERENCES backups (name) ON DELETE CASCADE,
+    id            TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    sha256        TEXT NOT NULL,
+    chunk_count   INTEGER NOT NULL,
+    meta          TEXT NOT NULL,         -- JSON, as the source reported it
+    PRIMARY KEY (backup, id)
+  );
+
+  CREATE TABLE chunks (
+    chain         TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    stored_size   INTEGER NOT NULL,
+    stored_sha256 TEXT NOT NULL,
+    PRIMARY KEY (chain, id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE runs (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL,         -- backup | restore | verify | delete
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    status        TEXT NOT NULL CHECK (status IN ('running', 'ok', 'partial', 'failed', 'interrupted', 'stalled')),
+    error         TEXT,
+    backup        TEXT,
+    bytes_read    INTEGER NOT NULL DEFAULT 0,
+    bytes_stored  INTEGER NOT NULL DEFAULT 0,
+    pid           INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    detail        TEXT                   -- JSON: command options, per-artifact results
+  );
+  CREATE INDEX runs_started ON runs (started_at);
+  `,
+];

@@ -1,0 +1,44 @@
+import type { Command } from 'commander';
+import { StackbackError } from '../../errors.ts';
+import { validateBackupName } from '../../repository/manifest.ts';
+import { openCliContext, type GlobalOptions } from '../context.ts';
+import { formatBytes, formatTable, printJson, printLine } from '../output.ts';
+import { withCommonOptions } from '../program.ts';
+
+export function registerShow(program: Command): void {
+  withCommonOptions(program.command('show').description('show one backup: its artifacts, sizes and what the sources reported').argument('<name>', 'backup name')).action(
+    async (name: string, options: GlobalOptions) => {
+      validateBackupName(name);
+      const ctx = openCliContext(options);
+      try {
+        const backup = ctx.catalog.getBackup(name);
+        if (!backup) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found`, '`stackback list` shows the backups');
+        if (options.json) {
+          printJson(backup);
+          return;
+        }
+        printLine(`backup   ${backup.name} (${backup.kind}, ${backup.status})`);
+        printLine(`chain    ${backup.chain}`);
+        printLine(`time     ${backup.started_at} → ${backup.finished_at}`);
+        printLine(`size     ${formatBytes(backup.bytes_read)} read, ${formatBytes(backup.bytes_stored)} newly stored, ${backup.chunks_new}/${backup.chunks} chunks new`);
+        for (const source of backup.sources) {
+          if (source.status === 'failed') printLine(`FAILED   source ${source.name}: ${source.error}`);
+          for (const f of source.failed_artifacts ?? []) printLine(`FAILED   ${f.id}: ${f.error}`);
+        }
+        printLine();
+        printLine(
+          formatTable(
+            ['ARTIFACT', 'KIND', 'SIZE', 'CHUNKS', 'SHA256', 'DETAIL'],
+            backup.artifacts.map((a) => {
+              const meta = a.meta as { server_version?: string; tables?: { exact: boolean }[] };
+              const detail = meta.server_version ? `server ${meta.server_version}, ${meta.tables?.length ?? 0} tables` : '';
+              return [a.id, a.kind, formatBytes(a.size), String(a.chunk_count), `${a.sha256.slice(0, 16)}…`, detail];
+            }),
+          ),
+        );
+      } finally {
+        ctx.close();
+      }
+    },
+  );
+}

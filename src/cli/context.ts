@@ -1,0 +1,44 @@
+import { Catalog } from '../catalog/catalog.ts';
+import { type Config, loadConfig, resolveConfigPath } from '../config/load.ts';
+import type { JobContext } from '../jobs/context.ts';
+import { createLogger } from '../log.ts';
+import { createSources } from '../sources/registry.ts';
+
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+}
+
+export function loadCliConfig(options: GlobalOptions): Config {
+  return loadConfig(resolveConfigPath(options.config));
+}
+
+/**
+ * A job context for one CLI command. SIGINT/SIGTERM abort the job (child processes are
+ * stopped, partial writes discarded) instead of killing the process mid-write.
+ */
+export function openCliContext(options: GlobalOptions): JobContext & { close(): void } {
+  const config = loadCliConfig(options);
+  const log = createLogger(config.log.level);
+  const catalog = new Catalog(config.catalog.path);
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.warn(`${signal} received: stopping`);
+    controller.abort(new Error(`interrupted by ${signal}`));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    config,
+    catalog,
+    sources: createSources(config),
+    log,
+    signal: controller.signal,
+    now: () => new Date(),
+    close() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      catalog.close();
+    },
+  };
+}

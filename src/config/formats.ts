@@ -1,0 +1,94 @@
+import convict from 'convict';
+
+/**
+ * Value formats used by the schema. Each validator throws a short "must be …" message;
+ * the loader adds the key path and the offending value, so an operator reads
+ * `sources.postgres[0].port: must be a port number, got "abc"`.
+ */
+
+const DURATION_UNITS_MS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/** "30m", "2d", "1500ms" → milliseconds; undefined when it is not a duration. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value * 1000;
+  if (typeof value !== 'string') return undefined;
+  const match = /^(\d+)\s*(ms|s|m|h|d|w)$/.exec(value.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * DURATION_UNITS_MS[match[2]!]!;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+  tib: 1024 ** 4,
+};
+
+/** 1048576, "128MiB", "2 GB" → bytes; undefined when it is not a size. */
+export function parseSize(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+  if (typeof value !== 'string') return undefined;
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]+)?$/i.exec(value.trim());
+  if (!match) return undefined;
+  const unit = SIZE_UNITS[(match[2] ?? 'b').toLowerCase()];
+  return unit === undefined ? undefined : Math.round(Number(match[1]) * unit);
+}
+
+export const SOURCE_NAME_PATTERN = /^[a-z0-9_-]+$/;
+
+function check(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+export function registerFormats(): void {
+  convict.addFormats({
+    'port-number': {
+      validate: (value: unknown) =>
+        check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535, 'must be a port number'),
+    },
+    'nonempty-string': {
+      validate: (value: unknown) => check(typeof value === 'string' && value.trim() !== '', 'must be a non-empty string'),
+    },
+    'optional-path': {
+      validate: (value: unknown) =>
+        check(value === null || (typeof value === 'string' && value.trim() !== ''), 'must be a file path or null'),
+    },
+    'source-name': {
+      validate: (value: unknown) =>
+        check(typeof value === 'string' && SOURCE_NAME_PATTERN.test(value), 'must match [a-z0-9_-]+ (lower case letters, digits, _ and -)'),
+    },
+    duration: {
+      validate: (value: unknown) => check(parseDuration(value) !== undefined, 'must be a duration such as 90s, 30m, 6h or 2d'),
+    },
+    size: {
+      validate: (value: unknown) => check(parseSize(value) !== undefined, 'must be a size such as 512MiB, 2GB or a number of bytes'),
+    },
+    'database-list': {
+      validate: (value: unknown) =>
+        check(
+          value === 'all' ||
+            (Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === 'string' && item !== '')),
+          'must be "all" or a non-empty list of database names',
+        ),
+    },
+    'object-list': {
+      validate: (value: unknown) => check(Array.isArray(value), 'must be a list'),
+    },
+    'zstd-level': {
+      validate: (value: unknown) =>
+        check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 19, 'must be a zstd level from 1 to 19'),
+    },
+  });
+}

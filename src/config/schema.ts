@@ -1,0 +1,94 @@
+/**
+ * The configuration schema: the single source of truth for every key, its default, its
+ * format and its documentation (`stackback config schema` prints it; the README's config
+ * reference is generated from it). List-valued sections (sources.postgres) have an item
+ * schema of their own, validated element by element so errors name the index.
+ */
+
+export const POSTGRES_SOURCE_SCHEMA = {
+  name: {
+    doc: 'Unique source name, [a-z0-9_-]+. Used in backup manifests and in `restore --source`.',
+    format: 'source-name',
+    default: '',
+  },
+  host: {
+    doc: 'Socket folder (absolute path) or host name of the PostgreSQL server.',
+    format: 'nonempty-string',
+    default: '/var/run/postgresql',
+  },
+  port: { doc: 'Server port.', format: 'port-number', default: 5432 },
+  user: { doc: 'Role to connect as; needs read access to everything dumped (usually a superuser).', format: 'nonempty-string', default: 'postgres' },
+  password_file: {
+    doc: 'File whose first line is the password, or null for socket/peer/trust auth or ~/.pgpass. Passwords never go on argv or into logs.',
+    format: 'optional-path',
+    default: null,
+  },
+  databases: {
+    doc: 'Databases to back up: a list of names, or "all" for every database that accepts connections and is not a template.',
+    format: 'database-list',
+    default: 'all',
+  },
+  globals: { doc: 'Also dump roles and tablespaces (pg_dumpall --globals-only) once per backup.', format: Boolean, default: true },
+  bin_dir: {
+    doc: 'Folder holding pg_dump/pg_restore/pg_dumpall/psql. Null: pick /usr/lib/postgresql/<server major>/bin (or newer).',
+    format: 'optional-path',
+    default: null,
+  },
+  maintenance_db: {
+    doc: 'Database to connect to for cluster-level work (listing databases, CREATE/ALTER/DROP DATABASE during restore).',
+    format: 'nonempty-string',
+    default: 'postgres',
+  },
+  exact_count_max_size: {
+    doc: 'Tables up to this size get exact row counts in the manifest; larger ones get the planner estimate, marked as such.',
+    format: 'size',
+    default: '128MiB',
+  },
+} as const;
+
+export const SCHEMA = {
+  repository: {
+    path: {
+      doc: 'Folder of the backup repository (chunks, manifests, locks). Relative paths are resolved against the config file.',
+      format: 'nonempty-string',
+      default: '/var/lib/stackback/repo',
+    },
+    compression_level: {
+      doc: 'zstd level for chunks written from now on (1 fastest … 19 smallest).',
+      format: 'zstd-level',
+      default: 3,
+    },
+  },
+  catalog: {
+    path: {
+      doc: 'SQLite catalog (backups, artifacts, chunks, run history). It is an index of the repository and can be rebuilt from it.',
+      format: 'nonempty-string',
+      default: '/var/lib/stackback/catalog.db',
+    },
+  },
+  work_dir: {
+    doc: 'Scratch folder for the rare steps that need a seekable file; cleaned on start.',
+    format: 'nonempty-string',
+    default: '/var/lib/stackback/tmp',
+  },
+  lock_timeout: {
+    doc: 'How long a command waits for the repository writer lock held by another process before giving up.',
+    format: 'duration',
+    default: '0s',
+  },
+  log: {
+    level: {
+      doc: 'Log level.',
+      format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+    },
+  },
+  sources: {
+    postgres: {
+      doc: 'PostgreSQL servers to back up (see the item keys below).',
+      format: 'object-list',
+      default: [] as unknown[],
+      item: POSTGRES_SOURCE_SCHEMA,
+    },
+  },
+} as const;

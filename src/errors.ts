@@ -1,0 +1,64 @@
+/**
+ * The one error type stackback raises on purpose. `code` is stable (scripts and tests match
+ * on it), `message` is for people, `hint` says what to do about it. The CLI maps codes to
+ * exit statuses in one place (src/cli/exit.ts).
+ */
+export class StackbackError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StackbackError';
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+/** Codes whose cause is the operator's input rather than the environment: exit status 2. */
+export const USAGE_ERROR_CODES = new Set([
+  'CONFIG_INVALID',
+  'CONFIG_NOT_FOUND',
+  'USAGE',
+  'BACKUP_NAME_INVALID',
+] as const);
+
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
+  | 'USAGE'
+  | 'BACKUP_NAME_INVALID'
+  | 'BACKUP_NOT_FOUND'
+  | 'BACKUP_FAILED'
+  | 'SOURCE_NOT_FOUND'
+  | 'ARTIFACT_NOT_FOUND'
+  | 'REPO_NOT_INITIALIZED'
+  | 'REPO_FORMAT'
+  | 'REPO_LOCKED'
+  | 'REPO_CORRUPT'
+  | 'CHUNK_MISSING'
+  | 'CHUNK_CORRUPT'
+  | 'ARTIFACT_CORRUPT'
+  | 'VERIFY_FAILED'
+  | 'PG_BINARY_MISSING'
+  | 'PG_VERSION_MISMATCH'
+  | 'PG_CONNECT'
+  | 'PG_AUTH'
+  | 'PG_DATABASE_MISSING'
+  | 'PG_DUMP_FAILED'
+  | 'PG_RESTORE_FAILED'
+  | 'PG_TARGET_EXISTS'
+  | 'PG_TARGET_BUSY'
+  | 'DISK_SPACE'
+  | 'SECRET_FILE'
+  | 'INTERNAL';
+
+export function isStackbackError(error: unknown): error is StackbackError {
+  return error instanceof StackbackError;
+}
+
+/** A message for any thrown value, without stack noise. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,91 @@
+import { StackbackError, errorMessage } from '../errors.ts';
+import { checkStoredChunks, readArtifact } from '../repository/artifact-reader.ts';
+import { type Manifest, validateBackupName } from '../repository/manifest.ts';
+import { Repository } from '../repository/repository.ts';
+import type { Lock } from '../repository/lock.ts';
+import type { RestoreOptions, RestorePlan } from '../sources/source.ts';
+import type { JobContext } from './context.ts';
+
+export interface RestoreSelection extends RestoreOptions {
+  /** Only this source; every source in the backup when absent. */
+  source?: string | undefined;
+}
+
+export interface PreparedRestore {
+  manifest: Manifest;
+  plans: RestorePlan[];
+  /** Runs the plans in order; resolves with one result per restored artifact. */
+  execute(): Promise<Record<string, unknown>[]>;
+  /** Releases the repository read lock without restoring (declined confirmation). */
+  abandon(): Promise<void>;
+}
+
+/**
+ * The first half of a restore: read the manifest, check every chunk the restore needs for
+ * damage, and run each source's preflight against its target. Nothing is written until
+ * `execute()`, so the caller can show the plan and ask for confirmation in between.
+ */
+export async function prepareRestore(ctx: JobContext, name: string, selection: RestoreSelection): Promise<PreparedRestore> {
+  validateBackupName(name);
+  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  const lock = await repo.lockReader(`restore ${name}`);
+  try {
+    const manifest = await repo.readManifest(name);
+    const sourceNames = [...new Set(manifest.artifacts.map((a) => a.source))].filter((s) => selection.source === undefined || s === selection.source);
+    if (sourceNames.length === 0) {
+      throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(manifest.artifacts.map((a) => a.source))].join(', ')}`);
+    }
+    const open = (artifact: Manifest['artifacts'][number]) => readArtifact(repo, manifest.chain, artifact);
+    const plans: RestorePlan[] = [];
+    for (const sourceName of sourceNames) {
+      const source = ctx.sources.find((s) => s.name === sourceName);
+      if (!source) {
+        throw new StackbackError('SOURCE_NOT_FOUND', `backup ${name} holds source "${sourceName}", which is not in the config`, 'add the source back to the config (its connection settings are needed to restore it)');
+      }
+      const artifacts = manifest.artifacts.filter((a) => a.source === sourceName);
+      plans.push(await source.planRestore({ artifacts, options: selection, open, now: ctx.now(), signal: ctx.signal }));
+    }
+    await refuseDamaged(repo, manifest, plans);
+    return {
+      manifest,
+      plans,
+      execute: () => executeRestore(ctx, manifest, plans, lock),
+      abandon: () => lock.release(),
+    };
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+/** Refuses the restore, before any target is touched, if a chunk it needs is missing or damaged. */
+async function refuseDamaged(repo: Repository, manifest: Manifest, plans: RestorePlan[]): Promise<void> {
+  const artifacts = plans.flatMap((p) => p.artifacts);
+  const problems = await checkStoredChunks(repo, manifest.chain, artifacts.flatMap((a) => a.chunks), { hash: true });
+  if (problems.length === 0) return;
+  const bad = new Set(problems.map((p) => p.chunk));
+  const affected = artifacts.filter((a) => a.chunks.some((c) => bad.has(c.id))).map((a) => a.id);
+  throw new StackbackError(
+    'CHUNK_CORRUPT',
+    `backup ${manifest.name} cannot be restored: ${problems.length} chunk(s) missing or damaged (${problems.slice(0, 3).map((p) => `${p.chunk.slice(0, 12)}… ${p.problem}`).join(', ')}), affecting ${affected.join(', ')}; nothing was touched`,
+    'restore an older backup; `stackback verify` shows every damaged backup',
+  );
+}
+
+async function executeRestore(ctx: JobContext, manifest: Manifest, plans: RestorePlan[], lock: Lock): Promise<Record<string, unknown>[]> {
+  const runId = ctx.catalog.startRun('restore', { backup: manifest.name, steps: plans.flatMap((p) => p.steps) });
+  try {
+    const results: Record<string, unknown>[] = [];
+    for (const plan of plans) {
+      ctx.log.info({ source: plan.source }, `restoring ${plan.source}: ${plan.steps.join('; ')}`);
+      results.push(...(await plan.execute()));
+    }
+    ctx.catalog.finishRun(runId, { status: 'ok', backup: manifest.name, detail: { results } });
+    return results;
+  } catch (error) {
+    ctx.catalog.finishRun(runId, { status: 'failed', backup: manifest.name, error: errorMessage(error) });
+    throw error;
+  } finally {
+    await lock.release();
+  }
+}

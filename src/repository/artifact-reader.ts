@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import { StackbackError } from '../errors.ts';
+import type { ArtifactManifest, ChunkRef } from './manifest.ts';
+import { decodeObject } from './object-codec.ts';
+import type { Repository } from './repository.ts';
+
+/**
+ * Reads an artifact back as plaintext, in order, with a few chunks read and decoded ahead.
+ * Every chunk is checked against its id, and the whole artifact against its sha256; the
+ * latter can only fail at the very end, so consumers must treat a late error as fatal for
+ * everything they wrote (restore writes into a scratch target for that reason).
+ */
+export async function* readArtifact(repo: Repository, chain: string, artifact: ArtifactManifest, prefetch = 4): AsyncGenerator<Buffer> {
+  const whole = createHash('sha256');
+  const ahead: Promise<Buffer>[] = [];
+  let next = 0;
+  const fill = () => {
+    while (ahead.length < prefetch && next < artifact.chunks.length) ahead.push(loadChunk(repo, chain, artifact.chunks[next++]!));
+  };
+  // Keep rejected prefetches from being reported as unhandled when we stop early.
+  const settle = () => ahead.forEach((p) => p.catch(() => undefined));
+  try {
+    fill();
+    while (ahead.length > 0) {
+      const plain = await ahead.shift()!;
+      fill();
+      whole.update(plain);
+      yield plain;
+    }
+  } finally {
+    settle();
+  }
+  const digest = whole.digest('hex');
+  if (digest !== artifact.sha256) {
+    throw new StackbackError('ARTIFACT_CORRUPT', `artifact ${artifact.id} reads back with sha256 ${digest}, the manifest says ${artifact.sha256}`);
+  }
+}
+
+async function loadChunk(repo: Repository, chain: string, ref: ChunkRef): Promise<Buffer> {
+  const stored = await repo.readChunk(chain, ref.id);
+  let plain: Buffer;
+  try {
+    plain = await decodeObject(stored);
+  } catch (error) {
+    throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} cannot be decoded: ${(error as Error).message}`);
+  }
+  const actual = createHash('sha256').update(plain).digest('hex');
+  if (actual !== ref.id) throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} is damaged (content hashes to ${actual})`);
+  return plain;
+}
+
+export interface ChunkProblem {
+  chunk: string;
+  problem: 'missing' | 'wrong size' | 'damaged';
+  detail: string;
+}
+
+/**
+ * Checks the stored objects without decoding them: present, right size and, with
+ * `hash`, the recorded SHA-256 of the stored bytes. Each distinct chunk is read once.
+ */
+export async function checkStoredChunks(
+  repo: Repository,
+  chain: string,
+  chunks: ChunkRef[],
+  options: { hash: boolean; concurrency?: number },
+): Promise<ChunkProblem[]> {
+  const unique = [...new Map(chunks.map((c) => [c.id, c])).values()];
+  const problems: ChunkProblem[] = [];
+  const check = async (ref: ChunkRef) => {
+    if (!options.hash) {
+      const size = await repo.chunkSize(chain, ref.id);
+      if (size === undefined) problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
+      else if (size !== ref.stored_size) problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${size} bytes, expected ${ref.stored_size}` });
+      return;
+    }
+    let stored: Buffer;
+    try {
+      stored = await repo.readChunk(chain, ref.id);
+    } catch (error) {
+      if (error instanceof StackbackError && error.code === 'CHUNK_MISSING') {
+        problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
+        return;
+      }
+      throw error;
+    }
+    if (stored.length !== ref.stored_size) {
+      problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${stored.length} bytes, expected ${ref.stored_size}` });
+    } else if (createHash('sha256').update(stored).digest('hex') !== ref.stored_sha256) {
+      problems.push({ chunk: ref.id, problem: 'damaged', detail: 'stored bytes do not match their recorded sha256' });
+    }
+  };
+  const concurrency = options.concurrency ?? 8;
+  for (let i = 0; i < unique.length; i += concurrency) await Promise.all(unique.slice(i, i + concurrency).map(check));
+  return problems;
+}

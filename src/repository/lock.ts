@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StackbackError } from '../errors.ts';
+
+/**
+ * Repository locks, as files in <repo>/locks:
+ * - one exclusive writer lock (`writer.lock`), taken by anything that adds or removes data;
+ * - any number of reader locks (`read-*.lock`), taken by restore and verify, so that a
+ *   command that removes chunks (delete, prune) waits until no reader is using them.
+ * A lock names its holder (pid, host, start time). A lock whose holder is a dead process on
+ * this host is stale and is taken over safely: it is renamed away first (only one taker's
+ * rename can succeed), then recreated with O_EXCL.
+ */
+export interface LockInfo {
+  pid: number;
+  host: string;
+  started_at: string;
+  command: string;
+}
+
+const POLL_MS = 200;
+
+function describe(info: LockInfo): string {
+  return `pid ${info.pid} on ${info.host} since ${info.started_at} (${info.command})`;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function isStale(info: LockInfo): boolean {
+  return info.host === os.hostname() && !isAlive(info.pid);
+}
+
+async function readLock(file: string): Promise<LockInfo | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as LockInfo;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // A lock file cut short by a crash during its own creation: its holder never started.
+    return { pid: 0, host: os.hostname(), started_at: 'unknown', command: 'unreadable lock file' };
+  }
+}
+
+async function tryCreate(file: string, info: LockInfo): Promise<boolean> {
+  try {
+    await fs.writeFile(file, JSON.stringify(info), { flag: 'wx', mode: 0o640 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+async function removeStale(file: string): Promise<void> {
+  const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await fs.rename(file, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  await fs.rm(aside, { force: true });
+}
+
+export interface Lock {
+  readonly file: string;
+  release(): Promise<void>;
+}
+
+function newInfo(command: string): LockInfo {
+  return { pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command };
+}
+
+function releaser(file: string): Lock {
+  let released = false;
+  return {
+    file,
+    async release() {
+      if (released) return;
+      released = true;
+      await fs.rm(file, { force: true });
+    },
+  };
+}
+
+/** Live reader locks (stale ones are removed on the way). */
+async function liveReaders(locksDir: string): Promise<LockInfo[]> {
+  const live: LockInfo[] = [];
+  for (const name of await fs.readdir(locksDir)) {
+    if (!name.startsWith('read-') || !name.endsWith('.lock')) continue;
+    const file = path.join(locksDir, name);
+    const info = await readLock(file);
+    if (!info) continue;
+    if (isStale(info)) await removeStale(file);
+    else live.push(info);
+  }
+  return live;
+}
+
+export interface WriterLockOptions {
+  command: string;
+  timeoutMs: number;
+  /** Also wait until no reader holds the repository (for commands that remove chunks). */
+  exclusiveOfReaders?: boolean;
+  signal?: AbortSignal;
+}
+
+export async function acquireWriterLock(locksDir: string, options: WriterLockOptions): Promise<Lock> {
+  const file = path.join(locksDir, 'writer.lock');
+  const deadline = Date.now() + options.timeoutMs;
+  const info = newInfo(options.command);
+  for (;;) {
+    options.signal?.throwIfAborted();
+    if (await tryCreate(file, info)) break;
+    const holder = await readLock(file);
+    if (holder && isStale(holder)) {
+      await removeStale(file);
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      throw new StackbackError(
+        'REPO_LOCKED',
+        holder ? `repository locked by ${describe(holder)}` : 'repository locked by another process',
+        'wait for that command to finish, or raise lock_timeout; a lock left by a dead process on this host is taken over automatically',
+      );
+    }
+    await sleep(POLL_MS);
+  }
+  const lock = releaser(file);
+  if (!options.exclusiveOfReaders) return lock;
+  for (;;) {
+    const readers = await liveReaders(locksDir);
+    if (readers.length === 0) return lock;
+    if (Date.now() >= deadline || options.signal?.aborted) {
+      await lock.release();
+      throw new StackbackError('REPO_LOCKED', `repository is being read by ${readers.map(describe).join(', ')}`, 'wait for the restore or verify to finish, or raise lock_timeout');
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** A reader lock never waits: readers only need writers that delete to see them. */
+export async function acquireReaderLock(locksDir: string, command: string): Promise<Lock> {
+  const file = path.join(locksDir, `read-${process.pid}-${randomBytes(4).toString('hex')}.lock`);
+  await fs.writeFile(file, JSON.stringify(newInfo(command)), { flag: 'wx', mode: 0o640 });
+  return releaser(file);
+}

@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import type { PostgresSourceConfig } from '../../config/load.ts';
+import { StackbackError } from '../../errors.ts';
+
+/**
+ * How stackback reaches one PostgreSQL server: a `pg` client for queries (held snapshots,
+ * parameters, SQLSTATE codes) and an environment for pg_dump/pg_restore/psql. The password
+ * travels only in memory and in the child's environment (PGPASSWORD), never in argv or logs.
+ */
+export class PgServer {
+  readonly config: PostgresSourceConfig;
+  private password: string | undefined;
+  private passwordRead = false;
+
+  constructor(config: PostgresSourceConfig) {
+    this.config = config;
+  }
+
+  /** "postgres source main (postgres@/var/run/postgresql:5432)": for messages, never with secrets. */
+  describe(): string {
+    return `postgres source ${this.config.name} (${this.address})`;
+  }
+
+  /** "postgres@/var/run/postgresql:5432" */
+  get address(): string {
+    return `${this.config.user}@${this.config.host}:${this.config.port}`;
+  }
+
+  private readPassword(): string | undefined {
+    if (!this.passwordRead) {
+      const file = this.config.passwordFile;
+      if (file !== null) {
+        try {
+          this.password = readFileSync(file, 'utf8').split(/\r?\n/)[0];
+        } catch (error) {
+          throw new StackbackError(
+            'SECRET_FILE',
+            `cannot read password_file ${file} of source ${this.config.name}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+            'check the path and that the stackback user may read it (mode 0600 or 0640)',
+          );
+        }
+      }
+      this.passwordRead = true;
+    }
+    return this.password;
+  }
+
+  /** Environment for the libpq tools; the database is passed as PGDATABASE (never parsed as a conninfo string). */
+  toolEnv(database: string): Record<string, string> {
+    const env: Record<string, string> = {
+      PGHOST: this.config.host,
+      PGPORT: String(this.config.port),
+      PGUSER: this.config.user,
+      PGDATABASE: database,
+      PGAPPNAME: 'stackback',
+      PGCONNECT_TIMEOUT: '15',
+    };
+    const password = this.readPassword();
+    if (password !== undefined) env.PGPASSWORD = password;
+    return env;
+  }
+
+  async connect(database: string): Promise<pg.Client> {
+    const password = this.readPassword();
+    const client = new pg.Client({
+      host: this.config.host,
+      port: this.config.port,
+      user: this.config.user,
+      database,
+      application_name: 'stackback',
+      connectionTimeoutMillis: 15_000,
+      ...(password !== undefined ? { password } : {}),
+    });
+    // An idle client that loses its server emits 'error'; without a listener that kills the process.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw this.explain(error, database);
+    }
+    return client;
+  }
+
+  /** Runs `fn` with a client on `database`, always closing it. */
+  async with<T>(database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = await this.connect(database);
+    try {
+      return await fn(client);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** Turns a connection failure into an error that names the server and what to do. */
+  explain(error: unknown, database: string): StackbackError {
+    const where = this.describe();
+    const e = error as { code?: string; message?: string };
+    switch (e.code) {
+      case '28P01':
+      case '28000':
+        return new StackbackError('PG_AUTH', `authentication failed for ${where}: ${e.message ?? ''}`, 'check user and password_file of this source, and pg_hba.conf');
+      case '3D000':
+        return new StackbackError('PG_DATABASE_MISSING', `database "${database}" does not exist on ${where}`, 'check sources.postgres[].databases');
+      case 'ECONNREFUSED':
+      case 'ENOENT':
+      case 'EHOSTUNREACH':
+      case 'ETIMEDOUT':
+      case 'ENOTFOUND':
+      case 'EAI_AGAIN':
+        return new StackbackError('PG_CONNECT', `cannot reach ${where}: ${e.code}`, 'is the server running, and are host and port right?');
+      default:
+        if (/timeout/i.test(e.message ?? '')) return new StackbackError('PG_CONNECT', `cannot reach ${where}: connection timed out`, 'is the server running, and are host and port right?');
+        return new StackbackError('PG_CONNECT', `cannot connect to ${where}: ${e.message ?? String(error)}`);
+    }
+  }
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+export function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}

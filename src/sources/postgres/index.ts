@@ -1,0 +1,172 @@
+import type { PostgresSourceConfig } from '../../config/load.ts';
+import { StackbackError } from '../../errors.ts';
+import type { ArtifactManifest } from '../../repository/manifest.ts';
+import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import { feedWhileOpen, runTool } from '../tool.ts';
+import { findBinaries, type PgBinaries } from './binaries.ts';
+import { PgServer } from './connection.ts';
+import { dumpDatabase, dumpGlobals, type PgDumpMeta } from './dump.ts';
+import { type DatabaseRestorePlan, planDatabaseRestore, restoreDatabase, restoreGlobals, rolesInGlobals } from './restore.ts';
+import { serverMajor } from './properties.ts';
+
+const GLOBALS_HEADER = '--\n-- PostgreSQL database cluster dump';
+
+/**
+ * A PostgreSQL server as a backup source: one `pg_dump -Fc` artifact per database, plus
+ * one `pg_dumpall --globals-only` artifact (roles, tablespaces) when `globals` is on.
+ */
+export class PostgresSource implements Source {
+  readonly kind = 'postgres';
+  readonly name: string;
+  readonly server: PgServer;
+  private bins: PgBinaries | undefined;
+
+  constructor(config: PostgresSourceConfig) {
+    this.name = config.name;
+    this.server = new PgServer(config);
+  }
+
+  describe(): string {
+    return this.server.describe();
+  }
+
+  private async binaries(major: number): Promise<PgBinaries> {
+    this.bins ??= await findBinaries(major, this.server.config.binDir, 'dump server');
+    return this.bins;
+  }
+
+  async check(): Promise<Record<string, unknown>> {
+    return this.server.with(this.server.config.maintenanceDb, async (client) => {
+      const major = await serverMajor(client);
+      const bins = await this.binaries(major);
+      const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+      return { server_version: rows[0]!.v, tools: bins.dir, tools_version: bins.version };
+    });
+  }
+
+  async plan(): Promise<PlannedArtifact[]> {
+    const { databases, sizes } = await this.server.with(this.server.config.maintenanceDb, async (client) => {
+      await this.binaries(await serverMajor(client));
+      const { rows } = await client.query<{ name: string; size: string; allowed: boolean }>(
+        'SELECT datname AS name, pg_database_size(oid) AS size, datallowconn AND NOT datistemplate AS allowed FROM pg_database ORDER BY datname',
+      );
+      const sizes = new Map(rows.map((r) => [r.name, Number(r.size)]));
+      const wanted = this.server.config.databases;
+      if (wanted === 'all') return { databases: rows.filter((r) => r.allowed).map((r) => r.name), sizes };
+      const missing = wanted.filter((db) => !sizes.has(db));
+      if (missing.length > 0) {
+        throw new StackbackError(
+          'PG_DATABASE_MISSING',
+          `database(s) ${missing.map((d) => `"${d}"`).join(', ')} of ${this.describe()} do not exist`,
+          'fix sources.postgres[].databases, or use "all"',
+        );
+      }
+      return { databases: wanted, sizes };
+    });
+    const artifacts: PlannedArtifact[] = databases.map((db) => ({
+      id: `${this.name}/db/${db}`,
+      kind: 'pg_dump',
+      target: db,
+      estimatedBytes: sizes.get(db) ?? 0,
+    }));
+    if (this.server.config.globals) artifacts.push({ id: `${this.name}/globals`, kind: 'pg_globals', target: 'globals', estimatedBytes: 64 * 1024 });
+    return artifacts;
+  }
+
+  async dump(artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump> {
+    if (!this.bins) throw new Error('plan() must run before dump()');
+    if (artifact.kind === 'pg_globals') return dumpGlobals(this.server, this.bins, signal);
+    return dumpDatabase(this.server, this.bins, artifact.target, signal);
+  }
+
+  async checkArtifact(artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ArtifactCheck> {
+    if (artifact.kind === 'pg_globals') {
+      let head = '';
+      for await (const chunk of data) if (head.length < GLOBALS_HEADER.length) head += Buffer.from(chunk).toString('utf8', 0, 256);
+      const ok = head.startsWith(GLOBALS_HEADER);
+      return { ok, detail: ok ? 'globals SQL header present' : 'does not start like a pg_dumpall globals dump' };
+    }
+    const major = Number(artifact.meta.pg_dump_major);
+    const bins = await findBinaries(major, this.server.config.binDir, 'read dumps made by pg_dump');
+    const run = runTool(bins.path('pg_restore'), ['--list'], { env: {}, signal, errorCode: 'VERIFY_FAILED', what: `pg_restore --list of ${artifact.id}`, stdin: 'pipe' });
+    let listing = '';
+    run.stdout!.setEncoding('utf8').on('data', (text: string) => (listing += text));
+    try {
+      await feedWhileOpen(data, run.stdin!);
+    } catch (error) {
+      // The data itself is bad (a damaged chunk): end pg_restore's input so it exits, then report the data's error.
+      run.stdin!.destroy();
+      await run.exited.catch(() => undefined);
+      throw error;
+    }
+    try {
+      await run.exited;
+    } catch (error) {
+      return { ok: false, detail: (error as Error).message };
+    }
+    const entries = listing.split('\n').filter((line) => line.trim() !== '' && !line.startsWith(';')).length;
+    return entries > 0 ? { ok: true, detail: `pg_restore --list reads ${entries} entries` } : { ok: false, detail: 'pg_restore --list found no entries' };
+  }
+
+  async planRestore(request: RestoreRequest): Promise<RestorePlan> {
+    const { options } = request;
+    const dumps = request.artifacts.filter((a) => a.kind === 'pg_dump' && (options.database === undefined || a.target === options.database));
+    if (dumps.length === 0) {
+      const held = request.artifacts.filter((a) => a.kind === 'pg_dump').map((a) => a.target);
+      throw new StackbackError(
+        'ARTIFACT_NOT_FOUND',
+        options.database === undefined
+          ? `the backup holds no database dumps of source ${this.name}`
+          : `the backup holds no database "${options.database}" of source ${this.name} (it holds: ${held.join(', ') || 'none'})`,
+      );
+    }
+    if (options.targetDb !== undefined && dumps.length !== 1) {
+      throw new StackbackError('USAGE', `--target-db restores one database, but ${dumps.length} are selected (${dumps.map((d) => d.target).join(', ')})`, 'add --database NAME');
+    }
+    const globals = options.withGlobals ? request.artifacts.find((a) => a.kind === 'pg_globals') : undefined;
+    if (options.withGlobals && !globals) {
+      throw new StackbackError('ARTIFACT_NOT_FOUND', `--with-globals: the backup holds no globals of source ${this.name} (globals: false when it was taken?)`);
+    }
+    const globalsSql = globals ? Buffer.concat(await Array.fromAsync(request.open(globals))).toString('utf8') : '';
+    const databaseOptions = {
+      targetDb: options.targetDb,
+      forceDisconnect: options.forceDisconnect,
+      rolesToCreate: rolesInGlobals(globalsSql),
+      signal: request.signal,
+      now: request.now,
+    };
+    const plans: { artifact: ArtifactManifest; plan: DatabaseRestorePlan }[] = [];
+    for (const artifact of dumps) {
+      plans.push({ artifact, plan: await planDatabaseRestore(this.server, artifact.meta as PgDumpMeta, databaseOptions) });
+    }
+    const steps = [
+      ...(globals ? [`replay roles and tablespaces of ${this.name} (existing ones are kept)`] : []),
+      ...plans.map(({ plan }) =>
+        plan.mode === 'swap'
+          ? `restore database "${plan.database}" into a fresh copy and swap it in; the current one is kept as "${plan.safetyCopy}"`
+          : plan.mode === 'target'
+            ? `restore database "${plan.database}" as new database "${plan.final}" (the original is not touched)`
+            : `restore database "${plan.database}" (it does not exist on the server now)`,
+      ),
+    ];
+    return {
+      source: this.name,
+      artifacts: [...(globals ? [globals] : []), ...dumps],
+      steps,
+      replacesData: globals !== undefined || plans.some(({ plan }) => plan.mode === 'swap'),
+      execute: async () => {
+        const results: Record<string, unknown>[] = [];
+        if (globals) {
+          const bins = plans[0]!.plan.bins;
+          const { skipped } = await restoreGlobals(this.server, bins, globalsSql, request.signal);
+          results.push({ artifact: globals.id, skipped_existing: skipped });
+        }
+        for (const { artifact, plan } of plans) {
+          const result = await restoreDatabase(this.server, plan, request.open(artifact), databaseOptions);
+          results.push({ artifact: artifact.id, ...result });
+        }
+        return results;
+      },
+    };
+  }
+}

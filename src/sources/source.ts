@@ -1,0 +1,75 @@
+import type { ArtifactKind, ArtifactManifest } from '../repository/manifest.ts';
+
+/**
+ * What every data source module provides (DESIGN.md §4). The backup, restore and verify
+ * jobs drive sources only through this interface; a new kind of source is one new module.
+ */
+export interface PlannedArtifact {
+  id: string;
+  kind: ArtifactKind;
+  target: string;
+  /** Rough size of the artifact, for free-space checks and progress. */
+  estimatedBytes: number;
+}
+
+export interface ArtifactDump {
+  /** The artifact's bytes; ends when the producer ends, successful or not. */
+  stream: AsyncIterable<Uint8Array>;
+  /** Resolves with the source's metadata once the producer has exited successfully. */
+  finished: Promise<Record<string, unknown>>;
+}
+
+export interface ArtifactCheck {
+  ok: boolean;
+  detail: string;
+}
+
+/** Restore options from the CLI or the control channel; each source reads the ones it knows. */
+export interface RestoreOptions {
+  /** PostgreSQL: only this database. */
+  database?: string | undefined;
+  /** PostgreSQL: restore beside the original under this name. */
+  targetDb?: string | undefined;
+  /** PostgreSQL: replay roles and tablespaces first. */
+  withGlobals: boolean;
+  /** PostgreSQL: terminate sessions on the database being replaced. */
+  forceDisconnect: boolean;
+}
+
+export interface RestoreRequest {
+  /** This source's artifacts in the backup being restored. */
+  artifacts: ArtifactManifest[];
+  options: RestoreOptions;
+  /** Opens an artifact's data: verified chunk by chunk and as a whole. */
+  open(artifact: ArtifactManifest): AsyncIterable<Buffer>;
+  now: Date;
+  signal?: AbortSignal | undefined;
+}
+
+/** A restore checked against its target and ready to run: nothing has been written yet. */
+export interface RestorePlan {
+  source: string;
+  /** The artifacts `execute` will read: checked for damage before anything runs. */
+  artifacts: ArtifactManifest[];
+  /** What will happen, one line each, for the operator's confirmation. */
+  steps: string[];
+  /** Whether existing data gets replaced (then the CLI asks for confirmation or --yes). */
+  replacesData: boolean;
+  execute(): Promise<Record<string, unknown>[]>;
+}
+
+export interface Source {
+  readonly name: string;
+  readonly kind: string;
+  /** "postgres main (postgres@/var/run/postgresql:5432)": for messages; never includes secrets. */
+  describe(): string;
+  /** Connects and checks tools; throws a clear StackbackError when the source is unusable. */
+  check(signal?: AbortSignal): Promise<Record<string, unknown>>;
+  /** The artifacts a backup of this source produces right now. */
+  plan(signal?: AbortSignal): Promise<PlannedArtifact[]>;
+  dump(artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump>;
+  /** Reads an artifact with the source's own tool (e.g. pg_restore --list) to prove it is usable. */
+  checkArtifact(artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ArtifactCheck>;
+  /** Preflight of a restore: throws, naming every problem, before anything is touched. */
+  planRestore(request: RestoreRequest): Promise<RestorePlan>;
+}
