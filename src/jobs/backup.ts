@@ -104,6 +104,19 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   }
 }
 
+const PRODUCER_EXIT_WAIT_MS = 5000;
+
+/** The reason `promise` rejects with, if it rejects within `ms`; otherwise undefined. */
+async function rejectionWithin(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise.then(() => undefined, (error: unknown) => error), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function describeFailures(outcomes: SourceOutcome[]): string {
   return outcomes
     .flatMap((o) => (o.status === 'failed' ? [`${o.name}: ${o.error}`] : (o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`)))
@@ -132,8 +145,10 @@ async function backupSource(ctx: JobContext, source: Source, writer: BackupWrite
       try {
         stored = await writer.storeArtifact(dump.stream);
       } catch (error) {
+        // A stream that broke because its producer died ("Premature close"): the producer's own error says why.
+        const producerError = writer.failed ? undefined : await rejectionWithin(dump.finished, PRODUCER_EXIT_WAIT_MS);
         abort.abort(error);
-        throw error;
+        throw producerError ?? error;
       }
       const meta = await dump.finished;
       into.push({ id: artifact.id, source: source.name, kind: artifact.kind, target: artifact.target, ...stored, meta });

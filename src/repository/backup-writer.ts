@@ -115,6 +115,11 @@ export class BackupWriter {
     return ref;
   }
 
+  /** Whether a chunk write has failed (the backup cannot be committed). */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   /** Waits until no write is in flight, whatever their outcome (before discarding a failed backup). */
   async settle(): Promise<void> {
     await Promise.allSettled(this.written.values());

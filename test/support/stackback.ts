@@ -1,0 +1,92 @@
+// Runs the real stackback CLI, as an operator would, against a config in a temp folder.
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type { PgCluster } from './pg-cluster.ts';
+
+export const PROJECT_ROOT = new URL('../..', import.meta.url).pathname;
+const CLI = join(PROJECT_ROOT, 'src/cli/main.ts');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Sandbox {
+  dir: string;
+  configPath: string;
+  repoPath: string;
+  catalogPath: string;
+  /** Runs `stackback ARGS --config <sandbox config>`. */
+  run(args: string[], options?: { env?: Record<string, string>; input?: string }): Promise<CliResult>;
+  /** Runs with --json and parses stdout. */
+  json<T = unknown>(args: string[]): Promise<{ code: number; value: T; stderr: string }>;
+  /** Manifest names in the repository (what actually exists on disk). */
+  manifests(): Promise<string[]>;
+  cleanup(): Promise<void>;
+}
+
+export interface PostgresSourceYaml {
+  name?: string;
+  databases?: string[] | 'all';
+  globals?: boolean;
+  extra?: string;
+}
+
+/** YAML for one postgres source on the cluster's Unix socket. */
+export function postgresSourceYaml(cluster: PgCluster, source: PostgresSourceYaml = {}): string {
+  const databases = source.databases === undefined || source.databases === 'all' ? 'all' : `[${source.databases.map((d) => JSON.stringify(d)).join(', ')}]`;
+  return [
+    `    - name: ${source.name ?? 'main'}`,
+    `      host: ${cluster.socketDir}`,
+    `      port: ${cluster.port}`,
+    `      databases: ${databases}`,
+    `      globals: ${source.globals ?? true}`,
+    ...(source.extra ? [source.extra] : []),
+  ].join('\n');
+}
+
+export async function makeSandbox(sourcesYaml: string, options: { extraYaml?: string; logLevel?: string } = {}): Promise<Sandbox> {
+  const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
+  const configPath = join(dir, 'stackback.yaml');
+  const repoPath = join(dir, 'repo');
+  const catalogPath = join(dir, 'catalog.db');
+  await writeFile(
+    configPath,
+    [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', '  postgres:', sourcesYaml, ''].join('\n'),
+  );
+  const run = async (args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> => {
+    const result = await execa(process.execPath, [CLI, ...args, '--config', configPath], {
+      reject: false,
+      cwd: PROJECT_ROOT,
+      env: options.env ?? {},
+      input: options.input ?? '',
+    });
+    return { code: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+  };
+  return {
+    dir,
+    configPath,
+    repoPath,
+    catalogPath,
+    run,
+    async json<T>(args: string[]) {
+      const result = await run([...args, '--json']);
+      let value: T;
+      try {
+        value = JSON.parse(result.stdout) as T;
+      } catch {
+        throw new Error(`stackback ${args.join(' ')} --json printed no JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
+      }
+      return { code: result.code, value, stderr: result.stderr };
+    },
+    async manifests() {
+      const folder = join(repoPath, 'manifests');
+      return existsSync(folder) ? (await readdir(folder)).filter((f) => f.endsWith('.json')) : [];
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}
