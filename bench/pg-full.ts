@@ -373,12 +373,16 @@ async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const scratch = await mkdtemp(join(tmpdir(), 'stackback-bench-'));
   let cluster: PgCluster | undefined;
-  const cleanup = async () => {
-    await cluster?.stop();
-    await rm(scratch, { recursive: true, force: true });
-  };
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await cluster?.stop();
+      await rm(scratch, { recursive: true, force: true });
+    })());
   // Ctrl-C would otherwise leave the server running and gigabytes in the temp folder.
-  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  // Not `once`: execa's signal-exit handler runs after ours and kills the process when it
+  // finds no other SIGINT listener left.
+  process.on('SIGINT', () => void cleanup().finally(() => process.exit(130)));
   try {
     await benchmark(options, scratch, (c) => (cluster = c));
   } finally {

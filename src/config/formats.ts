@@ -66,8 +66,10 @@ export function registerFormats(): void {
         check(value === null || (typeof value === 'string' && value.trim() !== ''), 'must be a file path or null'),
     },
     'source-name': {
-      validate: (value: unknown) =>
-        check(typeof value === 'string' && SOURCE_NAME_PATTERN.test(value), 'must match [a-z0-9_-]+ (lower case letters, digits, _ and -)'),
+      validate: (value: unknown) => {
+        check(value !== '' && value !== undefined, 'is required');
+        check(typeof value === 'string' && SOURCE_NAME_PATTERN.test(value), 'must match [a-z0-9_-]+ (lower case letters, digits, _ and -)');
+      },
     },
     duration: {
       validate: (value: unknown) => check(parseDuration(value) !== undefined, 'must be a duration such as 90s, 30m, 6h or 2d'),

@@ -122,7 +122,6 @@ export function parseConfig(file: string, text: string): Config {
     }
     const section = validateSection(POSTGRES_SOURCE_SCHEMA, item, prefix);
     problems.push(...section.problems);
-    if (section.problems.length === 0 && !('name' in item)) problems.push(`${prefix}name: is required`);
     return section.values;
   });
 

@@ -1,0 +1,178 @@
+// The repository layer on its own: chunking, storing and reading back, integrity checks, locks.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os, { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { execa } from 'execa';
+import { checkStoredChunks, readArtifact } from '../src/repository/artifact-reader.ts';
+import { BackupWriter, type ChunkIndex } from '../src/repository/backup-writer.ts';
+import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
+import { acquireWriterLock } from '../src/repository/lock.ts';
+import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
+import { Repository } from '../src/repository/repository.ts';
+
+/** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
+function dumpLikeData(bytes: number, seed = 1): Buffer {
+  const lines: string[] = [];
+  let size = 0;
+  for (let i = seed; size < bytes; i++) {
+    const line = `${i}\t${createHash('md5').update(String(i)).digest('hex')}\tstatus-${i % 7}\t${(i * 7919) % 100000}\n`;
+    lines.push(line);
+    size += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, bytes);
+}
+
+function chunkAll(data: Buffer, seed: string, feed = 65536): Buffer[] {
+  const chunker = new Chunker({ ...DEFAULT_CHUNKER, seed });
+  const chunks: Buffer[] = [];
+  for (let offset = 0; offset < data.length; offset += feed) chunks.push(...chunker.push(data.subarray(offset, offset + feed)));
+  return [...chunks, ...chunker.finish()];
+}
+
+const noChunks: ChunkIndex = { lookup: () => undefined };
+
+async function* inPieces(data: Buffer, size = 100_000): AsyncGenerator<Buffer> {
+  for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size);
+}
+
+describe('chunker', () => {
+  const data = dumpLikeData(12 * 1024 * 1024);
+
+  test('chunks reassemble to the input, within the size bounds, whatever the feed size', () => {
+    const chunks = chunkAll(data, 'seed');
+    assert.deepEqual(Buffer.concat(chunks), data);
+    for (const chunk of chunks.slice(0, -1)) {
+      assert.ok(chunk.length >= DEFAULT_CHUNKER.minSize && chunk.length <= DEFAULT_CHUNKER.maxSize, `chunk of ${chunk.length}`);
+    }
+    const avg = data.length / chunks.length;
+    assert.ok(avg > 512 * 1024 && avg < 2.5 * 1024 * 1024, `average chunk ${avg}`);
+    assert.deepEqual(chunkAll(data, 'seed', 7777).map((c) => c.length), chunks.map((c) => c.length), 'cut points do not depend on how bytes arrive');
+  });
+
+  test('an insertion near the start changes only the chunks around it', () => {
+    const before = new Set(chunkAll(data, 'seed').map((c) => createHash('sha256').update(c).digest('hex')));
+    const edited = Buffer.concat([data.subarray(0, 1000), Buffer.from('INSERTED ROW\n'), data.subarray(1000)]);
+    const after = chunkAll(edited, 'seed').map((c) => createHash('sha256').update(c).digest('hex'));
+    const changed = after.filter((id) => !before.has(id)).length;
+    assert.ok(changed <= 2, `${changed} of ${after.length} chunks changed`);
+  });
+
+  test('the seed changes the cut points', () => {
+    assert.notDeepEqual(chunkAll(data, 'a').map((c) => c.length), chunkAll(data, 'b').map((c) => c.length));
+  });
+});
+
+describe('repository store and read back', () => {
+  let dir: string;
+  let repo: Repository;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stackback-repo-'));
+    repo = await Repository.open(join(dir, 'repo'), { create: true });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('an artifact round-trips byte for byte, compressed, with each chunk stored once', async () => {
+    const data = Buffer.concat([dumpLikeData(6 * 1024 * 1024), dumpLikeData(6 * 1024 * 1024)]); // repeated half
+    const writer = new BackupWriter(repo, 'chain-a', noChunks, { compressionLevel: 3 });
+    const stored = await writer.storeArtifact(inPieces(data));
+    assert.equal(stored.size, data.length);
+    assert.equal(stored.sha256, createHash('sha256').update(data).digest('hex'));
+    assert.ok(writer.stats.bytesStored < data.length / 2, `compressed and deduplicated: ${writer.stats.bytesStored} of ${data.length}`);
+    assert.ok(writer.stats.chunksNew < stored.chunks.length, 'the repeated half reuses chunks');
+    const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
+    assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(repo, 'chain-a', artifact))), data);
+    assert.deepEqual(await checkStoredChunks(repo, 'chain-a', stored.chunks, { hash: true }), []);
+  });
+
+  test('incompressible data is stored raw, never larger than it was (plus one tag byte)', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const writer = new BackupWriter(repo, 'chain-b', noChunks, { compressionLevel: 3 });
+    const stored = await writer.storeArtifact(inPieces(data));
+    assert.ok(writer.stats.bytesStored <= data.length + stored.chunks.length);
+  });
+
+  test('a flipped byte is found by the stored-bytes check and by reading back', async () => {
+    const data = dumpLikeData(2 * 1024 * 1024, 99);
+    const writer = new BackupWriter(repo, 'chain-c', noChunks, { compressionLevel: 1 });
+    const stored = await writer.storeArtifact(inPieces(data));
+    const victim = stored.chunks[0]!;
+    const file = repo.chunkPath('chain-c', victim.id);
+    const bytes = await readFile(file);
+    bytes[10] = bytes[10]! ^ 0x40;
+    await writeFile(file, bytes);
+    const problems = await checkStoredChunks(repo, 'chain-c', stored.chunks, { hash: true });
+    assert.deepEqual(problems.map((p) => [p.chunk, p.problem]), [[victim.id, 'damaged']]);
+    const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
+    await assert.rejects(Array.fromAsync(readArtifact(repo, 'chain-c', artifact)), /CHUNK_CORRUPT|damaged|cannot be decoded/);
+    await rm(file);
+    const missing = await checkStoredChunks(repo, 'chain-c', stored.chunks, { hash: false });
+    assert.equal(missing[0]!.problem, 'missing');
+  });
+
+  test('a chunk the chain already holds is not written again', async () => {
+    const data = dumpLikeData(3 * 1024 * 1024, 5);
+    const first = new BackupWriter(repo, 'chain-d', noChunks, { compressionLevel: 3 });
+    const stored = await first.storeArtifact(inPieces(data));
+    const known = new Map(stored.chunks.map((c) => [c.id, c]));
+    const second = new BackupWriter(repo, 'chain-d', { lookup: (_chain, id) => known.get(id) }, { compressionLevel: 3 });
+    await second.storeArtifact(inPieces(data));
+    assert.equal(second.stats.chunksNew, 0);
+    assert.equal(second.stats.bytesStored, 0);
+  });
+});
+
+describe('backup names', () => {
+  test('names that could leave the manifests folder are refused', () => {
+    for (const bad of ['', '..', '../x', 'a/b', '/abs', '.hidden', 'a..b', 'x'.repeat(200), 'sp ace']) {
+      assert.throws(() => validateBackupName(bad), /invalid backup name/, JSON.stringify(bad));
+    }
+    assert.equal(validateBackupName('full-20261126T021132Z'), 'full-20261126T021132Z');
+  });
+
+  test('new names are time stamps, made unique with a suffix', () => {
+    const at = new Date('2026-11-26T02:11:32.123Z');
+    const taken = new Set(['full-20261126T021132Z']);
+    assert.equal(newBackupName('incremental', at, () => false), 'incr-20261126T021132Z');
+    assert.equal(newBackupName('full', at, (n) => taken.has(n)), 'full-20261126T021132Z-2');
+  });
+});
+
+describe('writer lock', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stackback-lock-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('a second writer fails with who holds the lock', async () => {
+    const lock = await acquireWriterLock(dir, { command: 'backup --full', timeoutMs: 0 });
+    try {
+      await assert.rejects(acquireWriterLock(dir, { command: 'delete x', timeoutMs: 300 }), (error: Error) => {
+        assert.match(error.message, new RegExp(`repository locked by pid ${process.pid} on ${os.hostname()} since \\d{4}-.* \\(backup --full\\)`));
+        return true;
+      });
+    } finally {
+      await lock.release();
+    }
+    const again = await acquireWriterLock(dir, { command: 'delete x', timeoutMs: 0 });
+    await again.release();
+  });
+
+  test('a lock left by a dead process on this host is taken over', async () => {
+    const dead = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    await writeFile(join(dir, 'writer.lock'), JSON.stringify({ pid: Number(dead.stdout), host: os.hostname(), started_at: '2026-01-01T00:00:00Z', command: 'backup' }));
+    const lock = await acquireWriterLock(dir, { command: 'backup', timeoutMs: 0 });
+    assert.equal(JSON.parse(await readFile(lock.file, 'utf8')).pid, process.pid);
+    await lock.release();
+  });
+
+  test('a waiting writer gets the lock once it is released', async () => {
+    const first = await acquireWriterLock(dir, { command: 'first', timeoutMs: 0 });
+    setTimeout(() => void first.release(), 300);
+    const second = await acquireWriterLock(dir, { command: 'second', timeoutMs: 5000 });
+    await second.release();
+  });
+});
