@@ -195,7 +195,7 @@ async function pgDumpFc(bench: Bench, file: string): Promise<Sample['pgDumpFc']>
 async function pgDumpZstd(bench: Bench, file: string): Promise<Sample['zstd']> {
   // A shell pipe, as an operator would write it: the bytes never pass through Node.
   const script = 'set -o pipefail; "$0" -Fc -Z0 "$1" | "$2" -3 -T2 > "$3"';
-  const step = { label: 'pg_dump -Fc -Z0 | zstd -3 -T2', file: 'bash', args: ['-c', script, join(bench.cluster.binDir, 'pg_dump'), DB, ZSTD, file], env: bench.pgEnv, rss: true };
+  const step = { label: 'pg_dump -Fc -Z0 | zstd -3 -T2', file: 'bash', args: ['-c', script, join(bench.cluster.binDir, 'pg_dump'), DB, ZSTD, file], env: bench.pgEnv };
   const { seconds, peakRss } = await run(bench, step);
   return { seconds, peakRss, bytes: (await stat(file)).size };
 }
@@ -291,12 +291,12 @@ function summarize(samples: Sample[]) {
   };
   const rssLimit = 250 * MIB;
   const targets = [
-    { what: 'backup wall: stackback / pg_dump -Fc', value: ratio(rows.stackback_backup.wall_s, rows.pg_dump_fc.wall_s), limit: 0.35 },
-    { what: 'backup wall: stackback / pg_dump | zstd', value: ratio(rows.stackback_backup.wall_s, rows.pg_dump_zstd?.wall_s), limit: null },
-    { what: 'stored bytes: stackback / zstd -3', value: ratio(rows.stackback_backup.bytes, rows.pg_dump_zstd?.bytes), limit: 1.05 },
-    { what: 'restore wall: stackback / pg_restore+ANALYZE', value: ratio(rows.stackback_restore.wall_s, rows.pg_restore_analyze.wall_s), limit: 1.1 },
-    { what: 'peak RSS: stackback backup (MiB)', value: mib(rows.stackback_backup.peak_rss_bytes), limit: mib(rssLimit) },
-    { what: 'peak RSS: stackback restore (MiB)', value: mib(rows.stackback_restore.peak_rss_bytes), limit: mib(rssLimit) },
+    { what: 'backup wall: stackback / pg_dump -Fc', unit: 'ratio', value: ratio(rows.stackback_backup.wall_s, rows.pg_dump_fc.wall_s), limit: 0.35 },
+    { what: 'backup wall: stackback / pg_dump | zstd', unit: 'ratio', value: ratio(rows.stackback_backup.wall_s, rows.pg_dump_zstd?.wall_s), limit: null },
+    { what: 'stored bytes: stackback / zstd -3', unit: 'ratio', value: ratio(rows.stackback_backup.bytes, rows.pg_dump_zstd?.bytes), limit: 1.05 },
+    { what: 'restore wall: stackback / pg_restore+ANALYZE', unit: 'ratio', value: ratio(rows.stackback_restore.wall_s, rows.pg_restore_analyze.wall_s), limit: 1.1 },
+    { what: 'peak RSS: stackback backup', unit: 'MiB', value: mib(rows.stackback_backup.peak_rss_bytes), limit: mib(rssLimit) },
+    { what: 'peak RSS: stackback restore', unit: 'MiB', value: mib(rows.stackback_restore.peak_rss_bytes), limit: mib(rssLimit) },
   ].map((t) => ({ ...t, verdict: verdict(t.value, t.limit) }));
   return { rows, targets };
 }
@@ -321,6 +321,11 @@ function formatTable(rows: string[][]): string {
 const seconds = (s: number | undefined) => (s === undefined ? '-' : s.toFixed(2));
 const megabytes = (b: number | null | undefined) => (b === null || b === undefined ? '-' : (b / MIB).toFixed(1));
 
+function formatTarget(value: number | null, unit: string): string {
+  if (value === null) return '-';
+  return unit === 'MiB' ? `${value.toFixed(1)} MiB` : value.toFixed(2);
+}
+
 function report(options: Options, databaseBytes: number, summary: Summary): string {
   const { rows, targets } = summary;
   const r = rows;
@@ -336,7 +341,7 @@ function report(options: Options, databaseBytes: number, summary: Summary): stri
   ]);
   const ratios = formatTable([
     ['target', 'value', 'limit', ''],
-    ...targets.map((t) => [t.what, t.value === null ? '-' : t.value.toFixed(2), t.limit === null ? '' : `≤ ${t.limit.toFixed(2)}`, t.verdict]),
+    ...targets.map((t) => [t.what, formatTarget(t.value, t.unit), t.limit === null ? '' : `≤ ${formatTarget(t.limit, t.unit)}`, t.verdict]),
   ]);
   return [
     `stackback full backup bench: scale ${options.scale}, database ${megabytes(databaseBytes)} MiB, ` +

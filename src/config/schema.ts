@@ -67,7 +67,7 @@ export const SCHEMA = {
     },
   },
   work_dir: {
-    doc: 'Scratch folder for the rare steps that need a seekable file; cleaned on start.',
+    doc: 'Scratch folder for steps that need temporary files (kept out of /tmp, which may be small or in memory).',
     format: 'nonempty-string',
     default: '/var/lib/stackback/tmp',
   },

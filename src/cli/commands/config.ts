@@ -32,9 +32,14 @@ export function registerConfig(program: Command): void {
       for (const s of loaded.sources) printLine(`  source     ${s.name} (${s.kind}, ${s.user}@${s.host}:${s.port}, databases: ${s.databases === 'all' ? 'all' : s.databases.join(', ')})`);
     }
   });
-  withCommonOptions(config.command('schema').description('print every config key with its default and meaning')).action((options: GlobalOptions) => {
-    const rows = schemaRows(SCHEMA as unknown as Record<string, unknown>, '');
-    if (options.json) printJson(rows);
-    else for (const row of rows) printLine(`${row.key} (default ${row.default})\n    ${row.doc}`);
-  });
+  withCommonOptions(config.command('schema').description('print every config key with its default and meaning'))
+    .option('--markdown', 'as a Markdown table (the README\'s config reference)')
+    .action((options: GlobalOptions & { markdown?: boolean }) => {
+      const rows = schemaRows(SCHEMA as unknown as Record<string, unknown>, '');
+      if (options.json) printJson(rows);
+      else if (options.markdown) {
+        printLine('| key | default | meaning |\n|---|---|---|');
+        for (const row of rows) printLine(`| \`${row.key}\` | \`${row.default}\` | ${row.doc.replaceAll('|', '\\|')} |`);
+      } else for (const row of rows) printLine(`${row.key} (default ${row.default})\n    ${row.doc}`);
+    });
 }
