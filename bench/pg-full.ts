@@ -19,7 +19,8 @@ import { startPgCluster, type PgCluster } from '../test/support/pg-cluster.ts';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The project's Node 24: the system Node is too old to run src/ with type stripping.
 const NODE = join(ROOT, 'node_modules/.bin/node');
-const CLI = join(ROOT, 'src/cli/main.ts');
+// The built CLI, as `npx stackback` runs it (npm run bench builds it first).
+const CLI = join(ROOT, 'dist/cli/main.js');
 const GNU_TIME = '/usr/bin/time';
 const ZSTD = '/usr/bin/zstd';
 const DB = 'bench';

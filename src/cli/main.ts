@@ -10,5 +10,8 @@ if (major < MINIMUM[0] || (major === MINIMUM[0] && minor < MINIMUM[1])) {
   );
   process.exit(2);
 }
+// Chunk compression and the fsyncs of chunk writes share libuv's thread pool; the default
+// of 4 threads leaves the CPUs idle while writes wait on the disk. Must be set before first use.
+process.env.UV_THREADPOOL_SIZE ??= '8';
 const { main } = await import('./program.ts');
 process.exitCode = await main(process.argv);

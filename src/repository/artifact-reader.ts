@@ -40,7 +40,7 @@ async function loadChunk(repo: Repository, chain: string, ref: ChunkRef): Promis
   const stored = await repo.readChunk(chain, ref.id);
   let plain: Buffer;
   try {
-    plain = await decodeObject(stored);
+    plain = await decodeObject(stored, ref.size);
   } catch (error) {
     throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} cannot be decoded: ${(error as Error).message}`);
   }

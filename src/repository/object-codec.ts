@@ -12,17 +12,26 @@ const TAG_ZSTD = 0x01;
 const zstdCompress = promisify(zlib.zstdCompress);
 const zstdDecompress = promisify(zlib.zstdDecompress);
 
+/**
+ * zlib's default 16 KiB output slices would make a 1 MiB chunk cost dozens of round trips
+ * between the thread pool and the main thread: size them to the whole chunk instead.
+ */
+function outputSlice(bytes: number): number {
+  return Math.max(64 * 1024, bytes + 1024);
+}
+
 /** Compresses on the libuv thread pool so chunking and hashing overlap with it. */
 export async function encodeObject(plain: Buffer, level: number): Promise<Buffer> {
-  const compressed = await zstdCompress(plain, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+  const compressed = await zstdCompress(plain, { chunkSize: outputSlice(plain.length), params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
   if (compressed.length >= plain.length) return Buffer.concat([Buffer.of(TAG_RAW), plain]);
   return Buffer.concat([Buffer.of(TAG_ZSTD), compressed]);
 }
 
-export async function decodeObject(stored: Buffer): Promise<Buffer> {
+/** `expectedSize` (from the manifest) sizes the output buffer; it is not trusted for anything else. */
+export async function decodeObject(stored: Buffer, expectedSize: number): Promise<Buffer> {
   const tag = stored[0];
   const payload = stored.subarray(1);
   if (tag === TAG_RAW) return payload;
-  if (tag === TAG_ZSTD) return zstdDecompress(payload);
+  if (tag === TAG_ZSTD) return zstdDecompress(payload, { chunkSize: outputSlice(expectedSize) });
   throw new Error(`unknown object encoding tag ${String(tag)}`);
 }
