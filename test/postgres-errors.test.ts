@@ -180,7 +180,7 @@ describe('errors that name what is wrong, and write nothing', () => {
     assert.match(unknown.stderr, /backup full-20200101T000000Z not found/);
   });
 
-  test('a damaged chunk fails verify, and restore refuses before touching any database', async () => {
+  test('a damaged chunk fails verify --deep, and restore refuses before touching any database', async () => {
     const s = await sandbox(postgresSourceYaml(cluster, { databases: ['app'] }));
     const backup = await s.run(['backup', '--full']);
     assert.equal(backup.code, 0, backup.stderr);
@@ -196,7 +196,9 @@ describe('errors that name what is wrong, and write nothing', () => {
     bytes[middle] = bytes[middle]! ^ 0x01;
     await writeFile(file, bytes);
 
-    const verify = await s.run(['verify', name]);
+    const quick = await s.run(['verify', name]);
+    assert.equal(quick.code, 0, 'a same-size flip is invisible to the quick level');
+    const verify = await s.run(['verify', name, '--deep']);
     assert.equal(verify.code, 1);
     assert.match(verify.stdout, /FAILED main\/db\/app: .*damaged|FAILED main\/db\/app: .*cannot be decoded/);
     assert.match(verify.stdout, /ok +main\/globals/);

@@ -83,7 +83,7 @@ describe('repository store and read back', () => {
     assert.ok(writer.stats.bytesStored < data.length / 2, `compressed and deduplicated: ${writer.stats.bytesStored} of ${data.length}`);
     assert.ok(writer.stats.chunksNew < stored.chunks.length, 'the repeated half reuses chunks');
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
-    assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(repo, 'chain-a', artifact))), data);
+    assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(repo, 'chain-a', artifact, 'content'))), data);
     assert.deepEqual(await checkStoredChunks(repo, 'chain-a', stored.chunks, { hash: true }), []);
   });
 
@@ -106,7 +106,8 @@ describe('repository store and read back', () => {
     const problems = await checkStoredChunks(repo, 'chain-c', stored.chunks, { hash: true });
     assert.deepEqual(problems.map((p) => [p.chunk, p.problem]), [[victim.id, 'damaged']]);
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
-    await assert.rejects(Array.fromAsync(readArtifact(repo, 'chain-c', artifact)), /CHUNK_CORRUPT|damaged|cannot be decoded/);
+    await assert.rejects(Array.fromAsync(readArtifact(repo, 'chain-c', artifact, 'content')), /damaged|cannot be decoded/);
+    await assert.rejects(Array.fromAsync(readArtifact(repo, 'chain-c', artifact, 'stored')), /stored bytes do not match/);
     await rm(file);
     const missing = await checkStoredChunks(repo, 'chain-c', stored.chunks, { hash: false });
     assert.equal(missing[0]!.problem, 'missing');

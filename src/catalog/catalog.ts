@@ -136,12 +136,31 @@ export class Catalog implements ChunkIndex {
     return { ...(row as unknown as BackupRow), sources: JSON.parse(row.sources as string) as SourceOutcome[], artifacts };
   }
 
-  /** Drops a backup from the index; with `dropChain`, the chain's chunk index too. */
-  forgetBackup(name: string, chain: string, dropChain: boolean): void {
-    this.db.transaction(() => {
-      this.db.prepare('DELETE FROM backups WHERE name = ?').run(name);
-      if (dropChain) this.db.prepare('DELETE FROM chunks WHERE chain = ?').run(chain);
-    })();
+  /** Drops a backup from the index (its chunks stay indexed until collectChain runs). */
+  forgetBackup(name: string): void {
+    this.db.prepare('DELETE FROM backups WHERE name = ?').run(name);
+  }
+
+  /** Drops a removed chain's chunk index. */
+  forgetChain(chain: string): void {
+    this.db.prepare('DELETE FROM chunks WHERE chain = ?').run(chain);
+  }
+
+  backupNamesInChain(chain: string): string[] {
+    return this.db.prepare('SELECT name FROM backups WHERE chain = ? ORDER BY name').pluck().all(chain) as string[];
+  }
+
+  chains(): string[] {
+    return this.db.prepare('SELECT DISTINCT chain FROM backups').pluck().all() as string[];
+  }
+
+  /** Backup runs that ended without success and whose leftovers were not cleaned yet. */
+  unfinishedBackupRuns(): RunRow[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM runs WHERE kind = 'backup' AND status IN ('interrupted', 'failed', 'stalled')
+                AND (detail IS NULL OR json_extract(detail, '$.cleaned') IS NOT 1) ORDER BY id`)
+      .all() as Raw<RunRow>[];
+    return rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
   }
 
   /** Removes chunk index rows of a chain that are not in `keep` (after GC deleted them). */
@@ -151,6 +170,37 @@ export class Catalog implements ChunkIndex {
     this.db.transaction(() => {
       for (const id of ids) if (!keep.has(id)) remove.run(chain, id);
     })();
+  }
+
+  backupNames(): string[] {
+    return this.db.prepare('SELECT name FROM backups ORDER BY name').pluck().all() as string[];
+  }
+
+  /** Forgets every backup, artifact and chunk row (the run history stays): before a rebuild. */
+  clearIndex(): void {
+    this.db.transaction(() => {
+      this.db.exec('DELETE FROM artifacts; DELETE FROM backups; DELETE FROM chunks;');
+    })();
+  }
+
+  /**
+   * Runs left `running` by a process on this host that no longer exists (killed, crashed)
+   * become `interrupted`. Returns them, so their leftovers can be cleaned.
+   */
+  markInterruptedRuns(host: string, isAlive: (pid: number) => boolean): RunRow[] {
+    const running = (this.db.prepare("SELECT * FROM runs WHERE status = 'running' AND host = ?").all(host) as Raw<RunRow>[]).filter((r) => !isAlive(r.pid));
+    const mark = this.db.prepare("UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'the process ended without finishing this run (killed or crashed)' WHERE id = ?");
+    this.db.transaction(() => {
+      for (const run of running) mark.run(new Date().toISOString(), run.id);
+    })();
+    return running.map((r) => ({ ...r, status: 'interrupted', detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
+  }
+
+  /** Merges facts learnt while a run is under way (its chain, its backup name) into its detail. */
+  updateRunDetail(id: number, detail: Record<string, unknown>): void {
+    const current = this.db.prepare('SELECT detail FROM runs WHERE id = ?').pluck().get(id) as string | null;
+    const merged = { ...(current ? (JSON.parse(current) as Record<string, unknown>) : {}), ...detail };
+    this.db.prepare('UPDATE runs SET detail = ? WHERE id = ?').run(JSON.stringify(merged), id);
   }
 
   startRun(kind: string, detail: Record<string, unknown>): number {

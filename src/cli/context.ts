@@ -3,6 +3,7 @@ import { type Config, loadConfig, resolveConfigPath } from '../config/load.ts';
 import type { JobContext } from '../jobs/context.ts';
 import { createLogger } from '../log.ts';
 import { createSources } from '../sources/registry.ts';
+import { markInterruptedRuns } from '../jobs/housekeeping.ts';
 
 export interface GlobalOptions {
   config?: string;
@@ -21,6 +22,7 @@ export function openCliContext(options: GlobalOptions): JobContext & { close(): 
   const config = loadCliConfig(options);
   const log = createLogger(config.log.level);
   const catalog = new Catalog(config.catalog.path);
+  markInterruptedRuns(catalog, log);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     log.warn(`${signal} received: stopping`);

@@ -1,8 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { STACKBACK_VERSION } from '../version.ts';
 import { registerBackup } from './commands/backup.ts';
+import { registerCatalog } from './commands/catalog.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDelete } from './commands/delete.ts';
+import { registerHistory } from './commands/history.ts';
 import { registerList } from './commands/list.ts';
 import { registerRestore } from './commands/restore.ts';
 import { registerShow } from './commands/show.ts';
@@ -23,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerConfig]) {
+  for (const register of [registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerHistory, registerCatalog, registerConfig]) {
     register(program);
   }
   try {

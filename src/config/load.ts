@@ -20,6 +20,7 @@ export interface PostgresSourceConfig {
   binDir: string | null;
   maintenanceDb: string;
   exactCountMaxBytes: number;
+  restoreMaintenanceWorkMemBytes: number;
 }
 
 export type SourceConfig = PostgresSourceConfig;
@@ -30,6 +31,7 @@ export interface Config {
   catalog: { path: string };
   workDir: string;
   lockTimeoutMs: number;
+  stallTimeoutMs: number;
   log: { level: string };
   sources: SourceConfig[];
 }
@@ -144,6 +146,7 @@ export function parseConfig(file: string, text: string): Config {
     catalog: { path: string };
     work_dir: string;
     lock_timeout: string;
+    stall_timeout: string;
     log: { level: string };
   };
   return {
@@ -152,6 +155,7 @@ export function parseConfig(file: string, text: string): Config {
     catalog: { path: absolute(props.catalog.path) },
     workDir: absolute(props.work_dir),
     lockTimeoutMs: parseDuration(props.lock_timeout)!,
+    stallTimeoutMs: parseDuration(props.stall_timeout)!,
     log: { level: props.log.level },
     sources: postgres.map((values) => {
       const v = values as Record<string, unknown>;
@@ -167,6 +171,7 @@ export function parseConfig(file: string, text: string): Config {
         binDir: v.bin_dir === null ? null : absolute(v.bin_dir as string),
         maintenanceDb: v.maintenance_db as string,
         exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
+        restoreMaintenanceWorkMemBytes: parseSize(v.restore_maintenance_work_mem)!,
       };
     }),
   };

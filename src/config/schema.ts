@@ -39,6 +39,11 @@ export const POSTGRES_SOURCE_SCHEMA = {
     format: 'nonempty-string',
     default: 'postgres',
   },
+  restore_maintenance_work_mem: {
+    doc: "maintenance_work_mem of the pg_restore session: index builds, the slow end of a restore, sort in memory up to this much (the server's default of 64MB spills to disk).",
+    format: 'size',
+    default: '256MiB',
+  },
   exact_count_max_size: {
     doc: 'Tables up to this size get exact row counts in the manifest; larger ones get the planner estimate, marked as such.',
     format: 'size',
@@ -75,6 +80,11 @@ export const SCHEMA = {
     doc: 'How long a command waits for the repository writer lock held by another process before giving up.',
     format: 'duration',
     default: '0s',
+  },
+  stall_timeout: {
+    doc: 'A backup that gets no bytes from its source for this long (a pg_dump stuck behind a lock, a hung server) is aborted and recorded as stalled.',
+    format: 'duration',
+    default: '30m',
   },
   log: {
     level: {

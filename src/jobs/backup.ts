@@ -1,12 +1,14 @@
-import os from 'node:os';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import { StackbackError, errorMessage } from '../errors.ts';
 import { BackupWriter } from '../repository/backup-writer.ts';
 import { type ArtifactManifest, type BackupKind, type Manifest, MANIFEST_FORMAT, newBackupName, type SourceOutcome } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
-import type { Source } from '../sources/source.ts';
+import type { PlannedArtifact, Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import type { JobContext } from './context.ts';
+import { cleanUpBeforeWriting } from './housekeeping.ts';
+import { Watchdog } from './watchdog.ts';
 
 export interface BackupRequest {
   kind: BackupKind;
@@ -19,6 +21,12 @@ export interface BackupResult {
   /** Set when an incremental was asked for but no chain existed yet. */
   promotedToFull: boolean;
   runId: number;
+}
+
+interface SourcePlan {
+  source: Source;
+  artifacts: PlannedArtifact[];
+  error?: string;
 }
 
 function selectSources(ctx: JobContext, names: string[] | undefined): Source[] {
@@ -34,17 +42,22 @@ function selectSources(ctx: JobContext, names: string[] | undefined): Source[] {
 }
 
 /**
- * One backup of the selected sources into the repository. Sources are backed up one after
- * the other, artifact by artifact; an artifact that fails is named in the manifest and the
- * backup becomes `partial`; if nothing at all could be stored the backup fails and leaves
- * no manifest. Runs under the repository writer lock.
+ * One backup of the selected sources into the repository, under the writer lock:
+ * 1. clean up after earlier runs that never finished;
+ * 2. ask every source what it will produce, and check the free space for it;
+ * 3. dump artifact after artifact into the chain (new for a full, the newest for an incremental);
+ * 4. commit: chunks durable, then the manifest, then the catalog.
+ * An artifact that fails is named in the manifest and makes the backup `partial`; if nothing
+ * could be stored the backup fails, leaves no manifest and frees what it wrote.
  */
 export async function runBackup(ctx: JobContext, request: BackupRequest): Promise<BackupResult> {
   const sources = selectSources(ctx, request.sources);
   const repo = await Repository.open(ctx.config.repository.path, { create: true });
   const lock = await repo.lockWriter({ command: `backup --${request.kind}`, timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
   const runId = ctx.catalog.startRun('backup', { kind: request.kind, sources: sources.map((s) => s.name) });
+  const watchdog = new Watchdog(ctx.config.stallTimeoutMs, ctx.signal);
   try {
+    await cleanUpBeforeWriting(repo, ctx.catalog, ctx.log);
     const started = ctx.now();
     const latest = ctx.catalog.listBackups().at(-1);
     const promotedToFull = request.kind === 'incremental' && latest === undefined;
@@ -52,13 +65,21 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     if (promotedToFull) ctx.log.warn('no backup chain exists yet: this incremental runs as a full backup');
     const chain = kind === 'full' ? Repository.newChainId(started) : latest!.chain;
     const name = newBackupName(kind, started, (n) => ctx.catalog.hasBackup(n) || repo.hasManifest(n));
-    const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel });
+    ctx.catalog.updateRunDetail(runId, { chain, backup: name, kind });
     ctx.log.info({ backup: name, kind, chain }, `backup ${name} started`);
 
+    const plans: SourcePlan[] = [];
+    for (const source of sources) plans.push(await planSource(ctx, source));
+    await checkFreeSpace(ctx, repo, kind, plans);
+
+    const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel });
     const outcomes: SourceOutcome[] = [];
     const artifacts: ArtifactManifest[] = [];
-    for (const source of sources) {
-      outcomes.push(await backupSource(ctx, source, writer, artifacts));
+    try {
+      for (const plan of plans) outcomes.push(await backupSource(ctx, plan, writer, watchdog, artifacts));
+    } catch (error) {
+      await discard(repo, writer, kind);
+      throw watchdog.stalled ?? error;
     }
     if (artifacts.length === 0) {
       await discard(repo, writer, kind);
@@ -97,11 +118,46 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     ctx.log.info({ backup: name, status: manifest.status, ...manifest.stats }, `backup ${name} ${manifest.status}`);
     return { manifest, promotedToFull, runId };
   } catch (error) {
-    ctx.catalog.finishRun(runId, { status: 'failed', error: errorMessage(error) });
+    ctx.catalog.finishRun(runId, { status: watchdog.stalled ? 'stalled' : 'failed', error: errorMessage(error) });
     throw error;
   } finally {
+    watchdog.stop();
     await lock.release();
   }
+}
+
+async function planSource(ctx: JobContext, source: Source): Promise<SourcePlan> {
+  try {
+    return { source, artifacts: await source.plan(ctx.signal) };
+  } catch (error) {
+    ctx.log.error({ source: source.name, err: errorMessage(error) }, `source ${source.name} failed: ${errorMessage(error)}`);
+    return { source, artifacts: [], error: errorMessage(error) };
+  }
+}
+
+/**
+ * Refuses to start a backup that cannot fit: the estimate is what the previous backup of
+ * the same kind stored, or (first backup) the sources' own sizes, uncompressed.
+ */
+async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKind, plans: SourcePlan[]): Promise<void> {
+  const previous = ctx.catalog.listBackups().filter((b) => b.kind === kind && b.status === 'ok').at(-1);
+  const planned = plans.reduce((sum, p) => sum + p.artifacts.reduce((s, a) => s + a.estimatedBytes, 0), 0);
+  const [needed, basis] = previous ? [previous.bytes_stored, `the previous ${kind} backup stored that much`] : [planned, 'the size of the data to back up, uncompressed'];
+  const stats = await fs.statfs(repo.root);
+  const free = stats.bavail * stats.bsize;
+  if (free < needed) {
+    throw new StackbackError(
+      'DISK_SPACE',
+      `not enough free space for this backup in ${repo.root}: ${free} bytes free, about ${needed} bytes needed (${basis})`,
+      'free space, delete old backups (stackback delete), or move repository.path',
+    );
+  }
+}
+
+function describeFailures(outcomes: SourceOutcome[]): string {
+  return outcomes
+    .flatMap((o) => (o.status === 'failed' ? [`${o.name}: ${o.error}`] : (o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`)))
+    .join('; ');
 }
 
 const PRODUCER_EXIT_WAIT_MS = 5000;
@@ -117,36 +173,26 @@ async function rejectionWithin(promise: Promise<unknown>, ms: number): Promise<u
   }
 }
 
-function describeFailures(outcomes: SourceOutcome[]): string {
-  return outcomes
-    .flatMap((o) => (o.status === 'failed' ? [`${o.name}: ${o.error}`] : (o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`)))
-    .join('; ');
-}
-
-async function backupSource(ctx: JobContext, source: Source, writer: BackupWriter, into: ArtifactManifest[]): Promise<SourceOutcome> {
+async function backupSource(ctx: JobContext, plan: SourcePlan, writer: BackupWriter, watchdog: Watchdog, into: ArtifactManifest[]): Promise<SourceOutcome> {
+  const { source } = plan;
+  if (plan.error !== undefined) return { name: source.name, kind: source.kind, status: 'failed', error: plan.error };
   const outcome: SourceOutcome = { name: source.name, kind: source.kind, status: 'ok' };
-  let planned;
-  try {
-    planned = await source.plan(ctx.signal);
-  } catch (error) {
-    ctx.log.error({ source: source.name, err: errorMessage(error) }, `source ${source.name} failed: ${errorMessage(error)}`);
-    return { ...outcome, status: 'failed', error: errorMessage(error) };
-  }
-  for (const artifact of planned) {
-    ctx.signal?.throwIfAborted();
+  for (const artifact of plan.artifacts) {
+    watchdog.signal.throwIfAborted();
     const started = Date.now();
-    // Stopping this artifact's producer (pg_dump) is tied to the job's signal and to our own failures.
+    // This artifact's producer (pg_dump) stops on the job's cancel, a stall, or our own failure.
     const abort = new AbortController();
-    const onJobAbort = () => abort.abort(ctx.signal?.reason);
-    ctx.signal?.addEventListener('abort', onJobAbort, { once: true });
+    const stop = () => abort.abort(watchdog.signal.reason);
+    watchdog.signal.addEventListener('abort', stop, { once: true });
     try {
+      watchdog.start(artifact.id);
       const dump = await source.dump(artifact, abort.signal);
       let stored;
       try {
-        stored = await writer.storeArtifact(dump.stream);
+        stored = await writer.storeArtifact(dump.stream, () => watchdog.progress());
       } catch (error) {
         // A stream that broke because its producer died ("Premature close"): the producer's own error says why.
-        const producerError = writer.failed ? undefined : await rejectionWithin(dump.finished, PRODUCER_EXIT_WAIT_MS);
+        const producerError = writer.failed || watchdog.signal.aborted ? undefined : await rejectionWithin(dump.finished, PRODUCER_EXIT_WAIT_MS);
         abort.abort(error);
         throw producerError ?? error;
       }
@@ -155,11 +201,12 @@ async function backupSource(ctx: JobContext, source: Source, writer: BackupWrite
       const seconds = (Date.now() - started) / 1000;
       ctx.log.info({ artifact: artifact.id, bytes: stored.size, chunks: stored.chunks.length, seconds }, `${artifact.id}: ${stored.size} bytes in ${seconds.toFixed(1)} s`);
     } catch (error) {
+      // Cancelled or stalled: the whole backup stops. A failed artifact: the next one goes on.
+      if (watchdog.signal.aborted) throw watchdog.stalled ?? error;
       ctx.log.error({ artifact: artifact.id, err: errorMessage(error) }, `${artifact.id} failed: ${errorMessage(error)}`);
       outcome.failed_artifacts = [...(outcome.failed_artifacts ?? []), { id: artifact.id, error: errorMessage(error) }];
-      if (ctx.signal?.aborted) throw error;
     } finally {
-      ctx.signal?.removeEventListener('abort', onJobAbort);
+      watchdog.signal.removeEventListener('abort', stop);
     }
   }
   return outcome;

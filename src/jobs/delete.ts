@@ -2,6 +2,7 @@ import { errorMessage } from '../errors.ts';
 import { validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
+import { collectChain, syncCatalog } from './housekeeping.ts';
 
 export interface DeleteResult {
   backup: string;
@@ -22,19 +23,12 @@ export async function deleteBackup(ctx: JobContext, name: string): Promise<Delet
   const lock = await repo.lockWriter({ command: `delete ${name}`, timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
   const runId = ctx.catalog.startRun('delete', { backup: name });
   try {
+    await syncCatalog(repo, ctx.catalog, ctx.log);
     const manifest = await repo.readManifest(name);
     await repo.deleteManifest(name);
-    const keep = new Set<string>();
-    for (const other of await repo.listManifestNames()) {
-      const m = await repo.readManifest(other);
-      if (m.chain === manifest.chain) for (const a of m.artifacts) for (const c of a.chunks) keep.add(c.id);
-    }
-    const freed = await repo.removeChunksExcept(manifest.chain, keep);
-    const chainRemoved = keep.size === 0;
-    if (chainRemoved) await repo.removeChain(manifest.chain);
-    ctx.catalog.forgetBackup(name, manifest.chain, chainRemoved);
-    if (!chainRemoved) ctx.catalog.forgetChunksExcept(manifest.chain, keep);
-    const result: DeleteResult = { backup: name, chain: manifest.chain, chainRemoved, freedChunks: freed.chunks, freedBytes: freed.bytes };
+    ctx.catalog.forgetBackup(name);
+    const freed = await collectChain(repo, ctx.catalog, manifest.chain);
+    const result: DeleteResult = { backup: name, chain: manifest.chain, chainRemoved: freed.chainRemoved, freedChunks: freed.chunks, freedBytes: freed.bytes };
     ctx.catalog.finishRun(runId, { status: 'ok', backup: name, detail: { ...result } });
     ctx.log.info({ ...result }, `deleted backup ${name}`);
     return result;

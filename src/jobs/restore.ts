@@ -20,6 +20,9 @@ export interface PreparedRestore {
   abandon(): Promise<void>;
 }
 
+/** Overridable for measurements: STACKBACK_RESTORE_CHECK=content makes restores hash like deep verify. */
+const RESTORE_READ_CHECK = process.env.STACKBACK_RESTORE_CHECK === 'content' ? 'content' : 'stored';
+
 /**
  * The first half of a restore: read the manifest, check every chunk the restore needs for
  * damage, and run each source's preflight against its target. Nothing is written until
@@ -35,7 +38,7 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
     if (sourceNames.length === 0) {
       throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(manifest.artifacts.map((a) => a.source))].join(', ')}`);
     }
-    const open = (artifact: Manifest['artifacts'][number]) => readArtifact(repo, manifest.chain, artifact);
+    const open = (artifact: Manifest['artifacts'][number]) => readArtifact(repo, manifest.chain, artifact, RESTORE_READ_CHECK);
     const plans: RestorePlan[] = [];
     for (const sourceName of sourceNames) {
       const source = ctx.sources.find((s) => s.name === sourceName);

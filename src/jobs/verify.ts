@@ -1,8 +1,17 @@
-import { StackbackError, errorMessage } from '../errors.ts';
-import { readArtifact } from '../repository/artifact-reader.ts';
+import { errorMessage } from '../errors.ts';
+import { type ChunkProblem, checkStoredChunks, readArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
+import { syncCatalog } from './housekeeping.ts';
+
+/**
+ * quick: the manifest reads, and every chunk object is present with its recorded size.
+ * deep:  also every chunk's stored bytes against their sha256, then every artifact read back
+ *        (each chunk decompressed and re-hashed, the whole artifact's sha256 compared) and
+ *        read by its source's own tool (pg_restore --list).
+ */
+export type VerifyLevel = 'quick' | 'deep';
 
 export interface ArtifactVerdict {
   artifact: string;
@@ -16,63 +25,102 @@ export interface BackupVerdict {
   artifacts: ArtifactVerdict[];
 }
 
-/** Drains an artifact, which checks every chunk and the whole artifact's sha256. */
+export interface DamagedChunk extends ChunkProblem {
+  chain: string;
+  /** Every backup of the chain that needs the chunk, with the artifacts that contain it. */
+  used_by: { backup: string; artifacts: string[] }[];
+}
+
+export interface VerifyReport {
+  level: VerifyLevel;
+  ok: boolean;
+  backups: BackupVerdict[];
+  damaged_chunks: DamagedChunk[];
+}
+
 async function drain(data: AsyncIterable<Uint8Array>): Promise<void> {
   for await (const _ of data);
 }
 
-async function verifyArtifact(ctx: JobContext, repo: Repository, manifest: Manifest, artifact: ArtifactManifest): Promise<ArtifactVerdict> {
-  const data = readArtifact(repo, manifest.chain, artifact);
+async function readBack(ctx: JobContext, repo: Repository, manifest: Manifest, artifact: ArtifactManifest): Promise<ArtifactVerdict> {
+  const data = readArtifact(repo, manifest.chain, artifact, 'content');
   const source = ctx.sources.find((s) => s.name === artifact.source);
   try {
     if (!source) {
       await drain(data);
-      return { artifact: artifact.id, ok: true, detail: 'chunks and sha256 intact (source no longer configured: its tool check was skipped)' };
+      return { artifact: artifact.id, ok: true, detail: 'every chunk and the artifact sha256 intact (source no longer configured: its tool check was skipped)' };
     }
     const check = await source.checkArtifact(artifact, data, ctx.signal);
-    return { artifact: artifact.id, ok: check.ok, detail: check.ok ? `chunks and sha256 intact; ${check.detail}` : check.detail };
+    return { artifact: artifact.id, ok: check.ok, detail: check.ok ? `every chunk and the artifact sha256 intact; ${check.detail}` : check.detail };
   } catch (error) {
     return { artifact: artifact.id, ok: false, detail: errorMessage(error) };
   }
 }
 
-/**
- * Reads back every artifact of the named backups: each chunk re-hashed against its id,
- * each artifact against its sha256, and each read by its source's own tool
- * (pg_restore --list). Records a run with the verdicts.
- */
-export async function runVerify(ctx: JobContext, names: string[] | 'all'): Promise<BackupVerdict[]> {
+/** Who uses each damaged chunk: every backup of its chain, not only the ones being verified. */
+async function usersOf(ctx: JobContext, repo: Repository, chain: string, problems: ChunkProblem[]): Promise<DamagedChunk[]> {
+  const damaged = problems.map((p) => ({ ...p, chain, used_by: [] as DamagedChunk['used_by'] }));
+  const byId = new Map(damaged.map((d) => [d.chunk, d]));
+  for (const name of ctx.catalog.backupNamesInChain(chain)) {
+    const manifest = await repo.readManifest(name);
+    const hits = new Map<string, string[]>();
+    for (const artifact of manifest.artifacts) {
+      for (const chunk of new Set(artifact.chunks.map((c) => c.id))) {
+        if (byId.has(chunk)) hits.set(chunk, [...(hits.get(chunk) ?? []), artifact.id]);
+      }
+    }
+    for (const [chunk, artifacts] of hits) byId.get(chunk)!.used_by.push({ backup: name, artifacts });
+  }
+  return damaged;
+}
+
+export async function runVerify(ctx: JobContext, names: string[] | 'all', level: VerifyLevel): Promise<VerifyReport> {
   if (names !== 'all') names.forEach(validateBackupName);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
-  const lock = await repo.lockReader('verify');
-  const runId = ctx.catalog.startRun('verify', { backups: names });
+  const lock = await repo.lockReader(`verify --${level}`);
+  const runId = ctx.catalog.startRun('verify', { backups: names, level });
   try {
-    const backups = names === 'all' ? await repo.listManifestNames() : names;
-    const verdicts: BackupVerdict[] = [];
-    for (const name of backups) {
-      const manifest = await repo.readManifest(name);
+    await syncCatalog(repo, ctx.catalog, ctx.log);
+    const manifests: Manifest[] = [];
+    for (const name of names === 'all' ? await repo.listManifestNames() : names) manifests.push(await repo.readManifest(name));
+
+    const damaged: DamagedChunk[] = [];
+    for (const chain of new Set(manifests.map((m) => m.chain))) {
+      const chunks = manifests.filter((m) => m.chain === chain).flatMap((m) => m.artifacts.flatMap((a) => a.chunks));
+      const problems = await checkStoredChunks(repo, chain, chunks, { hash: level === 'deep' });
+      damaged.push(...(await usersOf(ctx, repo, chain, problems)));
+    }
+    const bad = new Map(damaged.map((d) => [`${d.chain}/${d.chunk}`, d]));
+
+    const backups: BackupVerdict[] = [];
+    for (const manifest of manifests) {
       const artifacts: ArtifactVerdict[] = [];
       for (const artifact of manifest.artifacts) {
-        const verdict = await verifyArtifact(ctx, repo, manifest, artifact);
-        (verdict.ok ? ctx.log.info : ctx.log.error).call(ctx.log, { backup: name, ...verdict }, `${name} ${artifact.id}: ${verdict.ok ? 'ok' : 'FAILED'} (${verdict.detail})`);
+        const hit = artifact.chunks.map((c) => bad.get(`${manifest.chain}/${c.id}`)).filter((d) => d !== undefined);
+        let verdict: ArtifactVerdict;
+        if (hit.length > 0) {
+          const unique = [...new Map(hit.map((d) => [d.chunk, d])).values()];
+          verdict = { artifact: artifact.id, ok: false, detail: unique.map((d) => `chunk ${d.chunk.slice(0, 16)}… ${d.problem} (${d.detail})`).join('; ') };
+        } else if (level === 'deep') {
+          verdict = await readBack(ctx, repo, manifest, artifact);
+        } else {
+          verdict = { artifact: artifact.id, ok: true, detail: `all ${artifact.chunks.length} chunk(s) present with their recorded size` };
+        }
+        const line = `${manifest.name} ${artifact.id}: ${verdict.ok ? 'ok' : 'FAILED'} (${verdict.detail})`;
+        if (verdict.ok) ctx.log.info({ backup: manifest.name, ...verdict }, line);
+        else ctx.log.error({ backup: manifest.name, ...verdict }, line);
         artifacts.push(verdict);
       }
-      verdicts.push({ backup: name, ok: artifacts.every((a) => a.ok), artifacts });
+      backups.push({ backup: manifest.name, ok: artifacts.every((a) => a.ok), artifacts });
     }
-    const failed = verdicts.filter((v) => !v.ok).map((v) => v.backup);
-    ctx.catalog.finishRun(runId, { status: failed.length ? 'failed' : 'ok', detail: { verdicts }, ...(failed.length ? { error: `damaged: ${failed.join(', ')}` } : {}) });
-    return verdicts;
+    const report: VerifyReport = { level, ok: backups.every((b) => b.ok), backups, damaged_chunks: damaged };
+    const failed = backups.filter((b) => !b.ok).map((b) => b.backup);
+    ctx.catalog.finishRun(runId, { status: report.ok ? 'ok' : 'failed', detail: { level, backups: backups.length, failed, damaged_chunks: damaged.length }, ...(failed.length ? { error: `damaged: ${failed.join(', ')}` } : {}) });
+    return report;
   } catch (error) {
     ctx.catalog.finishRun(runId, { status: 'failed', error: errorMessage(error) });
     throw error;
   } finally {
     await lock.release();
   }
-}
-
-export function assertVerified(verdicts: BackupVerdict[]): void {
-  const failed = verdicts.filter((v) => !v.ok);
-  if (failed.length === 0) return;
-  const lines = failed.flatMap((v) => v.artifacts.filter((a) => !a.ok).map((a) => `${v.backup} ${a.artifact}: ${a.detail}`));
-  throw new StackbackError('VERIFY_FAILED', `verification failed:\n  ${lines.join('\n  ')}`);
 }

@@ -27,7 +27,8 @@ function describe(info: LockInfo): string {
   return `pid ${info.pid} on ${info.host} since ${info.started_at} (${info.command})`;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this pid exists on this host (EPERM: it exists but is not ours). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -37,7 +38,7 @@ function isAlive(pid: number): boolean {
 }
 
 function isStale(info: LockInfo): boolean {
-  return info.host === os.hostname() && !isAlive(info.pid);
+  return info.host === os.hostname() && !processAlive(info.pid);
 }
 
 async function readLock(file: string): Promise<LockInfo | undefined> {

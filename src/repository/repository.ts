@@ -133,7 +133,15 @@ export class Repository {
       touched.add(path.dirname(folder));
       touched.add(this.chainsDir);
     }
-    await writeFileDurably(this.tempDir, target, stored);
+    try {
+      await writeFileDurably(this.tempDir, target, stored);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw new StackbackError('DISK_SPACE', `the repository's disk is full (${code}) at ${this.root}`, 'free space or move repository.path; the failed backup frees what it wrote', { cause: error });
+      }
+      throw error;
+    }
   }
 
   async syncFolders(folders: Iterable<string>): Promise<void> {

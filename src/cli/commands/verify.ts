@@ -8,30 +8,36 @@ import { withCommonOptions } from '../program.ts';
 
 interface VerifyOptions extends GlobalOptions {
   all?: boolean;
+  deep?: boolean;
 }
 
 export function registerVerify(program: Command): void {
   withCommonOptions(
     program
       .command('verify')
-      .description('read back a backup: every chunk re-hashed, every artifact checked against its sha256 and read by pg_restore --list')
+      .description('check a backup: quick (every chunk present, right size) or --deep (every byte read back, re-hashed and read by pg_restore --list)')
       .argument('[name]', 'backup name'),
   )
     .option('--all', 'verify every backup in the repository')
+    .option('--deep', 'read back and re-hash everything, and let the source tools read each artifact')
     .action(async (name: string | undefined, options: VerifyOptions) => {
       if (!name && !options.all) throw new StackbackError('USAGE', 'name a backup to verify, or pass --all');
       if (name && options.all) throw new StackbackError('USAGE', 'pass either a backup name or --all, not both');
       const ctx = openCliContext(options);
       try {
-        const verdicts = await runVerify(ctx, options.all ? 'all' : [name!]);
-        if (options.json) printJson(verdicts);
+        const report = await runVerify(ctx, options.all ? 'all' : [name!], options.deep ? 'deep' : 'quick');
+        if (options.json) printJson(report);
         else {
-          for (const v of verdicts) {
-            printLine(`${v.backup}: ${v.ok ? 'OK' : 'FAILED'}`);
+          for (const v of report.backups) {
+            printLine(`${v.backup}: ${v.ok ? 'OK' : 'FAILED'} (${report.level})`);
             for (const a of v.artifacts) printLine(`  ${a.ok ? 'ok    ' : 'FAILED'} ${a.artifact}: ${a.detail}`);
           }
+          for (const d of report.damaged_chunks) {
+            printLine(`damaged chunk ${d.chunk} (chain ${d.chain}): ${d.problem}, ${d.detail}`);
+            for (const u of d.used_by) printLine(`  used by ${u.backup}: ${u.artifacts.join(', ')}`);
+          }
         }
-        if (verdicts.some((v) => !v.ok)) setCommandExitCode(EXIT_FAILED);
+        if (!report.ok) setCommandExitCode(EXIT_FAILED);
       } finally {
         ctx.close();
       }
