@@ -49,10 +49,10 @@ export function postgresSourceYaml(cluster: PgCluster, source: PostgresSourceYam
   ].join('\n');
 }
 
-export async function makeSandbox(sourcesYaml: string, options: { extraYaml?: string; logLevel?: string } = {}): Promise<Sandbox> {
+export async function makeSandbox(sourcesYaml: string, options: { extraYaml?: string; logLevel?: string; repoPath?: string } = {}): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
   const configPath = join(dir, 'stackback.yaml');
-  const repoPath = join(dir, 'repo');
+  const repoPath = options.repoPath ?? join(dir, 'repo');
   const catalogPath = join(dir, 'catalog.db');
   await writeFile(
     configPath,

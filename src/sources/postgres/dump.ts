@@ -74,6 +74,10 @@ export async function dumpDatabase(server: PgServer, bins: PgBinaries, database:
     errorCode: 'PG_DUMP_FAILED',
     what: `pg_dump of database "${database}" (source ${server.config.name})`,
   });
+  // Our own session may be waiting too (a row count behind the same lock pg_dump waits on):
+  // closing it on abort lets a stalled or cancelled backup end at once.
+  const closeOnAbort = () => void client.end().catch(() => undefined);
+  signal?.addEventListener('abort', closeOnAbort, { once: true });
   const finished = (async (): Promise<PgDumpMeta> => {
     try {
       const facts = await client.query<{ version: string; num: string; size: string }>(
@@ -101,6 +105,7 @@ export async function dumpDatabase(server: PgServer, bins: PgBinaries, database:
       await run.exited.catch(() => undefined);
       throw error;
     } finally {
+      signal?.removeEventListener('abort', closeOnAbort);
       await client.end().catch(() => undefined);
     }
   })();
