@@ -20,7 +20,6 @@ export interface PostgresSourceConfig {
   binDir: string | null;
   maintenanceDb: string;
   exactCountMaxBytes: number;
-  restoreMaintenanceWorkMemBytes: number;
 }
 
 export type SourceConfig = PostgresSourceConfig;
@@ -171,7 +170,6 @@ export function parseConfig(file: string, text: string): Config {
         binDir: v.bin_dir === null ? null : absolute(v.bin_dir as string),
         maintenanceDb: v.maintenance_db as string,
         exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
-        restoreMaintenanceWorkMemBytes: parseSize(v.restore_maintenance_work_mem)!,
       };
     }),
   };

@@ -39,11 +39,6 @@ export const POSTGRES_SOURCE_SCHEMA = {
     format: 'nonempty-string',
     default: 'postgres',
   },
-  restore_maintenance_work_mem: {
-    doc: "maintenance_work_mem of the pg_restore session: index builds, the slow end of a restore, sort in memory up to this much (the server's default of 64MB spills to disk).",
-    format: 'size',
-    default: '256MiB',
-  },
   exact_count_max_size: {
     doc: 'Tables up to this size get exact row counts in the manifest; larger ones get the planner estimate, marked as such.',
     format: 'size',

@@ -105,7 +105,11 @@ export async function checkStoredChunks(
       problems.push({ chunk: ref.id, problem: 'damaged', detail: 'stored bytes do not match their recorded sha256' });
     }
   };
-  const concurrency = options.concurrency ?? 8;
-  for (let i = 0; i < unique.length; i += concurrency) await Promise.all(unique.slice(i, i + concurrency).map(check));
+  // A sliding window, not batches: one slow read must not idle the other slots.
+  let next = 0;
+  const worker = async () => {
+    while (next < unique.length) await check(unique[next++]!);
+  };
+  await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
   return problems;
 }

@@ -155,9 +155,8 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
   try {
     await admin.query(createDatabaseSql(plan.scratch, plan.properties));
     created = true;
-    const workMem = `-c maintenance_work_mem=${Math.floor(server.config.restoreMaintenanceWorkMemBytes / 1024)}kB`;
     const run = runTool(plan.bins.path('pg_restore'), ['--no-password', '--exit-on-error', `--dbname=${dbnameConninfo(plan.scratch)}`], {
-      env: { ...server.toolEnv(plan.scratch), PGOPTIONS: [process.env.PGOPTIONS, workMem].filter(Boolean).join(' ') },
+      env: server.toolEnv(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
