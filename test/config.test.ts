@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
-import { ConfigInvalidError, loadConfig, parseConfig, resolveConfigPath } from '../src/config/load.ts';
+import { ConfigInvalidError, loadConfig, parseConfig, type PostgresSourceConfig, type QdrantSourceConfig, resolveConfigPath } from '../src/config/load.ts';
 import { PROJECT_ROOT } from './support/stackback.ts';
 
 function problemsOf(yaml: string): string[] {
@@ -22,18 +22,20 @@ describe('config', () => {
     const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.example.yaml'));
     assert.equal(config.repository.path, '/var/lib/stackback/repo');
     assert.equal(config.lockTimeoutMs, 10 * 60_000);
-    assert.equal(config.sources.length, 1);
-    const main = config.sources[0]!;
+    assert.deepEqual(config.sources.map((s) => [s.kind, s.name]), [['postgres', 'main'], ['qdrant', 'vectors']]);
+    const main = config.sources[0] as PostgresSourceConfig;
     assert.deepEqual([main.name, main.host, main.port, main.databases, main.globals], ['main', '/var/run/postgresql', 5432, ['app'], true]);
     assert.equal(main.exactCountMaxBytes, 128 * 1024 * 1024);
+    const vectors = config.sources[1] as QdrantSourceConfig;
+    assert.deepEqual([vectors.mode, vectors.url, vectors.apiKeyFile, vectors.collections, vectors.timeoutMs, vectors.keepServerSnapshots], ['api', 'http://127.0.0.1:6333', null, 'all', 30 * 60_000, false]);
   });
 
   test('defaults fill what a config leaves out; relative paths resolve against the config file', () => {
     const config = parseConfig('/etc/stackback/stackback.yaml', 'repository: { path: ./repo }\nsources: { postgres: [ { name: db1 } ] }\n');
     assert.equal(config.repository.path, '/etc/stackback/repo');
     assert.equal(config.catalog.path, '/var/lib/stackback/catalog.db');
-    assert.equal(config.sources[0]!.databases, 'all');
-    assert.equal(config.sources[0]!.passwordFile, null);
+    assert.equal((config.sources[0] as PostgresSourceConfig).databases, 'all');
+    assert.equal((config.sources[0] as PostgresSourceConfig).passwordFile, null);
   });
 
   test('every problem is reported at once, each with its key path and the value', () => {
@@ -47,10 +49,23 @@ describe('config', () => {
       'log.level: must be one of the possible values: ["fatal","error","warn","info","debug","trace","silent"], got "loud"',
       'repository.compression_level: must be a zstd level from 1 to 19, got 40',
       'sources.postgres[0].port: must be a port number, got "abc"',
-      'sources.postgres[1].databases: must be "all" or a non-empty list of database names, got "some"',
+      'sources.postgres[1].databases: must be "all" or a non-empty list of names, got "some"',
       'sources.postgres[1].name: must match [a-z0-9_-]+ (lower case letters, digits, _ and -), got "Bad Name"',
       'sources.postgres[2].exact_count_max_size: must be a size such as 512MiB, 2GB or a number of bytes, got "lots"',
     ]);
+  });
+
+  test('qdrant sources: the url, the mode and what storage_dir needs are checked', () => {
+    assert.deepEqual(
+      problemsOf('sources: { qdrant: [ { name: q1, url: "localhost:6333" }, { name: q2, mode: storage_dir }, { name: q3, mode: tarball, timeout: 5 parsecs } ] }').sort(),
+      [
+        'sources.qdrant[0].url: must be an http:// or https:// URL, got "localhost:6333"',
+        'sources.qdrant[1].storage_path: is required with mode storage_dir',
+        'sources.qdrant[2].mode: must be one of the possible values: ["api","storage_dir"], got "tarball"',
+        'sources.qdrant[2].timeout: must be a duration such as 90s, 30m, 6h or 2d, got "5 parsecs"',
+      ],
+    );
+    assert.deepEqual(problemsOf('sources: { postgres: [ { name: same } ], qdrant: [ { name: same } ] }'), ['sources.qdrant[0].name: source name "same" is already used by sources.postgres[0]']);
   });
 
   test('duplicate source names and missing names are named', () => {
@@ -72,7 +87,7 @@ describe('config', () => {
     const result = await execa(process.execPath, ['src/cli/main.ts', 'config', 'check', '--config', 'config/stackback.example.yaml'], { cwd: PROJECT_ROOT, reject: false });
     assert.equal(result.exitCode, 0, String(result.stderr));
     assert.match(String(result.stdout), /stackback\.example\.yaml: OK/);
-    assert.match(String(result.stdout), /source +main \(postgres, postgres@\/var\/run\/postgresql:5432, databases: app\)/);
+    assert.match(String(result.stdout), /source +postgres source main \(postgres@\/var\/run\/postgresql:5432\)/);
   });
 
   test('config schema documents every key from the schema itself', async () => {

@@ -77,13 +77,19 @@ export function registerFormats(): void {
     size: {
       validate: (value: unknown) => check(parseSize(value) !== undefined, 'must be a size such as 512MiB, 2GB or a number of bytes'),
     },
-    'database-list': {
+    'name-list': {
       validate: (value: unknown) =>
         check(
           value === 'all' ||
             (Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === 'string' && item !== '')),
-          'must be "all" or a non-empty list of database names',
+          'must be "all" or a non-empty list of names',
         ),
+    },
+    'optional-string': {
+      validate: (value: unknown) => check(value === null || (typeof value === 'string' && value.trim() !== ''), 'must be a string or null'),
+    },
+    'http-url': {
+      validate: (value: unknown) => check(typeof value === 'string' && /^https?:\/\/[^\s/]+/.test(value) && URL.canParse(value), 'must be an http:// or https:// URL'),
     },
     'object-list': {
       validate: (value: unknown) => check(Array.isArray(value), 'must be a list'),

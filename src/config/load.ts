@@ -4,7 +4,7 @@ import convict from 'convict';
 import YAML from 'yaml';
 import { StackbackError } from '../errors.ts';
 import { parseDuration, parseSize, registerFormats } from './formats.ts';
-import { POSTGRES_SOURCE_SCHEMA, SCHEMA } from './schema.ts';
+import { SCHEMA, SOURCE_SCHEMAS } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackback/stackback.yaml';
 
@@ -22,7 +22,21 @@ export interface PostgresSourceConfig {
   exactCountMaxBytes: number;
 }
 
-export type SourceConfig = PostgresSourceConfig;
+export interface QdrantSourceConfig {
+  kind: 'qdrant';
+  name: string;
+  mode: 'api' | 'storage_dir';
+  url: string;
+  apiKeyFile: string | null;
+  collections: 'all' | string[];
+  timeoutMs: number;
+  keepServerSnapshots: boolean;
+  storagePath: string | null;
+  preCommand: string | null;
+  postCommand: string | null;
+}
+
+export type SourceConfig = PostgresSourceConfig | QdrantSourceConfig;
 
 export interface Config {
   file: string;
@@ -114,27 +128,31 @@ export function parseConfig(file: string, text: string): Config {
   const problems = [...top.problems];
 
   const rawSources = (raw.sources ?? {}) as Record<string, unknown>;
-  const postgresItems = Array.isArray(rawSources.postgres) ? (rawSources.postgres as unknown[]) : [];
-  const postgres = postgresItems.map((item, index) => {
-    const prefix = `sources.postgres[${index}].`;
-    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-      problems.push(`sources.postgres[${index}]: must be a mapping of keys`);
-      return undefined;
-    }
-    const section = validateSection(POSTGRES_SOURCE_SCHEMA, item, prefix);
-    problems.push(...section.problems);
-    return section.values;
-  });
+  const entries: { kind: keyof typeof SOURCE_SCHEMAS; at: string; values: Record<string, unknown> }[] = [];
+  for (const kind of Object.keys(SOURCE_SCHEMAS) as (keyof typeof SOURCE_SCHEMAS)[]) {
+    const items = Array.isArray(rawSources[kind]) ? (rawSources[kind] as unknown[]) : [];
+    items.forEach((item, index) => {
+      const at = `sources.${kind}[${index}]`;
+      if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+        problems.push(`${at}: must be a mapping of keys`);
+        return;
+      }
+      const section = validateSection(SOURCE_SCHEMAS[kind], item, `${at}.`);
+      problems.push(...section.problems);
+      if (section.problems.length === 0) entries.push({ kind, at, values: section.values });
+    });
+  }
 
   const seen = new Map<string, string>();
-  postgres.forEach((values, index) => {
-    const name = values?.name as string | undefined;
-    if (!name) return;
-    const at = `sources.postgres[${index}]`;
+  for (const { at, values } of entries) {
+    const name = values.name as string;
     const earlier = seen.get(name);
     if (earlier) problems.push(`${at}.name: source name "${name}" is already used by ${earlier}`);
     else seen.set(name, at);
-  });
+  }
+  for (const { kind, at, values } of entries) {
+    if (kind === 'qdrant' && values.mode === 'storage_dir' && values.storage_path === null) problems.push(`${at}.storage_path: is required with mode storage_dir`);
+  }
 
   if (problems.length > 0) throw new ConfigInvalidError(file, problems);
 
@@ -156,10 +174,24 @@ export function parseConfig(file: string, text: string): Config {
     lockTimeoutMs: parseDuration(props.lock_timeout)!,
     stallTimeoutMs: parseDuration(props.stall_timeout)!,
     log: { level: props.log.level },
-    sources: postgres.map((values) => {
-      const v = values as Record<string, unknown>;
+    sources: entries.map(({ kind, values: v }): SourceConfig => {
+      if (kind === 'qdrant') {
+        return {
+          kind,
+          name: v.name as string,
+          mode: v.mode as 'api' | 'storage_dir',
+          url: (v.url as string).replace(/\/+$/, ''),
+          apiKeyFile: v.api_key_file === null ? null : absolute(v.api_key_file as string),
+          collections: v.collections as 'all' | string[],
+          timeoutMs: parseDuration(v.timeout)!,
+          keepServerSnapshots: v.keep_server_snapshots as boolean,
+          storagePath: v.storage_path === null ? null : absolute(v.storage_path as string),
+          preCommand: v.pre_command as string | null,
+          postCommand: v.post_command as string | null,
+        };
+      }
       return {
-        kind: 'postgres' as const,
+        kind,
         name: v.name as string,
         host: v.host as string,
         port: v.port as number,

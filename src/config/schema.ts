@@ -25,7 +25,7 @@ export const POSTGRES_SOURCE_SCHEMA = {
   },
   databases: {
     doc: 'Databases to back up: a list of names, or "all" for every database that accepts connections and is not a template.',
-    format: 'database-list',
+    format: 'name-list',
     default: 'all',
   },
   globals: { doc: 'Also dump roles and tablespaces (pg_dumpall --globals-only) once per backup.', format: Boolean, default: true },
@@ -45,6 +45,46 @@ export const POSTGRES_SOURCE_SCHEMA = {
     default: '128MiB',
   },
 } as const;
+
+export const QDRANT_SOURCE_SCHEMA = {
+  name: {
+    doc: 'Unique source name, [a-z0-9_-]+. Used in backup manifests and in `restore --source`.',
+    format: 'source-name',
+    default: '',
+  },
+  mode: {
+    doc: 'api: collection snapshots through the REST API (Qdrant keeps running). storage_dir: a tar of a stopped Qdrant\'s storage folder (see pre_command/post_command).',
+    format: ['api', 'storage_dir'],
+    default: 'api',
+  },
+  url: { doc: 'Qdrant REST endpoint (mode api). Back up every node of a cluster directly, not through a load balancer.', format: 'http-url', default: 'http://127.0.0.1:6333' },
+  api_key_file: {
+    doc: 'File whose first line is the API key (needs manage access to restore), or null. The key never reaches logs, argv or status output.',
+    format: 'optional-path',
+    default: null,
+  },
+  collections: { doc: 'Collections to back up: a list of names, or "all".', format: 'name-list', default: 'all' },
+  timeout: { doc: 'Timeout of each API call; snapshot creation of a big collection can take long.', format: 'duration', default: '30m' },
+  keep_server_snapshots: {
+    doc: 'Keep the snapshot on the Qdrant server after it was copied into the repository (it is deleted by default: snapshots use server disk).',
+    format: Boolean,
+    default: false,
+  },
+  storage_path: { doc: 'Mode storage_dir: the Qdrant storage folder to archive and restore.', format: 'optional-path', default: null },
+  pre_command: {
+    doc: 'Mode storage_dir: shell command run before reading or replacing the storage folder (e.g. `systemctl stop qdrant`).',
+    format: 'optional-string',
+    default: null,
+  },
+  post_command: {
+    doc: 'Mode storage_dir: shell command run afterwards, also when the backup or restore failed (e.g. `systemctl start qdrant`).',
+    format: 'optional-string',
+    default: null,
+  },
+} as const;
+
+/** Every kind of source and the schema of one of its entries: sources.<kind>[]. */
+export const SOURCE_SCHEMAS = { postgres: POSTGRES_SOURCE_SCHEMA, qdrant: QDRANT_SOURCE_SCHEMA } as const;
 
 export const SCHEMA = {
   repository: {
@@ -94,6 +134,12 @@ export const SCHEMA = {
       format: 'object-list',
       default: [] as unknown[],
       item: POSTGRES_SOURCE_SCHEMA,
+    },
+    qdrant: {
+      doc: 'Qdrant servers to back up (see the item keys below).',
+      format: 'object-list',
+      default: [] as unknown[],
+      item: QDRANT_SOURCE_SCHEMA,
     },
   },
 } as const;

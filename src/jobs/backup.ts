@@ -4,6 +4,7 @@ import { StackbackError, errorMessage } from '../errors.ts';
 import { BackupWriter } from '../repository/backup-writer.ts';
 import { type ArtifactManifest, type BackupKind, type Manifest, MANIFEST_FORMAT, newBackupName, type SourceOutcome } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
+import { findSource } from '../sources/registry.ts';
 import type { PlannedArtifact, Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import type { JobContext } from './context.ts';
@@ -14,6 +15,10 @@ export interface BackupRequest {
   kind: BackupKind;
   /** Source names; all configured sources when absent. */
   sources?: string[] | undefined;
+  /** Only these artifact ids of the sources (a restore's safety copy of what it replaces). */
+  artifacts?: string[] | undefined;
+  /** Name prefix instead of full-/incr-: "prerestore" marks a restore's safety copy. */
+  label?: 'prerestore' | undefined;
 }
 
 export interface BackupResult {
@@ -31,14 +36,10 @@ interface SourcePlan {
 
 function selectSources(ctx: JobContext, names: string[] | undefined): Source[] {
   if (ctx.sources.length === 0) {
-    throw new StackbackError('CONFIG_INVALID', `no sources configured in ${ctx.config.file}`, 'add a sources.postgres entry');
+    throw new StackbackError('CONFIG_INVALID', `no sources configured in ${ctx.config.file}`, 'add a sources.postgres or sources.qdrant entry');
   }
   if (!names || names.length === 0) return ctx.sources;
-  return names.map((name) => {
-    const source = ctx.sources.find((s) => s.name === name);
-    if (!source) throw new StackbackError('SOURCE_NOT_FOUND', `no source named "${name}" in the config`, `configured sources: ${ctx.sources.map((s) => s.name).join(', ')}`);
-    return source;
-  });
+  return names.map((name) => findSource(ctx.sources, name));
 }
 
 /**
@@ -64,12 +65,12 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     const kind: BackupKind = promotedToFull ? 'full' : request.kind;
     if (promotedToFull) ctx.log.warn('no backup chain exists yet: this incremental runs as a full backup');
     const chain = kind === 'full' ? Repository.newChainId(started) : latest!.chain;
-    const name = newBackupName(kind, started, (n) => ctx.catalog.hasBackup(n) || repo.hasManifest(n));
+    const name = newBackupName(request.label ?? kind, started, (n) => ctx.catalog.hasBackup(n) || repo.hasManifest(n));
     ctx.catalog.updateRunDetail(runId, { chain, backup: name, kind });
     ctx.log.info({ backup: name, kind, chain }, `backup ${name} started`);
 
     const plans: SourcePlan[] = [];
-    for (const source of sources) plans.push(await planSource(ctx, source));
+    for (const source of sources) plans.push(await planSource(ctx, source, request.artifacts));
     await checkFreeSpace(ctx, repo, kind, plans);
 
     const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel });
@@ -126,9 +127,10 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   }
 }
 
-async function planSource(ctx: JobContext, source: Source): Promise<SourcePlan> {
+async function planSource(ctx: JobContext, source: Source, only: string[] | undefined): Promise<SourcePlan> {
   try {
-    return { source, artifacts: await source.plan(ctx.signal) };
+    const artifacts = await source.plan(ctx.signal);
+    return { source, artifacts: only ? artifacts.filter((a) => only.includes(a.id)) : artifacts };
   } catch (error) {
     ctx.log.error({ source: source.name, err: errorMessage(error) }, `source ${source.name} failed: ${errorMessage(error)}`);
     return { source, artifacts: [], error: errorMessage(error) };

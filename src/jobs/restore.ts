@@ -4,6 +4,7 @@ import { type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { Lock } from '../repository/lock.ts';
 import type { RestoreOptions, RestorePlan } from '../sources/source.ts';
+import { runBackup } from './backup.ts';
 import type { JobContext } from './context.ts';
 
 export interface RestoreSelection extends RestoreOptions {
@@ -80,6 +81,11 @@ async function executeRestore(ctx: JobContext, manifest: Manifest, plans: Restor
   try {
     const results: Record<string, unknown>[] = [];
     for (const plan of plans) {
+      if (plan.safetyBackup.length > 0) {
+        const safety = await runBackup(ctx, { kind: 'full', sources: [plan.source], artifacts: plan.safetyBackup, label: 'prerestore' });
+        ctx.log.info({ backup: safety.manifest.name }, `stored what the restore replaces as backup ${safety.manifest.name}`);
+        results.push({ safety_backup: safety.manifest.name, artifacts: plan.safetyBackup });
+      }
       ctx.log.info({ source: plan.source }, `restoring ${plan.source}: ${plan.steps.join('; ')}`);
       results.push(...(await plan.execute()));
     }

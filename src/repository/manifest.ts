@@ -19,7 +19,7 @@ export interface ChunkRef {
   stored_sha256: string;
 }
 
-export type ArtifactKind = 'pg_dump' | 'pg_globals';
+export type ArtifactKind = 'pg_dump' | 'pg_globals' | 'qdrant_snapshot' | 'qdrant_storage';
 
 export interface ArtifactManifest {
   /** Unique within the backup, e.g. "main/db/app" or "main/globals". */
@@ -72,10 +72,12 @@ export function validateBackupName(name: string): string {
   return name;
 }
 
+const NAME_PREFIX = { full: 'full', incremental: 'incr', prerestore: 'prerestore' } as const;
+
 /** full-20261126T021132Z: sortable, readable, unique to the second (a suffix breaks ties). */
-export function newBackupName(kind: BackupKind, at: Date, exists: (name: string) => boolean): string {
+export function newBackupName(kind: keyof typeof NAME_PREFIX, at: Date, exists: (name: string) => boolean): string {
   const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  const base = `${kind === 'full' ? 'full' : 'incr'}-${stamp}`;
+  const base = `${NAME_PREFIX[kind]}-${stamp}`;
   let name = base;
   for (let n = 2; exists(name); n++) name = `${base}-${n}`;
   return name;

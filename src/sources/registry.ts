@@ -1,11 +1,22 @@
-import type { Config } from '../config/load.ts';
+import type { Config, SourceConfig } from '../config/load.ts';
 import { StackbackError } from '../errors.ts';
 import { PostgresSource } from './postgres/index.ts';
+import { QdrantSource } from './qdrant/index.ts';
+import { QdrantStorageSource } from './qdrant/storage-dir.ts';
 import type { Source } from './source.ts';
+
+function createSource(config: SourceConfig): Source {
+  switch (config.kind) {
+    case 'postgres':
+      return new PostgresSource(config);
+    case 'qdrant':
+      return config.mode === 'storage_dir' ? new QdrantStorageSource(config) : new QdrantSource(config);
+  }
+}
 
 /** One Source per configured source, in config order. */
 export function createSources(config: Config): Source[] {
-  return config.sources.map((source) => new PostgresSource(source));
+  return config.sources.map(createSource);
 }
 
 export function findSource(sources: Source[], name: string): Source {

@@ -34,6 +34,12 @@ export interface RestoreOptions {
   withGlobals: boolean;
   /** PostgreSQL: terminate sessions on the database being replaced. */
   forceDisconnect: boolean;
+  /** Qdrant: only this collection. */
+  collection?: string | undefined;
+  /** Qdrant: restore under this collection name instead. */
+  targetCollection?: string | undefined;
+  /** Qdrant: do not store a snapshot of a collection before restoring over it. */
+  noSafety: boolean;
 }
 
 export interface RestoreRequest {
@@ -55,6 +61,8 @@ export interface RestorePlan {
   steps: string[];
   /** Whether existing data gets replaced (then the CLI asks for confirmation or --yes). */
   replacesData: boolean;
+  /** Artifacts of the live source to back up into the repository first (safety copies of what gets replaced). */
+  safetyBackup: string[];
   execute(): Promise<Record<string, unknown>[]>;
 }
 

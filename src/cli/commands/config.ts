@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { SCHEMA } from '../../config/schema.ts';
+import { createSources } from '../../sources/registry.ts';
 import { loadCliConfig, type GlobalOptions } from '../context.ts';
 import { printJson, printLine } from '../output.ts';
 import { withCommonOptions } from '../program.ts';
@@ -29,7 +30,7 @@ export function registerConfig(program: Command): void {
       printLine(`${loaded.file}: OK`);
       printLine(`  repository ${loaded.repository.path}`);
       printLine(`  catalog    ${loaded.catalog.path}`);
-      for (const s of loaded.sources) printLine(`  source     ${s.name} (${s.kind}, ${s.user}@${s.host}:${s.port}, databases: ${s.databases === 'all' ? 'all' : s.databases.join(', ')})`);
+      for (const source of createSources(loaded)) printLine(`  source     ${source.describe()}`);
     }
   });
   withCommonOptions(config.command('schema').description('print every config key with its default and meaning'))

@@ -13,6 +13,9 @@ interface RestoreCliOptions extends GlobalOptions {
   targetDb?: string;
   withGlobals?: boolean;
   forceDisconnect?: boolean;
+  collection?: string;
+  targetCollection?: string;
+  safety: boolean;
   yes?: boolean;
 }
 
@@ -30,7 +33,7 @@ export function registerRestore(program: Command): void {
   withCommonOptions(
     program
       .command('restore')
-      .description('restore a backup: into a fresh database swapped in by rename (the replaced one is kept), or beside it with --target-db')
+      .description('restore a backup: databases into a fresh copy swapped in by rename (the replaced one is kept) or beside it (--target-db); Qdrant collections by snapshot upload')
       .argument('<name>', 'backup name'),
   )
     .option('--source <name>', 'only this source')
@@ -38,6 +41,9 @@ export function registerRestore(program: Command): void {
     .option('--target-db <name>', 'restore into this new database and leave the original alone')
     .option('--with-globals', 'first replay roles and tablespaces from the backup (existing ones are kept)')
     .option('--force-disconnect', 'terminate sessions on the database being replaced')
+    .option('--collection <name>', 'only this Qdrant collection')
+    .option('--target-collection <name>', 'restore the Qdrant collection under this name')
+    .option('--no-safety', 'do not store a snapshot of a Qdrant collection before restoring over it')
     .option('-y, --yes', 'do not ask before replacing data')
     .action(async (name: string, options: RestoreCliOptions) => {
       validateBackupName(name);
@@ -49,6 +55,9 @@ export function registerRestore(program: Command): void {
           targetDb: options.targetDb,
           withGlobals: options.withGlobals === true,
           forceDisconnect: options.forceDisconnect === true,
+          collection: options.collection,
+          targetCollection: options.targetCollection,
+          noSafety: !options.safety,
         });
         const steps = prepared.plans.flatMap((p) => p.steps);
         if (prepared.plans.some((p) => p.replacesData) && !options.yes) {

@@ -154,6 +154,8 @@ export class PostgresSource implements Source {
       artifacts: [...(globals ? [globals] : []), ...dumps],
       steps,
       replacesData: globals !== undefined || plans.some(({ plan }) => plan.mode === 'swap'),
+      // The swap keeps the replaced database itself as the safety copy.
+      safetyBackup: [],
       execute: async () => {
         const results: Record<string, unknown>[] = [];
         if (globals) {

@@ -1,0 +1,251 @@
+// What the PostgreSQL benchmarks share: options, the throwaway cluster with the realistic
+// pgbench database of /work/shared/reference/bench-data.md, timed children, stackback
+// configs and plain-text tables.
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { execa } from 'execa';
+import { stringify } from 'yaml';
+import { startPgCluster, type PgCluster } from '../test/support/pg-cluster.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+// The project's Node 24: the system Node is too old to run src/ with type stripping.
+const NODE = join(ROOT, 'node_modules/.bin/node');
+// The built CLI, as `npx stackback` runs it (the npm scripts build it first).
+const CLI = join(ROOT, 'dist/cli/main.js');
+const GNU_TIME = '/usr/bin/time';
+export const DB = 'bench';
+export const MIB = 1024 * 1024;
+
+export interface Options {
+  scale: number;
+  runs: number;
+  json: boolean;
+}
+
+/** Wall time of one child, and its peak RSS when asked for. */
+export interface Measure {
+  seconds: number;
+  peakRss: number | null;
+}
+
+export interface Step {
+  label: string;
+  file: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  rss?: boolean;
+  /** Return the exit code instead of throwing when the child fails. */
+  allowFailure?: boolean;
+}
+
+export interface Bench {
+  options: Options;
+  cluster: PgCluster;
+  scratch: string;
+  /** Client tools connect as the superuser over the socket. */
+  pgEnv: NodeJS.ProcessEnv;
+}
+
+function parseOptions(argv: string[], defaultRuns: number): Options {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { runs: { type: 'string', default: String(defaultRuns) }, json: { type: 'boolean', default: false } },
+  });
+  if (positionals.length > 1) throw new Error(`expected at most one argument (the scale), got: ${positionals.join(' ')}`);
+  return { scale: positiveInt(positionals[0] ?? '50', 'scale'), runs: positiveInt(values.runs, '--runs'), json: values.json };
+}
+
+function positiveInt(text: string, what: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${what} must be a positive integer, got "${text}"`);
+  return value;
+}
+
+/**
+ * Runs one child to completion and times it. Peak RSS comes from GNU time (%M, KiB), which
+ * reports the largest of the process and the children it reaped (pg_dump, pg_restore);
+ * without GNU time, the process's own VmHWM is sampled instead.
+ */
+export async function run(bench: Bench, step: Step): Promise<Measure & { stdout: string; exitCode: number | null }> {
+  const rssFile = step.rss && existsSync(GNU_TIME) ? join(bench.scratch, 'rss.txt') : null;
+  const [file, args] = rssFile ? [GNU_TIME, ['-f', '%M', '-o', rssFile, step.file, ...step.args]] : [step.file, step.args];
+  const started = performance.now();
+  const child = execa(file, args, { env: step.env, stdin: 'ignore', reject: false });
+  const stopSampling = step.rss && !rssFile && child.pid !== undefined ? sampleVmHwm(child.pid) : null;
+  const result = await child;
+  const seconds = (performance.now() - started) / 1000;
+  const sampled = stopSampling?.() ?? null;
+  if (result.failed && !step.allowFailure) {
+    throw new Error(`${step.label} failed (exit ${result.exitCode ?? result.signal}):\n${result.stderr || result.message}`);
+  }
+  const peakRss = rssFile ? await readGnuTimeRss(rssFile) : sampled;
+  // A child killed by a signal has no exit code.
+  return { seconds, peakRss, stdout: result.stdout, exitCode: result.exitCode ?? null };
+}
+
+async function readGnuTimeRss(file: string): Promise<number> {
+  // The last line is %M; a line before it may say how the command ended.
+  const last = (await readFile(file, 'utf8')).trim().split('\n').pop() ?? '';
+  const kib = Number(last);
+  if (!Number.isFinite(kib) || last === '') throw new Error(`unexpected GNU time output in ${file}: ${last}`);
+  return kib * 1024;
+}
+
+/** Polls VmHWM, a high-water mark, so only growth in the last 50 ms before exit can be missed. */
+function sampleVmHwm(pid: number): () => number | null {
+  let peak: number | null = null;
+  const read = () => {
+    try {
+      const match = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (match) peak = Math.max(peak ?? 0, Number(match[1]) * 1024);
+    } catch {
+      // The process has exited; the last sample stands.
+    }
+  };
+  read();
+  const timer = setInterval(read, 50);
+  return () => {
+    clearInterval(timer);
+    return peak;
+  };
+}
+
+export function pgTool(bench: Bench, label: string, tool: string, args: string[], rss = false): Step {
+  return { label, file: join(bench.cluster.binDir, tool), args, env: bench.pgEnv, rss };
+}
+
+export function stackback(label: string, args: string[], rss = false): Step {
+  return { label, file: NODE, args: [CLI, ...args], rss };
+}
+
+/** The realistic pgbench database of bench-data.md: pgbench's schema, rows that compress ~2.3x. */
+async function buildDatabase(bench: Bench): Promise<void> {
+  const { scale } = bench.options;
+  await bench.cluster.psql('postgres', `CREATE DATABASE ${DB}`);
+  await run(bench, pgTool(bench, 'pgbench -I dt', 'pgbench', ['-i', '-s', String(scale), '-I', 'dt', DB]));
+  await bench.cluster.psql(DB, realisticRows(scale));
+  await run(bench, pgTool(bench, 'pgbench -I vp', 'pgbench', ['-i', '-s', String(scale), '-I', 'vp', DB]));
+  // The build leaves dirty buffers behind; flush them now rather than during a timed run.
+  await bench.cluster.psql(DB, 'CHECKPOINT');
+}
+
+function realisticRows(n: number): string {
+  return `
+INSERT INTO pgbench_branches (bid, bbalance) SELECT g, 0 FROM generate_series(1, ${n}) g;
+INSERT INTO pgbench_tellers (tid, bid, tbalance)
+  SELECT g, (g - 1) / 10 + 1, 0 FROM generate_series(1, 10 * ${n}) g;
+INSERT INTO pgbench_accounts (aid, bid, abalance, filler)
+  SELECT g, (g - 1) / 100000 + 1, hashint4(g) % 100000,
+         left(md5(g::text) || ' '
+           || (array['alpha','beta','gamma','delta','north','south','pending','shipped','failed','retry'])
+              [1 + abs(hashint4(g + 1)) % 10]
+           || ' ' || to_char(timestamp '2020-01-01' + (abs(hashint4(g + 2)) % 100000000) * interval '1 second',
+                             'YYYY-MM-DD HH24:MI:SS')
+           || ' ' || substr(md5((g * 7)::text), 1, 16), 84)
+  FROM generate_series(1, 100000 * ${n}) g;
+`;
+}
+
+export async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+/** A config for a fresh repository and catalog, so the first backup in it is a real full one. */
+export async function writeConfig(bench: Bench, dir: string, database = DB): Promise<{ config: string; repository: string }> {
+  const repository = join(dir, 'repo');
+  const config = join(dir, 'stackback.yaml');
+  const settings = {
+    repository: { path: repository },
+    catalog: { path: join(dir, 'catalog.db') },
+    work_dir: join(dir, 'work'),
+    log: { level: 'warn' },
+    sources: {
+      postgres: [{ name: 'bench', host: bench.cluster.socketDir, port: bench.cluster.port, user: 'postgres', databases: [database], globals: false }],
+    },
+  };
+  await writeFile(config, stringify(settings));
+  return { config, repository };
+}
+
+// Aggregation over repetitions: fastest wall time (as the anchors use), and the worst case
+// of peak RSS and bytes (bytes differ between runs only by the dump's timestamps).
+export const fastest = (xs: number[]) => Math.min(...xs);
+export const largest = (xs: number[]) => Math.max(...xs);
+export const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : a / b);
+
+export function verdict(value: number | null, limit: number | null): string {
+  if (value === null) return 'skipped';
+  if (limit === null) return '';
+  return value <= limit ? 'PASS' : 'MISS';
+}
+
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('   ').trimEnd()).join('\n');
+}
+
+export const seconds = (s: number | undefined) => (s === undefined ? '-' : s.toFixed(2));
+export const megabytes = (b: number | null | undefined) => (b === null || b === undefined ? '-' : (b / MIB).toFixed(1));
+
+/** One repetition's measurements; `index` counts from 1. */
+export type RunOnce<S> = (bench: Bench, index: number) => Promise<S>;
+/** Sums up the repetitions: a text report, and the summary that goes into the JSON one. */
+export type Finish<S> = (options: Options, databaseBytes: number, samples: S[]) => { text: string; summary: object };
+
+/**
+ * The common frame of a benchmark: parses `[scale] [--runs N] [--json]`, starts a throwaway
+ * cluster, builds the realistic database in it, runs the repetitions one after another in
+ * this one process (so that ratios compare like with like on a machine whose speed drifts),
+ * and always cleans up.
+ */
+export function runBenchmark<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Finish<S>): void {
+  withBench(defaultRuns, runOnce, finish).catch((error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
+
+async function withBench<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Finish<S>): Promise<void> {
+  const options = parseOptions(process.argv.slice(2), defaultRuns);
+  const scratch = await mkdtemp(join(tmpdir(), 'stackback-bench-'));
+  let cluster: PgCluster | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await cluster?.stop();
+      await rm(scratch, { recursive: true, force: true });
+    })());
+  // Ctrl-C would otherwise leave the server running and gigabytes in the temp folder.
+  // Not `once`: execa's signal-exit handler runs after ours and kills the process when it
+  // finds no other SIGINT listener left.
+  process.on('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  try {
+    process.stderr.write('starting a throwaway PostgreSQL cluster\n');
+    cluster = await startPgCluster();
+    const bench: Bench = { options, cluster, scratch, pgEnv: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: 'postgres' } };
+    process.stderr.write(`building the realistic pgbench database at scale ${options.scale}\n`);
+    await buildDatabase(bench);
+    const databaseBytes = Number(await cluster.psql(DB, `SELECT pg_database_size('${DB}')`));
+    const samples: S[] = [];
+    for (let i = 1; i <= options.runs; i++) samples.push(await runOnce(bench, i));
+    const { text, summary } = finish(options, databaseBytes, samples);
+    // With --json, stdout carries the JSON document alone so it can be piped.
+    (options.json ? process.stderr : process.stdout).write(text);
+    if (options.json) {
+      const json = { scale: options.scale, runs: options.runs, database_bytes: databaseBytes, ...summary, samples };
+      process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    }
+  } finally {
+    await cleanup();
+  }
+}

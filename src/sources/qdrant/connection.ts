@@ -1,0 +1,110 @@
+import { readFileSync } from 'node:fs';
+import { QdrantClient } from '@qdrant/js-client-rest';
+import type { QdrantSourceConfig } from '../../config/load.ts';
+import { StackbackError } from '../../errors.ts';
+
+/**
+ * How stackback reaches one Qdrant server: the official client for the calls it covers,
+ * plain fetch for snapshot download and upload (the client has no streaming helpers).
+ * The API key is read from its file once and sent only as the `api-key` header.
+ */
+export class QdrantServer {
+  readonly config: QdrantSourceConfig;
+  private key: string | undefined;
+  private keyRead = false;
+  private cachedClient: QdrantClient | undefined;
+
+  constructor(config: QdrantSourceConfig) {
+    this.config = config;
+  }
+
+  describe(): string {
+    return `qdrant source ${this.config.name} (${this.config.url})`;
+  }
+
+  private apiKey(): string | undefined {
+    if (!this.keyRead) {
+      const file = this.config.apiKeyFile;
+      if (file !== null) {
+        try {
+          this.key = readFileSync(file, 'utf8').split(/\r?\n/)[0];
+        } catch (error) {
+          throw new StackbackError(
+            'SECRET_FILE',
+            `cannot read api_key_file ${file} of source ${this.config.name}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+            'check the path and that the stackback user may read it (mode 0600 or 0640)',
+          );
+        }
+      }
+      this.keyRead = true;
+    }
+    return this.key;
+  }
+
+  client(): QdrantClient {
+    const apiKey = this.apiKey();
+    // Our own version check replaces the client's, which only prints a warning.
+    this.cachedClient ??= new QdrantClient({ url: this.config.url, timeout: this.config.timeoutMs, checkCompatibility: false, ...(apiKey ? { apiKey } : {}) });
+    return this.cachedClient;
+  }
+
+  /** fetch with the key and the timeout; non-2xx answers become errors naming the server. */
+  async fetch(path: string, what: string, init: RequestInit = {}): Promise<Response> {
+    const apiKey = this.apiKey();
+    const headers = new Headers(init.headers);
+    if (apiKey) headers.set('api-key', apiKey);
+    const timeout = AbortSignal.timeout(this.config.timeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(`${this.config.url}${path}`, { ...init, headers, signal: init.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
+    } catch (error) {
+      throw this.explain(error, what);
+    }
+    if (!response.ok) {
+      const text = await response.text().catch(() => '');
+      throw this.explain({ status: response.status, data: parseBody(text) }, what);
+    }
+    return response;
+  }
+
+  /** The server's version from GET / (open without a key). */
+  async version(): Promise<string> {
+    const response = await this.fetch('/', 'reading the server version');
+    const body = (await response.json()) as { version?: string };
+    if (typeof body.version !== 'string') throw new StackbackError('QDRANT_FAILED', `${this.describe()} did not report its version on GET /`);
+    return body.version;
+  }
+
+  /** Turns a client or fetch failure into an error that names the server and what was being done. */
+  explain(error: unknown, what: string): StackbackError {
+    const where = this.describe();
+    const e = error as { status?: number; data?: unknown; message?: string; cause?: { code?: string }; name?: string };
+    const message = serverMessage(e.data) ?? e.message ?? String(error);
+    if (e.status === 401 || e.status === 403) {
+      return new StackbackError('QDRANT_AUTH', `${what} on ${where} was refused (${e.status}): ${message}`, 'check api_key_file; restores need a key with manage access');
+    }
+    if (e.status === 404) return new StackbackError('QDRANT_NOT_FOUND', `${what} on ${where}: ${message}`);
+    if (e.status !== undefined) return new StackbackError('QDRANT_FAILED', `${what} on ${where} failed (${e.status}): ${message}`);
+    const code = e.cause?.code;
+    if (e.name === 'TimeoutError' || e.name === 'QdrantClientTimeoutError') {
+      return new StackbackError('QDRANT_CONNECT', `${what} on ${where} timed out after ${Math.round(this.config.timeoutMs / 1000)} s`, 'raise the source\'s timeout for big collections');
+    }
+    if (code) return new StackbackError('QDRANT_CONNECT', `cannot reach ${where} (${what}): ${code}`, 'is Qdrant running, and is url right?');
+    return new StackbackError('QDRANT_FAILED', `${what} on ${where} failed: ${message}`);
+  }
+}
+
+function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The error text of a Qdrant answer: the JSON envelope's status.error, or a plain-text body. */
+function serverMessage(data: unknown): string | undefined {
+  if (typeof data === 'string' && data.trim() !== '') return data.trim();
+  const error = (data as { status?: { error?: string } } | undefined)?.status?.error;
+  return typeof error === 'string' ? error : undefined;
+}

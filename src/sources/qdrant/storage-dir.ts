@@ -1,0 +1,118 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rename, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { create as createTar, extract as extractTar } from 'tar';
+import type { QdrantSourceConfig } from '../../config/load.ts';
+import { StackbackError, errorMessage } from '../../errors.ts';
+import type { ArtifactManifest } from '../../repository/manifest.ts';
+import { runHook } from '../shell-command.ts';
+import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import { listTar } from '../tar-listing.ts';
+
+/** "20261126_021132": the suffix of folders moved aside by a restore. */
+function stamp(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+}
+
+/**
+ * Qdrant's seed alternative (mode storage_dir): a tar of the storage folder of a stopped
+ * Qdrant. `pre_command` stops it, `post_command` starts it again, and runs whatever
+ * happened in between.
+ */
+export class QdrantStorageSource implements Source {
+  readonly kind = 'qdrant';
+  readonly name: string;
+  readonly config: QdrantSourceConfig;
+  private readonly storagePath: string;
+
+  constructor(config: QdrantSourceConfig) {
+    this.name = config.name;
+    this.config = config;
+    this.storagePath = config.storagePath!;
+  }
+
+  describe(): string {
+    return `qdrant source ${this.name} (storage folder ${this.storagePath})`;
+  }
+
+  async check(): Promise<Record<string, unknown>> {
+    const info = await stat(this.storagePath).catch(() => undefined);
+    if (!info?.isDirectory()) throw new StackbackError('SOURCE_NOT_FOUND', `storage_path ${this.storagePath} of ${this.describe()} is not a folder`);
+    return { storage_path: this.storagePath };
+  }
+
+  async plan(): Promise<PlannedArtifact[]> {
+    await this.check();
+    return [{ id: `${this.name}/storage`, kind: 'qdrant_storage', target: this.storagePath, estimatedBytes: 0 }];
+  }
+
+  async dump(_artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump> {
+    const { preCommand, postCommand } = this.config;
+    if (preCommand) {
+      try {
+        await runHook(preCommand, 'pre_command', signal);
+      } catch (error) {
+        if (postCommand) await runHook(postCommand, 'post_command').catch(() => undefined);
+        throw error;
+      }
+    }
+    let resolve!: (meta: Record<string, unknown>) => void;
+    let reject!: (error: unknown) => void;
+    const finished = new Promise<Record<string, unknown>>((res, rej) => ((resolve = res), (reject = rej)));
+    finished.catch(() => undefined);
+    const storagePath = this.storagePath;
+    async function* stream(): AsyncGenerator<Uint8Array> {
+      let failure: unknown;
+      try {
+        // Owners, modes and mtimes are kept: Qdrant must find its files as it left them.
+        yield* createTar({ cwd: storagePath, portable: false, preservePaths: false }, ['.']) as AsyncIterable<Uint8Array>;
+      } catch (error) {
+        failure = error;
+      } finally {
+        // The hook runs however the archive ended, so Qdrant is never left stopped.
+        if (postCommand) await runHook(postCommand, 'post_command').catch((error: unknown) => (failure ??= error));
+      }
+      if (failure) {
+        reject(failure);
+        throw failure;
+      }
+      resolve({ storage_path: storagePath });
+    }
+    return { stream: stream(), finished };
+  }
+
+  async checkArtifact(_artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>): Promise<ArtifactCheck> {
+    const entries = await listTar(data);
+    return { ok: entries.length > 0, detail: `storage tar reads (${entries.length} entries)` };
+  }
+
+  async planRestore(request: RestoreRequest): Promise<RestorePlan> {
+    const artifact = request.artifacts.find((a) => a.kind === 'qdrant_storage');
+    if (!artifact) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds no storage folder of source ${this.name}`);
+    const aside = `${this.storagePath}.pre-restore-${stamp(request.now)}`;
+    if (existsSync(aside)) throw new StackbackError('USAGE', `${aside} exists already; move it away first`);
+    const exists = existsSync(this.storagePath);
+    return {
+      source: this.name,
+      artifacts: [artifact],
+      replacesData: exists,
+      safetyBackup: [],
+      steps: [`${exists ? `move ${this.storagePath} aside to ${aside}, then ` : ''}unpack the storage folder into ${this.storagePath}${this.config.preCommand ? ' (pre_command and post_command around it)' : ''}`],
+      execute: async () => {
+        const { preCommand, postCommand } = this.config;
+        try {
+          if (preCommand) await runHook(preCommand, 'pre_command', request.signal);
+          if (exists) await rename(this.storagePath, aside);
+          await mkdir(this.storagePath, { recursive: true, mode: 0o750 });
+          await pipeline(Readable.from(request.open(artifact)), extractTar({ cwd: this.storagePath, strict: true, preservePaths: false }));
+        } catch (error) {
+          throw new StackbackError('RESTORE_FAILED', `restore of ${this.storagePath} failed: ${errorMessage(error)}${exists ? `; the previous folder is at ${aside}` : ''}`);
+        } finally {
+          if (postCommand) await runHook(postCommand, 'post_command');
+        }
+        return [{ artifact: artifact.id, restored_as: this.storagePath, previous_moved_to: exists ? aside : null }];
+      },
+    };
+  }
+}
