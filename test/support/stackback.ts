@@ -49,14 +49,27 @@ export function postgresSourceYaml(cluster: PgCluster, source: PostgresSourceYam
   ].join('\n');
 }
 
-export async function makeSandbox(sourcesYaml: string, options: { extraYaml?: string; logLevel?: string; repoPath?: string } = {}): Promise<Sandbox> {
+/** YAML for one qdrant source (mode api) at `url`. */
+export function qdrantSourceYaml(url: string, source: { name?: string; collections?: string[] | 'all'; apiKeyFile?: string; extra?: string } = {}): string {
+  const collections = source.collections === undefined || source.collections === 'all' ? 'all' : `[${source.collections.map((c) => JSON.stringify(c)).join(', ')}]`;
+  return [
+    `    - name: ${source.name ?? 'vectors'}`,
+    `      url: ${url}`,
+    `      collections: ${collections}`,
+    ...(source.apiKeyFile ? [`      api_key_file: ${source.apiKeyFile}`] : []),
+    ...(source.extra ? [source.extra] : []),
+  ].join('\n');
+}
+
+/** A config in a temp folder with the given postgres entries (may be '') and, optionally, qdrant entries. */
+export async function makeSandbox(postgresYaml: string, options: { qdrantYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string } = {}): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
   const configPath = join(dir, 'stackback.yaml');
   const repoPath = options.repoPath ?? join(dir, 'repo');
   const catalogPath = join(dir, 'catalog.db');
   await writeFile(
     configPath,
-    [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', '  postgres:', sourcesYaml, ''].join('\n'),
+    [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ''].join('\n'),
   );
   const run = async (args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> => {
     const result = await execa(process.execPath, [CLI, ...args, '--config', configPath], {
