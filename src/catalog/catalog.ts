@@ -96,8 +96,10 @@ export class Catalog implements ChunkIndex {
     const insertArtifact = this.db.prepare(`INSERT INTO artifacts (backup, id, source, kind, target, size, sha256, chunk_count, meta)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const insertChunk = this.db.prepare('INSERT OR IGNORE INTO chunks (chain, id, size, stored_size, stored_sha256) VALUES (?, ?, ?, ?, ?)');
+    const insertUse = this.db.prepare('INSERT OR IGNORE INTO backup_chunks (backup, chunk) VALUES (?, ?)');
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM artifacts WHERE backup = ?').run(manifest.name);
+      this.db.prepare('DELETE FROM backup_chunks WHERE backup = ?').run(manifest.name);
       insertBackup.run({
         name: manifest.name,
         kind: manifest.kind,
@@ -113,7 +115,10 @@ export class Catalog implements ChunkIndex {
       });
       for (const a of manifest.artifacts) {
         insertArtifact.run(manifest.name, a.id, a.source, a.kind, a.target, a.size, a.sha256, a.chunks.length, JSON.stringify(a.meta));
-        for (const c of a.chunks) insertChunk.run(manifest.chain, c.id, c.size, c.stored_size, c.stored_sha256);
+        for (const c of a.chunks) {
+          insertChunk.run(manifest.chain, c.id, c.size, c.stored_size, c.stored_sha256);
+          insertUse.run(manifest.name, c.id);
+        }
       }
     })();
   }
@@ -163,13 +168,21 @@ export class Catalog implements ChunkIndex {
     return rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
   }
 
-  /** Removes chunk index rows of a chain that are not in `keep` (after GC deleted them). */
-  forgetChunksExcept(chain: string, keep: Set<string>): void {
-    const ids = this.db.prepare('SELECT id FROM chunks WHERE chain = ?').pluck().all(chain) as string[];
-    const remove = this.db.prepare('DELETE FROM chunks WHERE chain = ? AND id = ?');
-    this.db.transaction(() => {
-      for (const id of ids) if (!keep.has(id)) remove.run(chain, id);
-    })();
+  /** Whether any backup of `chain` uses the chunk (one indexed lookup: GC asks this per file). */
+  chunkInUse(chain: string, id: string): boolean {
+    return (
+      this.db
+        .prepare('SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = ? AND b.chain = ? LIMIT 1')
+        .get(id, chain) !== undefined
+    );
+  }
+
+  /** Drops index rows of `chain`'s chunks that no backup uses any more (after GC removed their files). */
+  forgetUnusedChunks(chain: string): number {
+    return this.db
+      .prepare(`DELETE FROM chunks WHERE chain = ? AND NOT EXISTS (
+                  SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = chunks.id AND b.chain = chunks.chain)`)
+      .run(chain).changes;
   }
 
   backupNames(): string[] {
@@ -179,7 +192,7 @@ export class Catalog implements ChunkIndex {
   /** Forgets every backup, artifact and chunk row (the run history stays): before a rebuild. */
   clearIndex(): void {
     this.db.transaction(() => {
-      this.db.exec('DELETE FROM artifacts; DELETE FROM backups; DELETE FROM chunks;');
+      this.db.exec('DELETE FROM backup_chunks; DELETE FROM artifacts; DELETE FROM backups; DELETE FROM chunks;');
     })();
   }
 

@@ -43,6 +43,15 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (chain, id)
   ) WITHOUT ROWID;
 
+  -- Which chunks each backup uses: lets garbage collection find unreferenced chunks as a
+  -- set operation in SQLite instead of loading every manifest's chunk list.
+  CREATE TABLE backup_chunks (
+    backup        TEXT NOT NULL REFERENCES backups (name) ON DELETE CASCADE,
+    chunk         TEXT NOT NULL,
+    PRIMARY KEY (backup, chunk)
+  ) WITHOUT ROWID;
+  CREATE INDEX backup_chunks_chunk ON backup_chunks (chunk);
+
   CREATE TABLE runs (
     id            INTEGER PRIMARY KEY,
     kind          TEXT NOT NULL,         -- backup | restore | verify | delete

@@ -6,6 +6,7 @@ import { registerConfig } from './commands/config.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerHistory } from './commands/history.ts';
 import { registerList } from './commands/list.ts';
+import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
 import { registerShow } from './commands/show.ts';
 import { registerVerify } from './commands/verify.ts';
@@ -25,7 +26,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerHistory, registerCatalog, registerConfig]) {
+  for (const register of [registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
     register(program);
   }
   try {

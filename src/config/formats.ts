@@ -46,6 +46,16 @@ export function parseSize(value: unknown): number | undefined {
   return unit === undefined ? undefined : Math.round(Number(match[1]) * unit);
 }
 
+/** Whether Intl knows the zone (croner only fails on a bad zone when it computes a run). */
+export function isTimeZone(value: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: value });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const SOURCE_NAME_PATTERN = /^[a-z0-9_-]+$/;
 
 function check(condition: boolean, message: string): asserts condition {
@@ -93,6 +103,12 @@ export function registerFormats(): void {
     },
     'object-list': {
       validate: (value: unknown) => check(Array.isArray(value), 'must be a list'),
+    },
+    count: {
+      validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 0, 'must be a whole number, 0 or more'),
+    },
+    timezone: {
+      validate: (value: unknown) => check(typeof value === 'string' && isTimeZone(value), 'must be an IANA time zone such as UTC or Europe/Berlin'),
     },
     'zstd-level': {
       validate: (value: unknown) =>

@@ -45,8 +45,24 @@ export interface Config {
   workDir: string;
   lockTimeoutMs: number;
   stallTimeoutMs: number;
+  timezone: string;
+  retention: RetentionConfig;
   log: { level: string };
   sources: SourceConfig[];
+}
+
+export interface RetentionConfig {
+  keepLast: number;
+  keepHourly: number;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+  keepYearly: number;
+  keepWithinMs: number;
+  keepFull: number;
+  keepFailedDays: number;
+  preRestoreDays: number;
+  gcGraceMs: number;
 }
 
 /** A config that failed validation; `problems` holds one "key.path: what is wrong" line each. */
@@ -164,6 +180,8 @@ export function parseConfig(file: string, text: string): Config {
     work_dir: string;
     lock_timeout: string;
     stall_timeout: string;
+    timezone: string;
+    retention: Record<string, number | string>;
     log: { level: string };
   };
   return {
@@ -173,6 +191,20 @@ export function parseConfig(file: string, text: string): Config {
     workDir: absolute(props.work_dir),
     lockTimeoutMs: parseDuration(props.lock_timeout)!,
     stallTimeoutMs: parseDuration(props.stall_timeout)!,
+    timezone: props.timezone,
+    retention: {
+      keepLast: props.retention.keep_last as number,
+      keepHourly: props.retention.keep_hourly as number,
+      keepDaily: props.retention.keep_daily as number,
+      keepWeekly: props.retention.keep_weekly as number,
+      keepMonthly: props.retention.keep_monthly as number,
+      keepYearly: props.retention.keep_yearly as number,
+      keepWithinMs: parseDuration(props.retention.keep_within)!,
+      keepFull: props.retention.keep_full as number,
+      keepFailedDays: props.retention.keep_failed_days as number,
+      preRestoreDays: props.retention.pre_restore_days as number,
+      gcGraceMs: parseDuration(props.retention.gc_grace)!,
+    },
     log: { level: props.log.level },
     sources: entries.map(({ kind, values: v }): SourceConfig => {
       if (kind === 'qdrant') {

@@ -121,6 +121,32 @@ export const SCHEMA = {
     format: 'duration',
     default: '30m',
   },
+  timezone: {
+    doc: 'IANA time zone of schedules and of the retention buckets (hour, day, week, month, year).',
+    format: 'timezone',
+    default: 'UTC',
+  },
+  retention: {
+    keep_last: { doc: 'Keep the N newest successful backups.', format: 'count', default: 3 },
+    keep_hourly: { doc: 'Keep the newest successful backup of each of the last N hours that have one.', format: 'count', default: 24 },
+    keep_daily: { doc: 'Keep the newest successful backup of each of the last N days that have one.', format: 'count', default: 7 },
+    keep_weekly: { doc: 'Keep the newest successful backup of each of the last N ISO weeks that have one.', format: 'count', default: 4 },
+    keep_monthly: { doc: 'Keep the newest successful backup of each of the last N months that have one.', format: 'count', default: 12 },
+    keep_yearly: { doc: 'Keep the newest successful backup of each of the last N years that have one.', format: 'count', default: 0 },
+    keep_within: { doc: 'Keep every successful backup younger than this, counted back from the newest backup (as restic does).', format: 'duration', default: '2d' },
+    keep_full: { doc: 'Always keep the N newest successful full backups.', format: 'count', default: 2 },
+    keep_failed_days: { doc: 'Partial backups are removed once older than this many days (they never count toward the rules above).', format: 'count', default: 7 },
+    pre_restore_days: {
+      doc: 'Safety copies made by restores are dropped once older than this many days: <db>_pre_restore_<stamp> databases on the PostgreSQL servers and prerestore-* backups.',
+      format: 'count',
+      default: 7,
+    },
+    gc_grace: {
+      doc: 'Unreferenced chunks younger than this are left for a later prune: a second guard (after the writer lock) for anything still being written.',
+      format: 'duration',
+      default: '1h',
+    },
+  },
   log: {
     level: {
       doc: 'Log level.',

@@ -17,24 +17,17 @@ export function markInterruptedRuns(catalog: Catalog, log: Logger): void {
 }
 
 /**
- * Deletes the chunks of `chain` that no manifest names, or the whole chain if no manifest
- * uses it. The manifests are read from the repository (the truth), found through the
- * catalog, which `syncCatalog` has just made complete.
+ * Deletes the chunks of `chain` that no backup uses (the catalog answers, one indexed
+ * lookup per file, so memory stays bounded), and the chain folder once it is empty.
+ * Chunks younger than `graceMs` are left for a later run. Call under the writer lock,
+ * after `syncCatalog`, so the catalog knows every manifest.
  */
-export async function collectChain(repo: Repository, catalog: Catalog, chain: string): Promise<{ chunks: number; bytes: number; chainRemoved: boolean }> {
-  const keep = new Set<string>();
-  for (const name of catalog.backupNamesInChain(chain)) {
-    const manifest = await repo.readManifest(name);
-    for (const artifact of manifest.artifacts) for (const chunk of artifact.chunks) keep.add(chunk.id);
-  }
-  const freed = await repo.removeChunksExcept(chain, keep);
-  if (keep.size === 0) {
-    await repo.removeChain(chain);
-    catalog.forgetChain(chain);
-  } else {
-    catalog.forgetChunksExcept(chain, keep);
-  }
-  return { ...freed, chainRemoved: keep.size === 0 };
+export async function collectChain(repo: Repository, catalog: Catalog, chain: string, graceMs = 0): Promise<{ chunks: number; bytes: number; chainRemoved: boolean }> {
+  const now = Date.now();
+  const freed = await repo.removeChunksWhere(chain, (id, mtimeMs) => now - mtimeMs >= graceMs && !catalog.chunkInUse(chain, id));
+  if (freed.remaining === 0) catalog.forgetChain(chain);
+  else catalog.forgetUnusedChunks(chain);
+  return { chunks: freed.chunks, bytes: freed.bytes, chainRemoved: freed.remaining === 0 };
 }
 
 /** Indexes manifests the catalog lacks (a crash between manifest and catalog) and forgets backups whose manifest is gone. */

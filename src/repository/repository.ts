@@ -211,22 +211,31 @@ export class Repository {
     await fs.rm(this.chainDir(chain), { recursive: true, force: true });
   }
 
-  /** Deletes every chunk of `chain` not in `keep`; returns what was freed. */
-  async removeChunksExcept(chain: string, keep: Set<string>): Promise<{ chunks: number; bytes: number }> {
-    const freed = { chunks: 0, bytes: 0 };
+  /**
+   * Deletes the chunk objects of `chain` for which `remove(id, mtimeMs)` says so, one
+   * folder listing at a time (memory stays bounded whatever the chain's size); removes the
+   * chain folder when nothing is left. Returns what was freed and what remains.
+   */
+  async removeChunksWhere(chain: string, remove: (id: string, mtimeMs: number) => boolean): Promise<{ chunks: number; bytes: number; remaining: number }> {
+    const result = { chunks: 0, bytes: 0, remaining: 0 };
     const chainDir = this.chainDir(chain);
-    if (!existsSync(chainDir)) return freed;
+    if (!existsSync(chainDir)) return result;
     for (const prefix of await fs.readdir(chainDir)) {
       const folder = path.join(chainDir, prefix);
       for (const id of await fs.readdir(folder)) {
-        if (keep.has(id)) continue;
         const file = path.join(folder, id);
-        freed.bytes += (await fs.stat(file)).size;
+        const info = await fs.stat(file);
+        if (!remove(id, info.mtimeMs)) {
+          result.remaining += 1;
+          continue;
+        }
         await fs.rm(file);
-        freed.chunks += 1;
+        result.chunks += 1;
+        result.bytes += info.size;
       }
     }
-    return freed;
+    if (result.remaining === 0) await fs.rm(chainDir, { recursive: true, force: true });
+    return result;
   }
 
   async listChains(): Promise<string[]> {

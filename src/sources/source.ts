@@ -80,4 +80,13 @@ export interface Source {
   checkArtifact(artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ArtifactCheck>;
   /** Preflight of a restore: throws, naming every problem, before anything is touched. */
   planRestore(request: RestoreRequest): Promise<RestorePlan>;
+  /** Safety copies that restores left on the live server (e.g. <db>_pre_restore_<stamp>) older than `before`: dropped, or only listed with dryRun. */
+  cleanSafetyCopies?(before: Date, dryRun: boolean): Promise<SafetyCopyCleanup[]>;
+}
+
+export interface SafetyCopyCleanup {
+  name: string;
+  created: string;
+  dropped: boolean;
+  note?: string;
 }

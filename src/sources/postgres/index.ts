@@ -1,10 +1,10 @@
 import type { PostgresSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
-import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, SafetyCopyCleanup, Source } from '../source.ts';
 import { feedWhileOpen, runTool } from '../tool.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
-import { PgServer } from './connection.ts';
+import { PgServer, quoteIdent } from './connection.ts';
 import { dumpDatabase, dumpGlobals, type PgDumpMeta } from './dump.ts';
 import { type DatabaseRestorePlan, planDatabaseRestore, restoreDatabase, restoreGlobals, rolesInGlobals } from './restore.ts';
 import { serverMajor } from './properties.ts';
@@ -170,5 +170,27 @@ export class PostgresSource implements Source {
         return results;
       },
     };
+  }
+
+  async cleanSafetyCopies(before: Date, dryRun: boolean): Promise<SafetyCopyCleanup[]> {
+    return this.server.with(this.server.config.maintenanceDb, async (client) => {
+      const { rows } = await client.query<{ name: string; sessions: string }>(
+        `SELECT d.datname AS name, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) AS sessions
+           FROM pg_database d WHERE d.datname ~ '_pre_restore_[0-9]{8}_[0-9]{6}$' ORDER BY 1`,
+      );
+      const results: SafetyCopyCleanup[] = [];
+      for (const row of rows) {
+        const stamp = /_pre_restore_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})$/.exec(row.name)!;
+        const created = new Date(Date.UTC(+stamp[1]!, +stamp[2]! - 1, +stamp[3]!, +stamp[4]!, +stamp[5]!, +stamp[6]!));
+        if (created >= before) continue;
+        if (Number(row.sessions) > 0) {
+          results.push({ name: row.name, created: created.toISOString(), dropped: false, note: `kept: ${row.sessions} session(s) use it` });
+          continue;
+        }
+        if (!dryRun) await client.query(`DROP DATABASE ${quoteIdent(row.name)}`);
+        results.push({ name: row.name, created: created.toISOString(), dropped: !dryRun });
+      }
+      return results;
+    });
   }
 }

@@ -1,0 +1,85 @@
+import { existsSync } from 'node:fs';
+import { errorMessage } from '../errors.ts';
+import { Repository } from '../repository/repository.ts';
+import type { SafetyCopyCleanup } from '../sources/source.ts';
+import type { JobContext } from './context.ts';
+import { collectChain, syncCatalog } from './housekeeping.ts';
+import { decideRetention, type RetentionDecision } from './retention.ts';
+
+export interface PruneResult {
+  dry_run: boolean;
+  decisions: (RetentionDecision & { kind: string; status: string; started_at: string })[];
+  removed: string[];
+  freed_chunks: number;
+  freed_bytes: number;
+  chains_removed: string[];
+  safety_copies: (SafetyCopyCleanup & { source: string })[];
+}
+
+const DAY_MS = 86_400_000;
+const isSafetyCopy = (name: string) => name.startsWith('prerestore-');
+
+/**
+ * Applies the retention policy. Order (the safety argument): decide; delete the manifests
+ * of the backups to remove (each deletion is the commit point for that backup); then
+ * collect chunks no remaining backup uses. A kill at any point leaves every remaining
+ * backup complete; the next prune finishes the collection. A dry run reads only.
+ */
+export async function runPrune(ctx: JobContext, options: { dryRun: boolean }): Promise<PruneResult> {
+  const result: PruneResult = { dry_run: options.dryRun, decisions: [], removed: [], freed_chunks: 0, freed_bytes: 0, chains_removed: [], safety_copies: [] };
+  if (!existsSync(ctx.config.repository.path)) return result;
+  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  const lock = options.dryRun ? undefined : await repo.lockWriter({ command: 'prune', timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
+  const runId = options.dryRun ? undefined : ctx.catalog.startRun('prune', {});
+  try {
+    if (!options.dryRun) await syncCatalog(repo, ctx.catalog, ctx.log);
+    const backups = ctx.catalog.listBackups();
+    const now = ctx.now();
+    const decisions = decideRetention(
+      backups.map((b) => ({ name: b.name, kind: b.kind, status: b.status, time: new Date(b.started_at) })),
+      ctx.config.retention,
+      ctx.config.timezone,
+      now,
+      isSafetyCopy,
+    );
+    const byName = new Map(backups.map((b) => [b.name, b]));
+    result.decisions = decisions.map((d) => ({ ...d, kind: byName.get(d.name)!.kind, status: byName.get(d.name)!.status, started_at: byName.get(d.name)!.started_at }));
+    const doomed = decisions.filter((d) => !d.keep).map((d) => d.name);
+    result.removed = doomed;
+
+    const before = new Date(now.getTime() - ctx.config.retention.preRestoreDays * DAY_MS);
+    for (const source of ctx.sources) {
+      if (!source.cleanSafetyCopies) continue;
+      try {
+        for (const copy of await source.cleanSafetyCopies(before, options.dryRun)) result.safety_copies.push({ source: source.name, ...copy });
+      } catch (error) {
+        ctx.log.warn({ source: source.name }, `could not look for old restore safety copies on ${source.describe()}: ${errorMessage(error)}`);
+      }
+    }
+    if (options.dryRun) return result;
+
+    const chains = new Set(doomed.map((name) => byName.get(name)!.chain));
+    for (const name of doomed) {
+      ctx.signal?.throwIfAborted();
+      await repo.deleteManifest(name);
+      ctx.catalog.forgetBackup(name);
+      ctx.log.info({ backup: name }, `pruned backup ${name}`);
+    }
+    // Every chain, not only the touched ones: a prune also finishes what an interrupted one left.
+    for (const chain of new Set([...chains, ...(await repo.listChains())])) {
+      ctx.signal?.throwIfAborted();
+      const freed = await collectChain(repo, ctx.catalog, chain, ctx.config.retention.gcGraceMs);
+      result.freed_chunks += freed.chunks;
+      result.freed_bytes += freed.bytes;
+      if (freed.chainRemoved) result.chains_removed.push(chain);
+    }
+    ctx.catalog.finishRun(runId!, { status: 'ok', detail: { removed: doomed, freed_bytes: result.freed_bytes, chains_removed: result.chains_removed } });
+    ctx.log.info({ removed: doomed.length, freed_bytes: result.freed_bytes }, `prune removed ${doomed.length} backup(s), freed ${result.freed_bytes} bytes`);
+    return result;
+  } catch (error) {
+    if (runId !== undefined) ctx.catalog.finishRun(runId, { status: 'failed', error: errorMessage(error) });
+    throw error;
+  } finally {
+    await lock?.release();
+  }
+}
