@@ -1,6 +1,6 @@
-// What the PostgreSQL benchmarks share: options, the throwaway cluster with the realistic
-// pgbench database of /work/shared/reference/bench-data.md, timed children, stackback
-// configs and plain-text tables.
+// What the benchmarks share: options, the throwaway cluster with the realistic pgbench
+// database of /work/shared/reference/bench-data.md (for the PostgreSQL ones), timed
+// children, a scratch folder that is always removed, stackback configs and plain-text tables.
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -61,7 +61,7 @@ function parseOptions(argv: string[], defaultRuns: number): Options {
   return { scale: positiveInt(positionals[0] ?? '50', 'scale'), runs: positiveInt(values.runs, '--runs'), json: values.json };
 }
 
-function positiveInt(text: string, what: string): number {
+export function positiveInt(text: string, what: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1) throw new Error(`${what} must be a positive integer, got "${text}"`);
   return value;
@@ -72,7 +72,7 @@ function positiveInt(text: string, what: string): number {
  * reports the largest of the process and the children it reaped (pg_dump, pg_restore);
  * without GNU time, the process's own VmHWM is sampled instead.
  */
-export async function run(bench: Bench, step: Step): Promise<Measure & { stdout: string; exitCode: number | null }> {
+export async function run(bench: Pick<Bench, 'scratch'>, step: Step): Promise<Measure & { stdout: string; exitCode: number | null }> {
   const rssFile = step.rss && existsSync(GNU_TIME) ? join(bench.scratch, 'rss.txt') : null;
   const [file, args] = rssFile ? [GNU_TIME, ['-f', '%M', '-o', rssFile, step.file, ...step.args]] : [step.file, step.args];
   const started = performance.now();
@@ -209,29 +209,58 @@ export type Finish<S> = (options: Options, databaseBytes: number, samples: S[]) 
  * and always cleans up.
  */
 export function runBenchmark<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Finish<S>): void {
-  withBench(defaultRuns, runOnce, finish).catch((error: unknown) => {
+  runMain(() => withBench(defaultRuns, runOnce, finish));
+}
+
+/** Runs a benchmark's main function: a failure is one line on stderr and exit code 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
     process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exitCode = 1;
   });
 }
 
-async function withBench<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Finish<S>): Promise<void> {
-  const options = parseOptions(process.argv.slice(2), defaultRuns);
+/** Registers what must be stopped (a server) before the scratch folder is removed. */
+export type OnCleanup = (stop: () => Promise<void>) => void;
+
+/**
+ * Runs `body` in a fresh temp folder and always removes it afterwards, on Ctrl-C too, after
+ * stopping what the body registered with `onCleanup`.
+ */
+export async function withScratch(body: (scratch: string, onCleanup: OnCleanup) => Promise<void>): Promise<void> {
   const scratch = await mkdtemp(join(tmpdir(), 'stackback-bench-'));
-  let cluster: PgCluster | undefined;
+  let stop: (() => Promise<void>) | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () =>
     (cleaning ??= (async () => {
-      await cluster?.stop();
+      await stop?.();
       await rm(scratch, { recursive: true, force: true });
     })());
-  // Ctrl-C would otherwise leave the server running and gigabytes in the temp folder.
+  // Ctrl-C would otherwise leave a server running and gigabytes in the temp folder.
   // Not `once`: execa's signal-exit handler runs after ours and kills the process when it
   // finds no other SIGINT listener left.
   process.on('SIGINT', () => void cleanup().finally(() => process.exit(130)));
   try {
+    await body(scratch, (fn) => {
+      stop = fn;
+    });
+  } finally {
+    await cleanup();
+  }
+}
+
+/** With --json, stdout carries the JSON document alone so it can be piped; the text goes to stderr. */
+export function printReport(text: string, json: object | null): void {
+  (json ? process.stderr : process.stdout).write(text);
+  if (json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+}
+
+async function withBench<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Finish<S>): Promise<void> {
+  const options = parseOptions(process.argv.slice(2), defaultRuns);
+  await withScratch(async (scratch, onCleanup) => {
     process.stderr.write('starting a throwaway PostgreSQL cluster\n');
-    cluster = await startPgCluster();
+    const cluster = await startPgCluster();
+    onCleanup(() => cluster.stop());
     const bench: Bench = { options, cluster, scratch, pgEnv: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: 'postgres' } };
     process.stderr.write(`building the realistic pgbench database at scale ${options.scale}\n`);
     await buildDatabase(bench);
@@ -239,13 +268,7 @@ async function withBench<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Fi
     const samples: S[] = [];
     for (let i = 1; i <= options.runs; i++) samples.push(await runOnce(bench, i));
     const { text, summary } = finish(options, databaseBytes, samples);
-    // With --json, stdout carries the JSON document alone so it can be piped.
-    (options.json ? process.stderr : process.stdout).write(text);
-    if (options.json) {
-      const json = { scale: options.scale, runs: options.runs, database_bytes: databaseBytes, ...summary, samples };
-      process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-    }
-  } finally {
-    await cleanup();
-  }
+    const json = options.json ? { scale: options.scale, runs: options.runs, database_bytes: databaseBytes, ...summary, samples } : null;
+    printReport(text, json);
+  });
 }

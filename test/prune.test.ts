@@ -114,6 +114,45 @@ describe('prune', () => {
     assert.equal(names, recent);
   });
 
+  test('a prune killed half-way leaves every remaining backup whole, and the next prune finishes the job', async () => {
+    const s = await makeSandbox(postgresSourceYaml(cluster, { databases: ['app'], globals: false }), { extraYaml: RETENTION });
+    try {
+      for (let i = 0; i < 14; i++) {
+        await change(100 + i);
+        assert.equal((await s.run(['backup', i === 0 ? '--full' : '--incremental'])).code, 0);
+      }
+      const manifests = join(s.repoPath, 'manifests');
+      const total = (await readdir(manifests)).length;
+      const child = execa(process.execPath, [join(PROJECT_ROOT, 'src/cli/main.ts'), 'prune', '--config', s.configPath], { reject: false });
+      // Freeze it the moment its first deletion shows, then kill it: a prune cut off mid-way.
+      while ((await readdir(manifests)).length === total) await sleep(1);
+      child.kill('SIGSTOP');
+      const left = (await readdir(manifests)).length;
+      child.kill('SIGKILL');
+      await child;
+      assert.ok(left > 3 && left < total, `killed with ${left} of ${total} manifests left (the policy keeps 3)`);
+      const deep = await s.run(['verify', '--all', '--deep']);
+      assert.equal(deep.code, 0, deep.stdout);
+      const next = await s.json<PruneJson>(['prune']);
+      assert.equal(next.code, 0, next.stderr);
+      assert.equal((await readdir(manifests)).length, 3, 'the last 2 and the one full');
+      assert.equal((await s.run(['verify', '--all', '--deep'])).code, 0);
+      // Nothing unreferenced is left: every chunk file is named by a remaining manifest.
+      const referenced = new Set<string>();
+      for (const name of await readdir(manifests)) {
+        const m = JSON.parse(await readFile(join(manifests, name), 'utf8')) as { artifacts: { chunks: { id: string }[] }[] };
+        for (const a of m.artifacts) for (const c of a.chunks) referenced.add(c.id);
+      }
+      const files: string[] = [];
+      for (const chain of await readdir(join(s.repoPath, 'chains'))) {
+        for (const prefix of await readdir(join(s.repoPath, 'chains', chain))) files.push(...(await readdir(join(s.repoPath, 'chains', chain, prefix))));
+      }
+      assert.deepEqual(files.filter((f) => !referenced.has(f)), []);
+    } finally {
+      await s.cleanup();
+    }
+  });
+
   test('random backups, deletes, prunes and SIGKILLs never leave a remaining backup unrestorable', async () => {
     const s = await makeSandbox(postgresSourceYaml(cluster, { databases: ['app'], globals: false }), { extraYaml: RETENTION });
     const rand = random(20261126);
