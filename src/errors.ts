@@ -58,6 +58,14 @@ export type ErrorCode =
   | 'QDRANT_CHECKSUM'
   | 'COMMAND_FAILED'
   | 'RESTORE_FAILED'
+  | 'DAEMON_RUNNING'
+  | 'DAEMON_UNREACHABLE'
+  | 'NOT_FOUND'
+  | 'BAD_REQUEST'
+  | 'CANCELLED'
+  | 'METHOD_NOT_ALLOWED'
+  | 'BODY_TOO_LARGE'
+  | 'DAEMON_STOPPING'
   | 'DISK_SPACE'
   | 'SECRET_FILE'
   | 'INTERNAL';
@@ -70,4 +78,21 @@ export function isStackbackError(error: unknown): error is StackbackError {
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+export interface ErrorDetails {
+  code: string;
+  message: string;
+  hint?: string;
+  /** One line per problem, for errors that collect several (an invalid config). */
+  problems?: string[];
+}
+
+/** The JSON shape of an error, as the CLI's --json and the control channel report it. */
+export function errorDetails(error: unknown): ErrorDetails {
+  if (isStackbackError(error)) {
+    const problems = (error as { problems?: string[] }).problems;
+    return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), ...(problems ? { problems } : {}) };
+  }
+  return { code: 'INTERNAL', message: errorMessage(error) };
 }

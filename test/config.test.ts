@@ -18,6 +18,11 @@ function problemsOf(yaml: string): string[] {
 }
 
 describe('config', () => {
+  test('the bundled development config (npm start) loads and keeps everything under ./var', () => {
+    const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.dev.yaml'));
+    for (const p of [config.repository.path, config.catalog.path, config.workDir, config.control.socket]) assert.ok(p.startsWith(join(PROJECT_ROOT, 'var/')), p);
+  });
+
   test('the bundled example config loads, with its documented values', () => {
     const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.example.yaml'));
     assert.equal(config.repository.path, '/var/lib/stackback/repo');
@@ -80,7 +85,9 @@ describe('config', () => {
   test('the config path comes from --config, else $STACKBACK_CONFIG, else /etc/stackback/stackback.yaml', () => {
     assert.equal(resolveConfigPath('/a.yaml', { STACKBACK_CONFIG: '/b.yaml' }), '/a.yaml');
     assert.equal(resolveConfigPath(undefined, { STACKBACK_CONFIG: '/b.yaml' }), '/b.yaml');
-    assert.equal(resolveConfigPath(undefined, {}), '/etc/stackback/stackback.yaml');
+    assert.equal(resolveConfigPath(undefined, {}, '/nowhere'), '/etc/stackback/stackback.yaml');
+    // In a stackback checkout on a machine without /etc/stackback: the bundled dev config.
+    if (!existsSync('/etc/stackback/stackback.yaml')) assert.equal(resolveConfigPath(undefined, {}, PROJECT_ROOT), join(PROJECT_ROOT, 'config/stackback.dev.yaml'));
   });
 
   test('stackback config check accepts the example and prints what it found', async () => {

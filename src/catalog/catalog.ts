@@ -58,6 +58,7 @@ type Raw<T> = { [K in keyof T]: T[K] extends object | null ? string | null : T[K
 export class Catalog implements ChunkIndex {
   private readonly db: Database.Database;
   private readonly lookupChunk: Database.Statement<[string, string], ChunkRef>;
+  private readonly chunkUse: Database.Statement<[string, string], unknown>;
 
   constructor(file: string) {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
@@ -68,6 +69,8 @@ export class Catalog implements ChunkIndex {
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
     this.lookupChunk = this.db.prepare('SELECT id, size, stored_size, stored_sha256 FROM chunks WHERE chain = ? AND id = ?');
+    // Prepared once: GC asks this for every chunk file, and a statement per call holds native memory until GC.
+    this.chunkUse = this.db.prepare('SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = ? AND b.chain = ? LIMIT 1');
   }
 
   private migrate(): void {
@@ -141,9 +144,12 @@ export class Catalog implements ChunkIndex {
     return { ...(row as unknown as BackupRow), sources: JSON.parse(row.sources as string) as SourceOutcome[], artifacts };
   }
 
-  /** Drops a backup from the index (its chunks stay indexed until collectChain runs). */
-  forgetBackup(name: string): void {
-    this.db.prepare('DELETE FROM backups WHERE name = ?').run(name);
+  /** Drops backups from the index (their chunks stay indexed until collectChain runs). */
+  forgetBackup(...names: string[]): void {
+    const remove = this.db.prepare('DELETE FROM backups WHERE name = ?');
+    this.db.transaction(() => {
+      for (const name of names) remove.run(name);
+    })();
   }
 
   /** Drops a removed chain's chunk index. */
@@ -170,11 +176,7 @@ export class Catalog implements ChunkIndex {
 
   /** Whether any backup of `chain` uses the chunk (one indexed lookup: GC asks this per file). */
   chunkInUse(chain: string, id: string): boolean {
-    return (
-      this.db
-        .prepare('SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = ? AND b.chain = ? LIMIT 1')
-        .get(id, chain) !== undefined
-    );
+    return this.chunkUse.get(id, chain) !== undefined;
   }
 
   /** Drops index rows of `chain`'s chunks that no backup uses any more (after GC removed their files). */
@@ -214,6 +216,21 @@ export class Catalog implements ChunkIndex {
     const current = this.db.prepare('SELECT detail FROM runs WHERE id = ?').pluck().get(id) as string | null;
     const merged = { ...(current ? (JSON.parse(current) as Record<string, unknown>) : {}), ...detail };
     this.db.prepare('UPDATE runs SET detail = ? WHERE id = ?').run(JSON.stringify(merged), id);
+  }
+
+  /** Bytes of every chunk object the index knows: the repository's size on disk, near enough. */
+  repositoryBytes(): number {
+    return (this.db.prepare('SELECT COALESCE(SUM(stored_size), 0) FROM chunks').pluck().get() as number) ?? 0;
+  }
+
+  /** The newest finished run of a kind (backups by their detail.kind: full or incremental). */
+  lastRun(kind: string, backupKind?: string): RunRow | undefined {
+    const row = (
+      backupKind
+        ? this.db.prepare("SELECT * FROM runs WHERE kind = ? AND status <> 'running' AND json_extract(detail, '$.kind') = ? ORDER BY id DESC LIMIT 1").get(kind, backupKind)
+        : this.db.prepare("SELECT * FROM runs WHERE kind = ? AND status <> 'running' ORDER BY id DESC LIMIT 1").get(kind)
+    ) as Raw<RunRow> | undefined;
+    return row ? ({ ...row, detail: row.detail ? (JSON.parse(row.detail) as Record<string, unknown>) : null } as RunRow) : undefined;
   }
 
   startRun(kind: string, detail: Record<string, unknown>): number {

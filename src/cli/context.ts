@@ -8,6 +8,18 @@ import { markInterruptedRuns } from '../jobs/housekeeping.ts';
 export interface GlobalOptions {
   config?: string;
   json?: boolean;
+  /** With a daemon: return once the job is queued. */
+  detach?: boolean;
+}
+
+/** Runs `local` with a CLI job context, closing it afterwards. */
+export async function runLocally<T>(options: GlobalOptions, config: Config, local: (ctx: JobContext) => Promise<T>): Promise<T> {
+  const ctx = openCliContext(options, config);
+  try {
+    return await local(ctx);
+  } finally {
+    ctx.close();
+  }
 }
 
 export function loadCliConfig(options: GlobalOptions): Config {
@@ -18,8 +30,8 @@ export function loadCliConfig(options: GlobalOptions): Config {
  * A job context for one CLI command. SIGINT/SIGTERM abort the job (child processes are
  * stopped, partial writes discarded) instead of killing the process mid-write.
  */
-export function openCliContext(options: GlobalOptions): JobContext & { close(): void } {
-  const config = loadCliConfig(options);
+export function openCliContext(options: GlobalOptions, loaded?: Config): JobContext & { close(): void } {
+  const config = loaded ?? loadCliConfig(options);
   const log = createLogger(config.log.level);
   const catalog = new Catalog(config.catalog.path);
   markInterruptedRuns(catalog, log);

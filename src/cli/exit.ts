@@ -1,4 +1,4 @@
-import { errorMessage, isStackbackError, USAGE_ERROR_CODES } from '../errors.ts';
+import { type ErrorDetails, errorDetails, isStackbackError, USAGE_ERROR_CODES } from '../errors.ts';
 
 /** Exit statuses, one place: 0 ok, 1 failed, 2 usage or config error. */
 export const EXIT_OK = 0;
@@ -10,12 +10,8 @@ export function exitCodeFor(error: unknown): number {
   return EXIT_FAILED;
 }
 
-export function errorJson(error: unknown): { error: { code: string; message: string; hint?: string; problems?: string[] } } {
-  if (isStackbackError(error)) {
-    const problems = (error as { problems?: string[] }).problems;
-    return { error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}), ...(problems ? { problems } : {}) } };
-  }
-  return { error: { code: 'INTERNAL', message: errorMessage(error) } };
+export function errorJson(error: unknown): { error: ErrorDetails } {
+  return { error: errorDetails(error) };
 }
 
 let commandExitCode = EXIT_OK;

@@ -3,15 +3,22 @@ import { STACKBACK_VERSION } from '../version.ts';
 import { registerBackup } from './commands/backup.ts';
 import { registerCatalog } from './commands/catalog.ts';
 import { registerConfig } from './commands/config.ts';
+import { registerDaemon } from './commands/daemon.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerHistory } from './commands/history.ts';
 import { registerList } from './commands/list.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
 import { registerShow } from './commands/show.ts';
+import { registerStatus } from './commands/status.ts';
 import { registerVerify } from './commands/verify.ts';
 import { EXIT_OK, EXIT_USAGE, errorJson, exitCodeFor, takeCommandExitCode } from './exit.ts';
 import { printJson } from './output.ts';
+
+/** Adds --detach to a command that can run as a daemon job. */
+export function withDetach(command: Command): Command {
+  return command.option('--detach', 'when a daemon runs: return as soon as the job is queued');
+}
 
 /** Adds the options every command takes. */
 export function withCommonOptions(command: Command): Command {
@@ -26,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
+  for (const register of [registerDaemon, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
     register(program);
   }
   try {

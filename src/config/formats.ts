@@ -1,4 +1,5 @@
 import convict from 'convict';
+import { Cron } from 'croner';
 
 /**
  * Value formats used by the schema. Each validator throws a short "must be …" message;
@@ -44,6 +45,23 @@ export function parseSize(value: unknown): number | undefined {
   if (!match) return undefined;
   const unit = SIZE_UNITS[(match[2] ?? 'b').toLowerCase()];
   return unit === undefined ? undefined : Math.round(Number(match[1]) * unit);
+}
+
+/** The croner error for a pattern, or undefined when it parses (seconds field allowed). */
+export function cronProblem(pattern: string): string | undefined {
+  try {
+    new Cron(pattern, { paused: true });
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+function checkSchedule(value: unknown, words: string[]): void {
+  check(typeof value === 'string', `must be a cron expression or ${words.map((w) => `"${w}"`).join(' or ')}`);
+  if (words.includes(value as string)) return;
+  const problem = cronProblem(value as string);
+  check(problem === undefined, `must be a cron expression (minute hour day month weekday, optional seconds first) or ${words.map((w) => `"${w}"`).join(' or ')}: ${problem}`);
 }
 
 /** Whether Intl knows the zone (croner only fails on a bad zone when it computes a run). */
@@ -103,6 +121,11 @@ export function registerFormats(): void {
     },
     'object-list': {
       validate: (value: unknown) => check(Array.isArray(value), 'must be a list'),
+    },
+    schedule: { validate: (value: unknown) => checkSchedule(value, ['off']) },
+    'prune-schedule': { validate: (value: unknown) => checkSchedule(value, ['after_backup', 'off']) },
+    'file-mode': {
+      validate: (value: unknown) => check(typeof value === 'string' && /^0?[0-7]{3}$/.test(value), 'must be an octal file mode such as "0660"'),
     },
     count: {
       validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 0, 'must be a whole number, 0 or more'),

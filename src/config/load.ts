@@ -46,9 +46,22 @@ export interface Config {
   lockTimeoutMs: number;
   stallTimeoutMs: number;
   timezone: string;
+  schedule: ScheduleConfig;
+  control: { socket: string; socketMode: number; socketGroup: string | null };
   retention: RetentionConfig;
   log: { level: string };
   sources: SourceConfig[];
+}
+
+export interface ScheduleConfig {
+  /** Cron expressions; null when "off". */
+  full: string | null;
+  incremental: string | null;
+  verify: string | null;
+  verifyLevel: 'quick' | 'deep';
+  /** A cron expression, 'after_backup', or null when "off". */
+  prune: string | null;
+  catchUp: boolean;
 }
 
 export interface RetentionConfig {
@@ -74,9 +87,21 @@ export class ConfigInvalidError extends StackbackError {
   }
 }
 
-/** --config FILE, else $STACKBACK_CONFIG, else /etc/stackback/stackback.yaml. */
-export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(flag ?? env.STACKBACK_CONFIG ?? DEFAULT_CONFIG_PATH);
+const offToNull = (value: string): string | null => (value === 'off' ? null : value);
+
+/** The bundled development config (`npm start`), relative to the project folder. */
+export const DEV_CONFIG_PATH = 'config/stackback.dev.yaml';
+
+/**
+ * --config FILE, else $STACKBACK_CONFIG, else /etc/stackback/stackback.yaml; on a machine
+ * without that file, run from a stackback checkout, the bundled development config, so
+ * `npx stackback status` finds the daemon `npm start` runs.
+ */
+export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
+  const chosen = flag ?? env.STACKBACK_CONFIG;
+  if (chosen !== undefined && chosen !== '') return path.resolve(chosen);
+  if (!existsSync(DEFAULT_CONFIG_PATH) && existsSync(path.join(cwd, DEV_CONFIG_PATH))) return path.join(cwd, DEV_CONFIG_PATH);
+  return DEFAULT_CONFIG_PATH;
 }
 
 let formatsRegistered = false;
@@ -181,6 +206,8 @@ export function parseConfig(file: string, text: string): Config {
     lock_timeout: string;
     stall_timeout: string;
     timezone: string;
+    schedule: Record<string, string | boolean>;
+    control: { socket: string; socket_mode: string; socket_group: string | null };
     retention: Record<string, number | string>;
     log: { level: string };
   };
@@ -192,6 +219,15 @@ export function parseConfig(file: string, text: string): Config {
     lockTimeoutMs: parseDuration(props.lock_timeout)!,
     stallTimeoutMs: parseDuration(props.stall_timeout)!,
     timezone: props.timezone,
+    schedule: {
+      full: offToNull(props.schedule.full as string),
+      incremental: offToNull(props.schedule.incremental as string),
+      verify: offToNull(props.schedule.verify as string),
+      verifyLevel: props.schedule.verify_level as 'quick' | 'deep',
+      prune: offToNull(props.schedule.prune as string),
+      catchUp: props.schedule.catch_up as boolean,
+    },
+    control: { socket: absolute(props.control.socket), socketMode: Number.parseInt(props.control.socket_mode, 8), socketGroup: props.control.socket_group },
     retention: {
       keepLast: props.retention.keep_last as number,
       keepHourly: props.retention.keep_hourly as number,

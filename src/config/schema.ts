@@ -126,6 +126,23 @@ export const SCHEMA = {
     format: 'timezone',
     default: 'UTC',
   },
+  schedule: {
+    full: { doc: 'When to take a full backup (a new chain): a cron expression in `timezone` (a seconds field may lead), or "off".', format: 'schedule', default: '0 3 * * 0' },
+    incremental: { doc: 'When to take an incremental backup, or "off".', format: 'schedule', default: '0 */6 * * *' },
+    verify: { doc: 'When to verify every backup (verify --all at verify_level), or "off".', format: 'schedule', default: '30 4 * * *' },
+    verify_level: { doc: 'Level of the scheduled verify.', format: ['quick', 'deep'], default: 'quick' },
+    prune: { doc: 'When to apply the retention policy: "after_backup" (after each scheduled backup), a cron expression, or "off".', format: 'prune-schedule', default: 'after_backup' },
+    catch_up: {
+      doc: 'On daemon start, take a full backup at once if the last successful full is older than the full schedule\'s period (the server was down when it was due).',
+      format: Boolean,
+      default: true,
+    },
+  },
+  control: {
+    socket: { doc: 'Unix socket of the control channel (HTTP/1.1, JSON). The CLI talks to the daemon through it.', format: 'nonempty-string', default: '/run/stackback/stackback.sock' },
+    socket_mode: { doc: 'File mode of the socket: who may control the daemon.', format: 'file-mode', default: '0660' },
+    socket_group: { doc: 'Group of the socket (name or number), or null for the daemon\'s own group.', format: 'optional-string', default: null },
+  },
   retention: {
     keep_last: { doc: 'Keep the N newest successful backups.', format: 'count', default: 3 },
     keep_hourly: { doc: 'Keep the newest successful backup of each of the last N hours that have one.', format: 'count', default: 24 },

@@ -28,6 +28,31 @@ export interface BackupResult {
   runId: number;
 }
 
+/** What a backup reports to the CLI and the control channel. */
+export interface BackupSummary {
+  backup: string;
+  kind: BackupKind;
+  chain: string;
+  status: Manifest['status'];
+  promoted_to_full: boolean;
+  stats: Manifest['stats'];
+  sources: SourceOutcome[];
+  artifacts: number;
+}
+
+export function backupSummary({ manifest, promotedToFull }: BackupResult): BackupSummary {
+  return {
+    backup: manifest.name,
+    kind: manifest.kind,
+    chain: manifest.chain,
+    status: manifest.status,
+    promoted_to_full: promotedToFull,
+    stats: manifest.stats,
+    sources: manifest.sources,
+    artifacts: manifest.artifacts.length,
+  };
+}
+
 interface SourcePlan {
   source: Source;
   artifacts: PlannedArtifact[];
@@ -69,6 +94,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     ctx.catalog.updateRunDetail(runId, { chain, backup: name, kind });
     ctx.log.info({ backup: name, kind, chain }, `backup ${name} started`);
 
+    ctx.progress?.({ phase: 'planning' });
     const plans: SourcePlan[] = [];
     for (const source of sources) plans.push(await planSource(ctx, source, request.artifacts));
     await checkFreeSpace(ctx, repo, kind, plans);
@@ -77,7 +103,9 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     const outcomes: SourceOutcome[] = [];
     const artifacts: ArtifactManifest[] = [];
     try {
-      for (const plan of plans) outcomes.push(await backupSource(ctx, plan, writer, watchdog, artifacts));
+      const estimated = plans.reduce((sum, p) => sum + p.artifacts.reduce((s, a) => s + a.estimatedBytes, 0), 0);
+      const tally = { done: 0, estimated };
+      for (const plan of plans) outcomes.push(await backupSource(ctx, plan, writer, watchdog, artifacts, tally));
     } catch (error) {
       await discard(repo, writer, kind);
       throw watchdog.stalled ?? error;
@@ -102,6 +130,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
       artifacts,
       stats: { bytes_read: writer.stats.bytesRead, bytes_stored: writer.stats.bytesStored, chunks: writer.stats.chunks, chunks_new: writer.stats.chunksNew },
     };
+    ctx.progress?.({ phase: 'committing', bytes_done: writer.stats.bytesRead });
     try {
       await writer.commit(manifest);
     } catch (error) {
@@ -119,7 +148,9 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     ctx.log.info({ backup: name, status: manifest.status, ...manifest.stats }, `backup ${name} ${manifest.status}`);
     return { manifest, promotedToFull, runId };
   } catch (error) {
-    ctx.catalog.finishRun(runId, { status: watchdog.stalled ? 'stalled' : 'failed', error: errorMessage(error) });
+    // Stalled: no bytes for stall_timeout. Interrupted: cancelled, or the daemon stopping.
+    const status = watchdog.stalled ? 'stalled' : ctx.signal?.aborted ? 'interrupted' : 'failed';
+    ctx.catalog.finishRun(runId, { status, error: errorMessage(watchdog.stalled ?? error) });
     throw error;
   } finally {
     watchdog.stop();
@@ -175,7 +206,14 @@ async function rejectionWithin(promise: Promise<unknown>, ms: number): Promise<u
   }
 }
 
-async function backupSource(ctx: JobContext, plan: SourcePlan, writer: BackupWriter, watchdog: Watchdog, into: ArtifactManifest[]): Promise<SourceOutcome> {
+async function backupSource(
+  ctx: JobContext,
+  plan: SourcePlan,
+  writer: BackupWriter,
+  watchdog: Watchdog,
+  into: ArtifactManifest[],
+  tally: { done: number; estimated: number },
+): Promise<SourceOutcome> {
   const { source } = plan;
   if (plan.error !== undefined) return { name: source.name, kind: source.kind, status: 'failed', error: plan.error };
   const outcome: SourceOutcome = { name: source.name, kind: source.kind, status: 'ok' };
@@ -191,7 +229,11 @@ async function backupSource(ctx: JobContext, plan: SourcePlan, writer: BackupWri
       const dump = await source.dump(artifact, abort.signal);
       let stored;
       try {
-        stored = await writer.storeArtifact(dump.stream, () => watchdog.progress());
+        stored = await writer.storeArtifact(dump.stream, (bytes) => {
+          watchdog.progress();
+          tally.done += bytes;
+          ctx.progress?.({ phase: 'dumping', source: source.name, artifact: artifact.id, bytes_done: tally.done, bytes_estimated: tally.estimated });
+        });
       } catch (error) {
         // A stream that broke because its producer died ("Premature close"): the producer's own error says why.
         const producerError = writer.failed || watchdog.signal.aborted ? undefined : await rejectionWithin(dump.finished, PRODUCER_EXIT_WAIT_MS);

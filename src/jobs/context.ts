@@ -11,4 +11,14 @@ export interface JobContext {
   log: Logger;
   signal?: AbortSignal | undefined;
   now(): Date;
+  /** Where a job reports how far it got (the daemon streams it to clients); called often, must be cheap. */
+  progress?: ((update: ProgressUpdate) => void) | undefined;
+}
+
+export interface ProgressUpdate {
+  phase: string;
+  source?: string;
+  artifact?: string;
+  bytes_done?: number;
+  bytes_estimated?: number;
 }

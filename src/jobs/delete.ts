@@ -25,7 +25,7 @@ export async function deleteBackup(ctx: JobContext, name: string): Promise<Delet
   try {
     await syncCatalog(repo, ctx.catalog, ctx.log);
     const manifest = await repo.readManifest(name);
-    await repo.deleteManifest(name);
+    await repo.deleteManifests(name);
     ctx.catalog.forgetBackup(name);
     const freed = await collectChain(repo, ctx.catalog, manifest.chain);
     const result: DeleteResult = { backup: name, chain: manifest.chain, chainRemoved: freed.chainRemoved, freedChunks: freed.chunks, freedBytes: freed.bytes };

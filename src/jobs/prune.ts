@@ -59,12 +59,9 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean }): P
     if (options.dryRun) return result;
 
     const chains = new Set(doomed.map((name) => byName.get(name)!.chain));
-    for (const name of doomed) {
-      ctx.signal?.throwIfAborted();
-      await repo.deleteManifest(name);
-      ctx.catalog.forgetBackup(name);
-      ctx.log.info({ backup: name }, `pruned backup ${name}`);
-    }
+    await repo.deleteManifests(...doomed);
+    ctx.catalog.forgetBackup(...doomed);
+    for (const name of doomed) ctx.log.info({ backup: name }, `pruned backup ${name}`);
     // Every chain, not only the touched ones: a prune also finishes what an interrupted one left.
     for (const chain of new Set([...chains, ...(await repo.listChains())])) {
       ctx.signal?.throwIfAborted();

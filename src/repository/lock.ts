@@ -155,3 +155,20 @@ export async function acquireReaderLock(locksDir: string, command: string): Prom
   await fs.writeFile(file, JSON.stringify(newInfo(command)), { flag: 'wx', mode: 0o640 });
   return releaser(file);
 }
+
+/**
+ * The daemon's lock (`daemon.lock`): one daemon per repository. Never waits; a lock left by
+ * a dead daemon on this host is taken over.
+ */
+export async function acquireDaemonLock(locksDir: string): Promise<Lock> {
+  const file = path.join(locksDir, 'daemon.lock');
+  for (;;) {
+    if (await tryCreate(file, newInfo('daemon'))) return releaser(file);
+    const holder = await readLock(file);
+    if (holder && isStale(holder)) {
+      await removeStale(file);
+      continue;
+    }
+    throw new StackbackError('DAEMON_RUNNING', holder ? `another stackback daemon uses this repository: ${describe(holder)}` : 'another stackback daemon uses this repository', 'stop it first (systemctl stop stackback), or point this one at another repository');
+  }
+}

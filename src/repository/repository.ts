@@ -4,7 +4,7 @@ import path from 'node:path';
 import { StackbackError } from '../errors.ts';
 import { replaceFileDurably, syncFolder, writeFileDurably } from './atomic-file.ts';
 import { type ChunkerParams, DEFAULT_CHUNKER } from './chunker.ts';
-import { acquireReaderLock, acquireWriterLock, type Lock, type WriterLockOptions } from './lock.ts';
+import { acquireDaemonLock, acquireReaderLock, acquireWriterLock, type Lock, type WriterLockOptions } from './lock.ts';
 import { type Manifest, parseManifest, validateBackupName } from './manifest.ts';
 
 /**
@@ -120,6 +120,10 @@ export class Repository {
     return acquireReaderLock(this.locksDir, command);
   }
 
+  async lockDaemon(): Promise<Lock> {
+    return acquireDaemonLock(this.locksDir);
+  }
+
   /**
    * Writes one chunk object durably except for the folder fsync: the caller collects the
    * folders (`touched`) and syncs them once, before the manifest that names the chunks.
@@ -201,9 +205,9 @@ export class Repository {
     return names.sort();
   }
 
-  /** The commit point of a deletion: after this the backup no longer exists. */
-  async deleteManifest(name: string): Promise<void> {
-    await fs.rm(this.manifestPath(name));
+  /** The commit point of a deletion: after this the backups no longer exist (one folder fsync for all). */
+  async deleteManifests(...names: string[]): Promise<void> {
+    for (const name of names) await fs.rm(this.manifestPath(name));
     await syncFolder(this.manifestsDir);
   }
 

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { StackbackError } from '../../errors.ts';
-import { runBackup } from '../../jobs/backup.ts';
-import { openCliContext, type GlobalOptions } from '../context.ts';
+import { type BackupSummary, backupSummary, runBackup } from '../../jobs/backup.ts';
+import { type GlobalOptions, loadCliConfig, runLocally } from '../context.ts';
 import { EXIT_FAILED, setCommandExitCode } from '../exit.ts';
 import { formatBytes, printJson, printLine } from '../output.ts';
-import { withCommonOptions } from '../program.ts';
+import { withCommonOptions, withDetach } from '../program.ts';
+import { findDaemon, runAsDaemonJob } from '../remote.ts';
 
 interface BackupOptions extends GlobalOptions {
   full?: boolean;
@@ -12,32 +13,41 @@ interface BackupOptions extends GlobalOptions {
   source?: string[];
 }
 
+function print(summary: BackupSummary, json: boolean | undefined): void {
+  if (json) {
+    printJson(summary);
+    return;
+  }
+  printLine(summary.backup);
+  process.stderr.write(
+    `${summary.kind} backup ${summary.status}: ${summary.artifacts} artifact(s), ${formatBytes(summary.stats.bytes_read)} read, ${formatBytes(summary.stats.bytes_stored)} stored` +
+      `${summary.promoted_to_full ? ' (no chain existed: ran as a full backup)' : ''}\n`,
+  );
+  for (const source of summary.sources) {
+    if (source.status === 'failed') process.stderr.write(`  source ${source.name} FAILED: ${source.error}\n`);
+    for (const f of source.failed_artifacts ?? []) process.stderr.write(`  ${f.id} FAILED: ${f.error}\n`);
+  }
+}
+
 export function registerBackup(program: Command): void {
-  withCommonOptions(program.command('backup').description('take a backup of the configured sources'))
+  withDetach(withCommonOptions(program.command('backup').description('take a backup of the configured sources')))
     .option('--full', 'start a new chain: every chunk is written anew')
     .option('--incremental', 'join the newest chain: only chunks it lacks are written (default)')
     .option('--source <name...>', 'back up only these sources')
     .action(async (options: BackupOptions) => {
       if (options.full && options.incremental) throw new StackbackError('USAGE', '--full and --incremental exclude each other');
-      const ctx = openCliContext(options);
-      try {
-        const result = await runBackup(ctx, { kind: options.full ? 'full' : 'incremental', sources: options.source });
-        const m = result.manifest;
-        if (options.json) printJson({ backup: m.name, kind: m.kind, chain: m.chain, status: m.status, promoted_to_full: result.promotedToFull, stats: m.stats, sources: m.sources });
-        else {
-          printLine(m.name);
-          process.stderr.write(
-            `${m.kind} backup ${m.status}: ${m.artifacts.length} artifact(s), ${formatBytes(m.stats.bytes_read)} read, ${formatBytes(m.stats.bytes_stored)} stored` +
-              `${result.promotedToFull ? ' (no chain existed: ran as a full backup)' : ''}\n`,
-          );
-          for (const source of m.sources) {
-            if (source.status === 'failed') process.stderr.write(`  source ${source.name} FAILED: ${source.error}\n`);
-            for (const f of source.failed_artifacts ?? []) process.stderr.write(`  ${f.id} FAILED: ${f.error}\n`);
-          }
-        }
-        if (m.status !== 'ok') setCommandExitCode(EXIT_FAILED);
-      } finally {
-        ctx.close();
+      const kind = options.full ? 'full' : 'incremental';
+      const config = loadCliConfig(options);
+      const socket = await findDaemon(config);
+      let summary: BackupSummary;
+      if (socket) {
+        const outcome = await runAsDaemonJob(socket, 'POST', '/api/backup/create', { type: kind, ...(options.source ? { sources: options.source } : {}) }, options);
+        if (!outcome) return;
+        summary = outcome.result as BackupSummary;
+      } else {
+        summary = await runLocally(options, config, async (ctx) => backupSummary(await runBackup(ctx, { kind, sources: options.source })));
       }
+      print(summary, options.json);
+      if (summary.status !== 'ok') setCommandExitCode(EXIT_FAILED);
     });
 }

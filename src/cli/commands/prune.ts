@@ -1,36 +1,41 @@
 import type { Command } from 'commander';
-import { runPrune } from '../../jobs/prune.ts';
-import { openCliContext, type GlobalOptions } from '../context.ts';
+import { type PruneResult, runPrune } from '../../jobs/prune.ts';
+import { type GlobalOptions, loadCliConfig, runLocally } from '../context.ts';
 import { formatBytes, formatTable, printJson, printLine } from '../output.ts';
-import { withCommonOptions } from '../program.ts';
+import { withCommonOptions, withDetach } from '../program.ts';
+import { findDaemon, runAsDaemonJob } from '../remote.ts';
 
 export function registerPrune(program: Command): void {
-  withCommonOptions(program.command('prune').description('apply the retention policy: remove the backups no rule keeps, then collect unreferenced chunks'))
+  withDetach(withCommonOptions(program.command('prune').description('apply the retention policy: remove the backups no rule keeps, then collect unreferenced chunks')))
     .option('--dry-run', 'print every decision with its reason and change nothing')
     .action(async (options: GlobalOptions & { dryRun?: boolean }) => {
-      const ctx = openCliContext(options);
-      try {
-        const result = await runPrune(ctx, { dryRun: options.dryRun === true });
-        if (options.json) {
-          printJson(result);
-          return;
-        }
-        printLine(
-          formatTable(
-            ['NAME', 'KIND', 'STATUS', 'STARTED', 'DECISION', 'WHY'],
-            result.decisions.map((d) => [d.name, d.kind, d.status, d.started_at.replace(/\.\d+Z$/, 'Z'), d.keep ? 'keep' : 'REMOVE', d.reasons.join('; ')]),
-          ),
-        );
-        for (const copy of result.safety_copies) {
-          printLine(`${copy.dropped ? 'dropped' : result.dry_run && !copy.note ? 'would drop' : 'kept'} ${copy.source} database ${copy.name} (restore safety copy from ${copy.created})${copy.note ? `: ${copy.note}` : ''}`);
-        }
-        printLine(
-          result.dry_run
-            ? `dry run: ${result.removed.length} backup(s) would be removed; nothing was changed`
-            : `removed ${result.removed.length} backup(s), freed ${formatBytes(result.freed_bytes)} in ${result.freed_chunks} chunk(s)${result.chains_removed.length ? `, removed ${result.chains_removed.length} empty chain(s)` : ''}`,
-        );
-      } finally {
-        ctx.close();
+      const config = loadCliConfig(options);
+      const socket = await findDaemon(config);
+      let result: PruneResult;
+      if (socket) {
+        const outcome = await runAsDaemonJob(socket, 'POST', `/api/retention/apply?dry_run=${options.dryRun ? 1 : 0}`, undefined, options);
+        if (!outcome) return;
+        result = outcome.result as PruneResult;
+      } else {
+        result = await runLocally(options, config, (ctx) => runPrune(ctx, { dryRun: options.dryRun === true }));
       }
+      if (options.json) {
+        printJson(result);
+        return;
+      }
+      printLine(
+        formatTable(
+          ['NAME', 'KIND', 'STATUS', 'STARTED', 'DECISION', 'WHY'],
+          result.decisions.map((d) => [d.name, d.kind, d.status, d.started_at.replace(/\.\d+Z$/, 'Z'), d.keep ? 'keep' : 'REMOVE', d.reasons.join('; ')]),
+        ),
+      );
+      for (const copy of result.safety_copies) {
+        printLine(`${copy.dropped ? 'dropped' : result.dry_run && !copy.note ? 'would drop' : 'kept'} ${copy.source} database ${copy.name} (restore safety copy from ${copy.created})${copy.note ? `: ${copy.note}` : ''}`);
+      }
+      printLine(
+        result.dry_run
+          ? `dry run: ${result.removed.length} backup(s) would be removed; nothing was changed`
+          : `removed ${result.removed.length} backup(s), freed ${formatBytes(result.freed_bytes)} in ${result.freed_chunks} chunk(s)${result.chains_removed.length ? `, removed ${result.chains_removed.length} empty chain(s)` : ''}`,
+      );
     });
 }

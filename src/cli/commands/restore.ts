@@ -1,11 +1,13 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { StackbackError } from '../../errors.ts';
-import { prepareRestore } from '../../jobs/restore.ts';
+import { prepareRestore, type RestoreSelection } from '../../jobs/restore.ts';
+import type { Config } from '../../config/load.ts';
 import { validateBackupName } from '../../repository/manifest.ts';
-import { openCliContext, type GlobalOptions } from '../context.ts';
+import { type GlobalOptions, loadCliConfig, runLocally } from '../context.ts';
 import { printJson, printLine } from '../output.ts';
-import { withCommonOptions } from '../program.ts';
+import { withCommonOptions, withDetach } from '../program.ts';
+import { findDaemon, runAsDaemonJob } from '../remote.ts';
 
 interface RestoreCliOptions extends GlobalOptions {
   source?: string;
@@ -29,13 +31,69 @@ async function confirm(steps: string[]): Promise<boolean> {
   }
 }
 
+interface RestoreOutcome {
+  backup: string;
+  steps: string[];
+  results: Record<string, unknown>[];
+}
+
+function refuseWithoutYes(steps: string[]): never {
+  throw new StackbackError('USAGE', `this restore replaces existing data:\n  ${steps.join('\n  ')}`, 'pass --yes to confirm, or restore beside the original (--target-db, --target-collection)');
+}
+
+async function restoreLocally(name: string, selection: RestoreSelection, options: RestoreCliOptions, config: Config): Promise<RestoreOutcome | undefined> {
+  return runLocally(options, config, async (ctx) => {
+    const prepared = await prepareRestore(ctx, name, selection);
+    const steps = prepared.plans.flatMap((p) => p.steps);
+    if (prepared.plans.some((p) => p.replacesData) && !options.yes) {
+      if (!process.stdin.isTTY) {
+        await prepared.abandon();
+        refuseWithoutYes(steps);
+      }
+      if (!(await confirm(steps))) {
+        await prepared.abandon();
+        process.stderr.write('restore cancelled; nothing was changed\n');
+        return undefined;
+      }
+    }
+    return { backup: name, steps, results: await prepared.execute() };
+  });
+}
+
+/** Through the daemon: on a terminal without --yes, a check job first shows what will happen. */
+async function restoreThroughDaemon(socket: string, name: string, selection: RestoreSelection, options: RestoreCliOptions): Promise<RestoreOutcome | undefined> {
+  const body = {
+    source: selection.source,
+    database: selection.database,
+    target_db: selection.targetDb,
+    with_globals: selection.withGlobals,
+    force_disconnect: selection.forceDisconnect,
+    collection: selection.collection,
+    target_collection: selection.targetCollection,
+    no_safety: selection.noSafety,
+  };
+  const path = `/api/backup/restore/${encodeURIComponent(name)}`;
+  let yes = options.yes === true;
+  if (!yes && process.stdin.isTTY) {
+    const check = await runAsDaemonJob(socket, 'POST', path, { ...body, check: true }, { json: true });
+    const plan = check!.result as { steps: string[]; replaces_data: boolean };
+    if (plan.replaces_data && !(await confirm(plan.steps))) {
+      process.stderr.write('restore cancelled; nothing was changed\n');
+      return undefined;
+    }
+    yes = true;
+  }
+  const outcome = await runAsDaemonJob(socket, 'POST', path, { ...body, yes }, options);
+  return outcome?.result as RestoreOutcome | undefined;
+}
+
 export function registerRestore(program: Command): void {
-  withCommonOptions(
+  withDetach(withCommonOptions(
     program
       .command('restore')
       .description('restore a backup: databases into a fresh copy swapped in by rename (the replaced one is kept) or beside it (--target-db); Qdrant collections by snapshot upload')
       .argument('<name>', 'backup name'),
-  )
+  ))
     .option('--source <name>', 'only this source')
     .option('--database <name>', 'only this database')
     .option('--target-db <name>', 'restore into this new database and leave the original alone')
@@ -47,40 +105,27 @@ export function registerRestore(program: Command): void {
     .option('-y, --yes', 'do not ask before replacing data')
     .action(async (name: string, options: RestoreCliOptions) => {
       validateBackupName(name);
-      const ctx = openCliContext(options);
-      try {
-        const prepared = await prepareRestore(ctx, name, {
-          source: options.source,
-          database: options.database,
-          targetDb: options.targetDb,
-          withGlobals: options.withGlobals === true,
-          forceDisconnect: options.forceDisconnect === true,
-          collection: options.collection,
-          targetCollection: options.targetCollection,
-          noSafety: !options.safety,
-        });
-        const steps = prepared.plans.flatMap((p) => p.steps);
-        if (prepared.plans.some((p) => p.replacesData) && !options.yes) {
-          if (!process.stdin.isTTY) {
-            await prepared.abandon();
-            throw new StackbackError('USAGE', `this restore replaces existing data:\n  ${steps.join('\n  ')}`, 'pass --yes to confirm, or use --target-db to restore beside the original');
-          }
-          if (!(await confirm(steps))) {
-            await prepared.abandon();
-            process.stderr.write('restore cancelled; nothing was changed\n');
-            return;
-          }
+      const selection = {
+        source: options.source,
+        database: options.database,
+        targetDb: options.targetDb,
+        withGlobals: options.withGlobals === true,
+        forceDisconnect: options.forceDisconnect === true,
+        collection: options.collection,
+        targetCollection: options.targetCollection,
+        noSafety: !options.safety,
+      };
+      const config = loadCliConfig(options);
+      const socket = await findDaemon(config);
+      const outcome = socket ? await restoreThroughDaemon(socket, name, selection, options) : await restoreLocally(name, selection, options, config);
+      if (!outcome) return;
+      if (options.json) printJson(outcome);
+      else {
+        for (const r of outcome.results) {
+          if (r.safety_backup) printLine(`stored the data it replaces as backup ${String(r.safety_backup)}`);
+          else if (r.restored_as) printLine(`restored ${String(r.artifact)} as ${String(r.restored_as)}${r.safety_copy ? ` (previous kept as "${String(r.safety_copy)}")` : ''}`);
+          else printLine(`restored ${String(r.artifact)}`);
         }
-        const results = await prepared.execute();
-        if (options.json) printJson({ backup: name, steps, results });
-        else {
-          for (const r of results) {
-            const safety = r.safety_copy ? ` (previous kept as "${String(r.safety_copy)}")` : '';
-            printLine(r.restored_as ? `restored ${String(r.artifact)} as database "${String(r.restored_as)}"${safety}` : `restored ${String(r.artifact)}`);
-          }
-        }
-      } finally {
-        ctx.close();
       }
     });
 }

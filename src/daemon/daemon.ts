@@ -1,0 +1,223 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Catalog } from '../catalog/catalog.ts';
+import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
+import { errorMessage, StackbackError } from '../errors.ts';
+import { cleanUpBeforeWriting, markInterruptedRuns } from '../jobs/housekeeping.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { validateBackupName } from '../repository/manifest.ts';
+import { Repository } from '../repository/repository.ts';
+import { createSources } from '../sources/registry.ts';
+import type { Source } from '../sources/source.ts';
+import { STACKBACK_VERSION } from '../version.ts';
+import { backupJob, type DaemonServices, deleteJob, pruneJob, restoreJob, verifyJob } from './jobs.ts';
+import { SystemdNotifier } from './notify.ts';
+import { JobQueue, type JobRunner } from './queue.ts';
+import { type ScheduleName, scheduleInfo } from './schedule-info.ts';
+import { Scheduler } from './scheduler.ts';
+import { type ControlApi, createControlServer } from './server.ts';
+import { listenOnSocket } from './socket.ts';
+import { buildStatus, statusLine } from './status.ts';
+
+/** How long SIGTERM waits for the running job to stop cleanly (systemd's TimeoutStopSec is longer). */
+const STOP_GRACE_MS = 60_000;
+const STATUS_REFRESH_MS = 5_000;
+
+function optionalString(body: Record<string, unknown>, key: string): string | undefined {
+  const value = body[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value === '') throw new StackbackError('BAD_REQUEST', `"${key}" must be a non-empty string`);
+  return value;
+}
+
+function flag(body: Record<string, unknown>, key: string): boolean {
+  const value = body[key];
+  if (value === undefined || value === null) return false;
+  if (typeof value !== 'boolean') throw new StackbackError('BAD_REQUEST', `"${key}" must be true or false`);
+  return value;
+}
+
+/**
+ * `stackback daemon`: the long-running service. Holds the repository's daemon lock, runs
+ * the schedules through one job queue, answers the control socket, reloads its config on
+ * SIGHUP and stops cleanly on SIGTERM. Resolves with the process exit status.
+ */
+export async function runDaemon(configFile: string): Promise<number> {
+  let config = loadConfig(configFile);
+  const log = createLogger(config.log.level);
+  const repo = await Repository.open(config.repository.path, { create: true });
+  const daemonLock = await repo.lockDaemon();
+  const catalog = new Catalog(config.catalog.path);
+  let sources: Source[] = createSources(config);
+  const startedAt = new Date();
+  const services: DaemonServices = { config: () => config, sources: () => sources, catalog, log };
+  const queue = new JobQueue();
+  const notifier = new SystemdNotifier(log);
+
+  await startupCleanup(repo, catalog, config, log);
+
+  const submit = (kind: Parameters<JobQueue['submit']>[0], params: Record<string, unknown>, origin: 'schedule' | 'manual', run: JobRunner) => {
+    const submitted = queue.submit(kind, params, origin, run);
+    log.info({ job: submitted.job.id, kind, params, origin }, submitted.collapsed ? `${kind} already queued as job ${submitted.job.id}` : `queued ${kind} job ${submitted.job.id}`);
+    return submitted;
+  };
+  const submitBackup = (type: 'full' | 'incremental', only: string[] | undefined, origin: 'schedule' | 'manual') => {
+    const run = backupJob(services, type, only);
+    const withPrune: JobRunner = async (signal, progress) => {
+      const outcome = await run(signal, progress);
+      if (origin === 'schedule' && config.schedule.prune === 'after_backup') submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false));
+      return outcome;
+    };
+    return submit('backup', { type, ...(only ? { sources: only } : {}) }, origin, withPrune);
+  };
+  const onDue = (name: ScheduleName) => {
+    if (name === 'full' || name === 'incremental') submitBackup(name, undefined, 'schedule');
+    else if (name === 'verify') submit('verify', { backups: 'all', level: config.schedule.verifyLevel }, 'schedule', verifyJob(services, 'all', config.schedule.verifyLevel));
+    else submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false));
+  };
+  const scheduler = new Scheduler(onDue);
+
+  const status = () => buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: queue.current(), queued: queue.queued() }, new Date());
+  const reload = (): { ok: true } | { ok: false; problems: string[] } => {
+    try {
+      const next = loadConfig(configFile);
+      if (next.control.socket !== config.control.socket || next.repository.path !== config.repository.path || next.catalog.path !== config.catalog.path) {
+        log.warn('control.socket, repository.path and catalog.path take effect at the next restart');
+      }
+      config = next;
+      sources = createSources(next);
+      scheduler.apply(next);
+      log.info({ file: configFile }, 'config reloaded');
+      return { ok: true };
+    } catch (error) {
+      const problems = error instanceof ConfigInvalidError ? error.problems : [errorMessage(error)];
+      for (const problem of problems) log.error({ problem }, `config reload rejected: ${problem}`);
+      log.error('the previous config keeps running');
+      return { ok: false, problems };
+    }
+  };
+
+  const api: ControlApi = {
+    status,
+    listBackups: () => catalog.listBackups(),
+    getBackup: (name) => {
+      validateBackupName(name);
+      const backup = catalog.getBackup(name);
+      if (!backup) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found`);
+      return backup;
+    },
+    submitBackup: (body) => {
+      const type = body.type ?? 'incremental';
+      if (type !== 'full' && type !== 'incremental') throw new StackbackError('BAD_REQUEST', '"type" must be "full" or "incremental"');
+      const only = body.sources;
+      if (only !== undefined && (!Array.isArray(only) || !only.every((s) => typeof s === 'string' && sources.some((src) => src.name === s)))) {
+        throw new StackbackError('BAD_REQUEST', `"sources" must be a list of configured source names (${sources.map((s) => s.name).join(', ')})`);
+      }
+      return submitBackup(type, only as string[] | undefined, 'manual');
+    },
+    submitRestore: (name, body) => {
+      validateBackupName(name);
+      const options = {
+        source: optionalString(body, 'source'),
+        database: optionalString(body, 'database'),
+        targetDb: optionalString(body, 'target_db'),
+        withGlobals: flag(body, 'with_globals'),
+        forceDisconnect: flag(body, 'force_disconnect'),
+        collection: optionalString(body, 'collection'),
+        targetCollection: optionalString(body, 'target_collection'),
+        noSafety: flag(body, 'no_safety'),
+        yes: flag(body, 'yes'),
+        check: flag(body, 'check'),
+      };
+      return submit('restore', { backup: name, ...options }, 'manual', restoreJob(services, name, options));
+    },
+    submitVerify: (name, level) => {
+      if (name !== 'all') validateBackupName(name);
+      const chosen = level ?? 'quick';
+      if (chosen !== 'quick' && chosen !== 'deep') throw new StackbackError('BAD_REQUEST', 'level must be quick or deep');
+      const names = name === 'all' ? 'all' : [name];
+      return submit('verify', { backups: names, level: chosen }, 'manual', verifyJob(services, names, chosen));
+    },
+    submitDelete: (name) => {
+      validateBackupName(name);
+      return submit('delete', { backup: name }, 'manual', deleteJob(services, name));
+    },
+    submitPrune: (dryRun) => submit('prune', { dry_run: dryRun }, 'manual', pruneJob(services, dryRun)),
+    jobs: () => queue.list(),
+    job: (id) => queue.get(id),
+    subscribe: (id, listener) => queue.subscribe(id, listener),
+    cancel: (id) => queue.cancel(id),
+    reload,
+  };
+
+  const server = createControlServer(api, log);
+  try {
+    await listenOnSocket(server, config.control.socket, config.control.socketMode, config.control.socketGroup);
+  } catch (error) {
+    catalog.close();
+    await daemonLock.release();
+    throw error;
+  }
+  scheduler.apply(config);
+  catchUp(config, catalog, log, () => submitBackup('full', undefined, 'schedule'));
+  log.info({ socket: config.control.socket, pid: process.pid }, `stackback daemon ${STACKBACK_VERSION} ready on ${config.control.socket}`);
+  await notifier.ready(statusLine(status(), config.timezone));
+  const refresh = setInterval(() => void notifier.status(statusLine(status(), config.timezone)), STATUS_REFRESH_MS);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal} received: taking no new jobs, stopping the running one`);
+      clearInterval(refresh);
+      await notifier.stopping();
+      scheduler.stop();
+      server.close();
+      server.closeAllConnections();
+      const stopped = queue.shutdown(`the daemon is stopping (${signal})`);
+      const timer = setTimeout(() => log.error(`the running job did not stop within ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS);
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, STOP_GRACE_MS))]);
+      clearTimeout(timer);
+      catalog.close();
+      await rm(config.control.socket, { force: true });
+      await daemonLock.release();
+      log.info('daemon stopped');
+      process.off('SIGHUP', onHup);
+      resolve(0);
+    };
+    const onHup = () => void reload();
+    process.on('SIGHUP', onHup);
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+}
+
+/** Runs left `running` by a crash become interrupted; their leftovers go, if no CLI holds the repository. */
+async function startupCleanup(repo: Repository, catalog: Catalog, config: Config, log: Logger): Promise<void> {
+  markInterruptedRuns(catalog, log);
+  try {
+    const lock = await repo.lockWriter({ command: 'daemon start-up cleanup', timeoutMs: 0 });
+    try {
+      await cleanUpBeforeWriting(repo, catalog, log);
+    } finally {
+      await lock.release();
+    }
+  } catch (error) {
+    log.info(`start-up cleanup skipped: ${errorMessage(error)}`);
+  }
+  if (!existsSync(config.workDir)) return;
+  await rm(config.workDir, { recursive: true, force: true });
+}
+
+/** A full that came due while the daemon was down runs now. */
+function catchUp(config: Config, catalog: Catalog, log: Logger, runFull: () => void): void {
+  if (!config.schedule.catchUp || config.schedule.full === null) return;
+  const period = scheduleInfo(config, new Date()).find((s) => s.name === 'full')?.period_ms;
+  const lastFull = catalog.listBackups().filter((b) => b.kind === 'full' && b.status === 'ok').at(-1);
+  const age = lastFull ? Date.now() - Date.parse(lastFull.finished_at) : Infinity;
+  if (period !== null && period !== undefined && age > period) {
+    log.info(lastFull ? `the last successful full backup is older than the full schedule's period: catching up now` : 'no full backup yet: catching up now');
+    runFull();
+  }
+}

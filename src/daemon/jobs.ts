@@ -1,0 +1,74 @@
+import type { Catalog } from '../catalog/catalog.ts';
+import type { Config } from '../config/load.ts';
+import { StackbackError } from '../errors.ts';
+import { backupSummary, runBackup } from '../jobs/backup.ts';
+import type { JobContext } from '../jobs/context.ts';
+import { deleteBackup } from '../jobs/delete.ts';
+import { runPrune } from '../jobs/prune.ts';
+import { prepareRestore, type RestoreSelection } from '../jobs/restore.ts';
+import { runVerify, type VerifyLevel } from '../jobs/verify.ts';
+import type { Logger } from '../log.ts';
+import type { BackupKind } from '../repository/manifest.ts';
+import type { Source } from '../sources/source.ts';
+import type { JobRunner } from './queue.ts';
+
+/** What the daemon holds and jobs use; config and sources change on reload. */
+export interface DaemonServices {
+  config(): Config;
+  sources(): Source[];
+  catalog: Catalog;
+  log: Logger;
+}
+
+function context(services: DaemonServices, signal: AbortSignal, progress: JobContext['progress']): JobContext {
+  return { config: services.config(), sources: services.sources(), catalog: services.catalog, log: services.log, signal, progress, now: () => new Date() };
+}
+
+export function backupJob(services: DaemonServices, kind: BackupKind, sources: string[] | undefined): JobRunner {
+  return async (signal, progress) => {
+    const summary = backupSummary(await runBackup(context(services, signal, progress), { kind, sources }));
+    return { state: summary.status === 'ok' ? 'ok' : 'partial', result: summary };
+  };
+}
+
+export function verifyJob(services: DaemonServices, names: string[] | 'all', level: VerifyLevel): JobRunner {
+  return async (signal, progress) => {
+    progress({ phase: 'verifying' });
+    const report = await runVerify(context(services, signal, progress), names, level);
+    return { state: report.ok ? 'ok' : 'failed', result: report };
+  };
+}
+
+export function deleteJob(services: DaemonServices, name: string): JobRunner {
+  return async (signal, progress) => ({ state: 'ok', result: await deleteBackup(context(services, signal, progress), name) });
+}
+
+export function pruneJob(services: DaemonServices, dryRun: boolean): JobRunner {
+  return async (signal, progress) => {
+    progress({ phase: dryRun ? 'deciding (dry run)' : 'pruning' });
+    return { state: 'ok', result: await runPrune(context(services, signal, progress), { dryRun }) };
+  };
+}
+
+export interface RestoreJobOptions extends RestoreSelection {
+  /** Confirms a restore that replaces data (the CLI asks the operator first). */
+  yes: boolean;
+  /** Only run the preflight and report the steps. */
+  check: boolean;
+}
+
+export function restoreJob(services: DaemonServices, name: string, options: RestoreJobOptions): JobRunner {
+  return async (signal, progress) => {
+    progress({ phase: 'preflight' });
+    const prepared = await prepareRestore(context(services, signal, progress), name, options);
+    const steps = prepared.plans.flatMap((p) => p.steps);
+    const replacesData = prepared.plans.some((p) => p.replacesData);
+    if (options.check || (replacesData && !options.yes)) {
+      await prepared.abandon();
+      if (options.check) return { state: 'ok', result: { backup: name, steps, replaces_data: replacesData } };
+      throw new StackbackError('USAGE', `this restore replaces existing data:\n  ${steps.join('\n  ')}`, 'confirm with yes: true (the CLI: --yes), or restore beside the original');
+    }
+    progress({ phase: 'restoring' });
+    return { state: 'ok', result: { backup: name, steps, results: await prepared.execute() } };
+  };
+}

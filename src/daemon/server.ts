@@ -1,0 +1,153 @@
+import http from 'node:http';
+import { type ErrorDetails, errorDetails, StackbackError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { JobEvent, JobView } from './queue.ts';
+import type { StatusDocument } from './status.ts';
+
+/**
+ * The control channel: HTTP/1.1 over a Unix socket, JSON in and out, errors as
+ * `{"error":{"code","message"}}`. Routes only parse and answer; the daemon does the work.
+ * Nothing a client sends can crash the daemon: every handler error becomes a 4xx/5xx.
+ */
+export interface ControlApi {
+  status(): StatusDocument;
+  listBackups(): unknown;
+  getBackup(name: string): unknown;
+  submitBackup(body: Record<string, unknown>): { job: JobView; collapsed: boolean };
+  submitRestore(name: string, body: Record<string, unknown>): { job: JobView; collapsed: boolean };
+  submitVerify(name: string, level: string | null): { job: JobView; collapsed: boolean };
+  submitDelete(name: string): { job: JobView; collapsed: boolean };
+  submitPrune(dryRun: boolean): { job: JobView; collapsed: boolean };
+  jobs(): JobView[];
+  job(id: number): JobView | undefined;
+  subscribe(id: number, listener: (event: JobEvent) => void): () => void;
+  cancel(id: number): boolean;
+  reload(): { ok: true } | { ok: false; problems: string[] };
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** Error codes and the HTTP status that goes with them. */
+function httpStatus(error: ErrorDetails): number {
+  switch (error.code) {
+    case 'BAD_REQUEST':
+    case 'USAGE':
+    case 'BACKUP_NAME_INVALID':
+    case 'CONFIG_INVALID':
+      return 400;
+    case 'NOT_FOUND':
+    case 'BACKUP_NOT_FOUND':
+      return 404;
+    case 'METHOD_NOT_ALLOWED':
+      return 405;
+    case 'BODY_TOO_LARGE':
+      return 413;
+    case 'DAEMON_STOPPING':
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+function send(response: http.ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+async function readJson(request: http.IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new StackbackError('BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (error) {
+    throw new StackbackError('BAD_REQUEST', `the request body is not valid JSON: ${(error as Error).message}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new StackbackError('BAD_REQUEST', 'the request body must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
+type Handler = (match: RegExpExecArray, request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<void> | void;
+
+export function createControlServer(api: ControlApi, log: Logger): http.Server {
+  const routes: [string, RegExp, Handler][] = [
+    ['GET', /^\/api\/backup\/status$/, (_m, _q, res) => send(res, 200, api.status())],
+    ['GET', /^\/api\/backup\/list$/, (_m, _q, res) => send(res, 200, api.listBackups())],
+    ['POST', /^\/api\/backup\/create$/, async (_m, req, res) => send(res, 202, api.submitBackup(await readJson(req)))],
+    ['POST', /^\/api\/backup\/restore\/([^/]+)$/, async (m, req, res) => send(res, 202, api.submitRestore(decodeURIComponent(m[1]!), await readJson(req)))],
+    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, (m, _q, res, url) => send(res, 202, api.submitVerify(decodeURIComponent(m[1]!), url.searchParams.get('level')))],
+    ['DELETE', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 202, api.submitDelete(decodeURIComponent(m[1]!)))],
+    ['GET', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 200, api.getBackup(decodeURIComponent(m[1]!)))],
+    ['GET', /^\/api\/jobs$/, (_m, _q, res) => send(res, 200, api.jobs())],
+    ['GET', /^\/api\/jobs\/(\d+)$/, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
+    ['GET', /^\/api\/jobs\/(\d+)\/events$/, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
+    ['POST', /^\/api\/jobs\/(\d+)\/cancel$/, (m, _q, res) => {
+      jobOr404(api, Number(m[1]));
+      send(res, 200, { cancelled: api.cancel(Number(m[1])) });
+    }],
+    ['POST', /^\/api\/retention\/apply$/, (_m, _q, res, url) => send(res, 202, api.submitPrune(['1', 'true'].includes(url.searchParams.get('dry_run') ?? '')))],
+    ['POST', /^\/api\/config\/reload$/, (_m, _q, res) => {
+      const result = api.reload();
+      if (result.ok) send(res, 200, result);
+      else send(res, 400, { error: { code: 'CONFIG_INVALID', message: 'the new config is invalid; the old one keeps running', problems: result.problems } });
+    }],
+  ];
+
+  return http.createServer(async (request, response) => {
+    const url = new URL(request.url ?? '/', 'http://stackback');
+    try {
+      const matching = routes.filter(([, pattern]) => pattern.test(url.pathname));
+      if (matching.length === 0) throw new StackbackError('NOT_FOUND', `no route ${request.method} ${url.pathname}`);
+      const route = matching.find(([method]) => method === request.method);
+      if (!route) {
+        response.setHeader('allow', matching.map(([method]) => method).join(', '));
+        throw new StackbackError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url.pathname}`);
+      }
+      await route[2](route[1].exec(url.pathname)!, request, response, url);
+    } catch (error) {
+      const details = errorDetails(error);
+      const status = httpStatus(details);
+      if (status >= 500) log.error({ path: url.pathname, err: details.message }, `control request failed: ${details.message}`);
+      if (response.headersSent) response.destroy();
+      else send(response, status, { error: details });
+    }
+  });
+}
+
+function jobOr404(api: ControlApi, id: number): JobView {
+  const job = api.job(id);
+  if (!job) throw new StackbackError('NOT_FOUND', `no job ${id} (finished jobs are kept for the last 200)`);
+  return job;
+}
+
+/** NDJSON: the job's state now, then every event, until the job has finished. */
+function streamEvents(api: ControlApi, id: number, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+  const job = jobOr404(api, id);
+  response.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  const write = (event: JobEvent) => response.write(`${JSON.stringify(event)}\n`);
+  const done = (state: string) => state !== 'queued' && state !== 'running';
+  write({ job: id, time: new Date().toISOString(), state: job.state, ...(job.progress ? { progress: job.progress } : {}), ...(job.result !== null ? { result: job.result } : {}), ...(job.error ? { error: job.error } : {}) });
+  if (done(job.state)) {
+    response.end();
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const unsubscribe = api.subscribe(id, (event) => {
+      write(event);
+      if (done(event.state)) finish();
+    });
+    const finish = () => {
+      unsubscribe();
+      response.end();
+      resolve();
+    };
+    request.on('close', finish);
+  });
+}

@@ -1,0 +1,45 @@
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, rm } from 'node:fs/promises';
+import type http from 'node:http';
+import path from 'node:path';
+import { StackbackError } from '../errors.ts';
+import { daemonRequest } from './client.ts';
+
+async function groupId(group: string): Promise<number> {
+  if (/^\d+$/.test(group)) return Number(group);
+  const line = (await readFile('/etc/group', 'utf8')).split('\n').find((l) => l.split(':')[0] === group);
+  if (!line) throw new StackbackError('CONFIG_INVALID', `control.socket_group: no group named "${group}"`);
+  return Number(line.split(':')[2]);
+}
+
+/**
+ * Listens on the control socket. A socket file that answers belongs to a running daemon:
+ * refuse, naming it. One that does not answer was left by a dead daemon: replace it.
+ * The socket is created under a umask that already gives it its final mode (no window
+ * in which it is wider), then given its group.
+ */
+export async function listenOnSocket(server: http.Server, socketPath: string, mode: number, group: string | null): Promise<void> {
+  await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+  if (existsSync(socketPath)) {
+    const other = await daemonRequest(socketPath, 'GET', '/api/backup/status', undefined, 1000).catch(() => undefined);
+    if (other) {
+      const pid = (other.body as { daemon?: { pid?: number } }).daemon?.pid;
+      throw new StackbackError('DAEMON_RUNNING', `another stackback daemon${pid ? ` (pid ${pid})` : ''} is serving ${socketPath}`, 'stop it first (systemctl stop stackback)');
+    }
+    await rm(socketPath, { force: true });
+  }
+  const previous = process.umask(0o777 & ~mode);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previous);
+  }
+  await chmod(socketPath, mode);
+  if (group !== null) await chown(socketPath, -1, await groupId(group));
+}

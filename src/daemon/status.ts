@@ -1,0 +1,103 @@
+import type { Catalog, RunRow } from '../catalog/catalog.ts';
+import type { Config } from '../config/load.ts';
+import type { JobView } from './queue.ts';
+import { type ScheduleInfo, scheduleInfo } from './schedule-info.ts';
+
+/**
+ * `stackback status` and `GET /api/backup/status`: is the daemon up, what runs, what comes
+ * next, how the last run of each kind went, and warnings a person should act on. Healthy
+ * means a daemon is up and there is no warning.
+ */
+export interface LastRun {
+  status: string;
+  started_at: string;
+  finished_at: string | null;
+  backup: string | null;
+  bytes_stored: number;
+  error: string | null;
+}
+
+export interface StatusDocument {
+  healthy: boolean;
+  daemon: { pid: number; started_at: string; uptime_seconds: number; version: string } | null;
+  running: JobView | null;
+  queued: JobView[];
+  schedules: ScheduleInfo[];
+  last: { full: LastRun | null; incremental: LastRun | null; verify: LastRun | null; prune: LastRun | null };
+  repository: { path: string; bytes: number; backups: number };
+  warnings: string[];
+}
+
+export interface DaemonState {
+  pid: number;
+  startedAt: Date;
+  version: string;
+  running: JobView | undefined;
+  queued: JobView[];
+}
+
+function last(run: RunRow | undefined): LastRun | null {
+  return run ? { status: run.status, started_at: run.started_at, finished_at: run.finished_at, backup: run.backup, bytes_stored: run.bytes_stored, error: run.error } : null;
+}
+
+export function humanDuration(ms: number): string {
+  const hours = ms / 3_600_000;
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
+  if (hours < 1) return `${Math.round(ms / 60_000)} min`;
+  if (hours < 48) return `${Math.round(hours)} h`;
+  return `${Math.round(hours / 24)} days`;
+}
+
+export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonState | null, now: Date): StatusDocument {
+  const schedules = scheduleInfo(config, now);
+  const lastRuns = {
+    full: last(catalog.lastRun('backup', 'full')),
+    incremental: last(catalog.lastRun('backup', 'incremental')),
+    verify: last(catalog.lastRun('verify')),
+    prune: last(catalog.lastRun('prune')),
+  };
+  const backups = catalog.listBackups();
+  const warnings: string[] = [];
+  if (!daemon) warnings.push('the daemon is not running: no scheduled backups happen');
+  const newestOk = backups.filter((b) => b.status === 'ok').at(-1);
+  const periods = schedules.filter((s) => (s.name === 'full' || s.name === 'incremental') && s.period_ms !== null).map((s) => s.period_ms!);
+  const expected = periods.length > 0 ? Math.min(...periods) : null;
+  if (!newestOk && expected !== null) warnings.push('no successful backup yet');
+  if (newestOk && expected !== null) {
+    const age = now.getTime() - Date.parse(newestOk.finished_at);
+    // Twice the period: one missed run is a warning, not every slightly late one.
+    if (age > 2 * expected) warnings.push(`last successful backup is ${humanDuration(age)} old, schedule expects ${humanDuration(expected)}`);
+  }
+  for (const kind of ['full', 'incremental'] as const) {
+    const run = lastRuns[kind];
+    if (run && run.status !== 'ok') warnings.push(`last ${kind} backup ${run.status}${run.error ? `: ${run.error}` : ''}`);
+  }
+  if (lastRuns.verify && lastRuns.verify.status !== 'ok') warnings.push(`last verify ${lastRuns.verify.status}${lastRuns.verify.error ? `: ${lastRuns.verify.error}` : ''}`);
+  if (lastRuns.prune && lastRuns.prune.status !== 'ok') warnings.push(`last prune ${lastRuns.prune.status}${lastRuns.prune.error ? `: ${lastRuns.prune.error}` : ''}`);
+  return {
+    healthy: daemon !== null && warnings.length === 0,
+    daemon: daemon ? { pid: daemon.pid, started_at: daemon.startedAt.toISOString(), uptime_seconds: Math.round((now.getTime() - daemon.startedAt.getTime()) / 1000), version: daemon.version } : null,
+    running: daemon?.running ?? null,
+    queued: daemon?.queued ?? [],
+    schedules,
+    last: lastRuns,
+    repository: { path: config.repository.path, bytes: catalog.repositoryBytes(), backups: backups.length },
+    warnings,
+  };
+}
+
+/** The one line systemd shows in `systemctl status`. */
+export function statusLine(status: StatusDocument, timeZone: string): string {
+  const format = (iso: string) => new Date(iso).toLocaleString('sv-SE', { timeZone, hour12: false }).slice(0, 16) + (timeZone === 'UTC' ? ' UTC' : '');
+  const activity = status.running
+    ? `running ${status.running.kind}${status.running.params.type ? ` (${String(status.running.params.type)})` : ''}${status.running.progress?.bytes_done ? `, ${Math.round(status.running.progress.bytes_done / 1048576)} MiB` : ''}`
+    : 'idle';
+  const next = status.schedules.filter((s) => s.next && (s.name === 'full' || s.name === 'incremental')).sort((a, b) => a.next!.localeCompare(b.next!))[0];
+  const lastFull = status.last.full;
+  return [
+    activity,
+    next ? `next ${next.name} ${format(next.next!)}` : 'no backup scheduled',
+    lastFull ? `last full ${lastFull.status === 'ok' ? 'OK' : lastFull.status.toUpperCase()} ${format(lastFull.started_at)}` : 'no full backup yet',
+    ...(status.warnings.length ? [`${status.warnings.length} warning(s)`] : []),
+  ].join('; ');
+}
