@@ -40,8 +40,10 @@ export function openCliContext(options: GlobalOptions, loaded?: Config): JobCont
     log.warn(`${signal} received: stopping`);
     controller.abort(new Error(`interrupted by ${signal}`));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // process.on, not once: execa's exit hook re-raises a signal that has no listener left,
+  // which would kill the process before the job's clean stop ran.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   return {
     config,
     catalog,

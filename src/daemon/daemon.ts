@@ -175,21 +175,32 @@ export async function runDaemon(configFile: string): Promise<number> {
       scheduler.stop();
       server.close();
       server.closeAllConnections();
-      const stopped = queue.shutdown(`the daemon is stopping (${signal})`);
-      const timer = setTimeout(() => log.error(`the running job did not stop within ${STOP_GRACE_MS / 1000} s`), STOP_GRACE_MS);
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, STOP_GRACE_MS))]);
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          log.error(`the running job did not stop within ${STOP_GRACE_MS / 1000} s`);
+          resolve();
+        }, STOP_GRACE_MS);
+      });
+      await Promise.race([queue.shutdown(`the daemon is stopping (${signal})`), gaveUp]);
       clearTimeout(timer);
       catalog.close();
       await rm(config.control.socket, { force: true });
       await daemonLock.release();
       log.info('daemon stopped');
       process.off('SIGHUP', onHup);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
       resolve(0);
     };
+    // process.on, not once: execa's exit hook re-raises a signal that has no listener left,
+    // which would kill the daemon before its clean stop ran.
     const onHup = () => void reload();
+    const onTerm = () => void stop('SIGTERM');
+    const onInt = () => void stop('SIGINT');
     process.on('SIGHUP', onHup);
-    process.once('SIGTERM', () => void stop('SIGTERM'));
-    process.once('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
   });
 }
 

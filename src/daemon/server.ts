@@ -55,14 +55,19 @@ function send(response: http.ServerResponse, status: number, body: unknown): voi
   response.end(text);
 }
 
+/** Past this much, an oversized body is no longer drained but the connection dropped. */
+const MAX_DRAIN_BYTES = 16 * 1024 * 1024;
+
 async function readJson(request: http.IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new StackbackError('BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk);
+    // Keep reading (and dropping) an oversized body, so the client gets the 413 instead of a reset.
+    if (size > MAX_DRAIN_BYTES) request.destroy();
+    if (size <= MAX_BODY_BYTES) chunks.push(chunk);
   }
+  if (size > MAX_BODY_BYTES) throw new StackbackError('BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`);
   if (size === 0) return {};
   let value: unknown;
   try {
