@@ -160,8 +160,11 @@ export async function treeBytes(dir: string): Promise<number> {
   return total;
 }
 
-/** A config for a fresh repository and catalog, so the first backup in it is a real full one. */
-export async function writeConfig(bench: Bench, dir: string, database = DB): Promise<{ config: string; repository: string }> {
+/**
+ * A config for a fresh repository and catalog, so the first backup in it is a real full one.
+ * `extra` adds top-level settings (the daemon's schedule and control socket, say).
+ */
+export async function writeConfig(bench: Bench, dir: string, database = DB, extra: Record<string, unknown> = {}): Promise<{ config: string; repository: string }> {
   const repository = join(dir, 'repo');
   const config = join(dir, 'stackback.yaml');
   const settings = {
@@ -169,6 +172,7 @@ export async function writeConfig(bench: Bench, dir: string, database = DB): Pro
     catalog: { path: join(dir, 'catalog.db') },
     work_dir: join(dir, 'work'),
     log: { level: 'warn' },
+    ...extra,
     sources: {
       postgres: [{ name: 'bench', host: bench.cluster.socketDir, port: bench.cluster.port, user: 'postgres', databases: [database], globals: false }],
     },
@@ -255,16 +259,25 @@ export function printReport(text: string, json: object | null): void {
   if (json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
 }
 
+/**
+ * Starts the throwaway cluster (stopped through `onCleanup`) and builds the realistic
+ * database in it at `options.scale`; resolves with the bench and the database's size.
+ */
+export async function startBench(options: Options, scratch: string, onCleanup: OnCleanup): Promise<{ bench: Bench; databaseBytes: number }> {
+  process.stderr.write('starting a throwaway PostgreSQL cluster\n');
+  const cluster = await startPgCluster();
+  onCleanup(() => cluster.stop());
+  const bench: Bench = { options, cluster, scratch, pgEnv: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: 'postgres' } };
+  process.stderr.write(`building the realistic pgbench database at scale ${options.scale}\n`);
+  await buildDatabase(bench);
+  const databaseBytes = Number(await cluster.psql(DB, `SELECT pg_database_size('${DB}')`));
+  return { bench, databaseBytes };
+}
+
 async function withBench<S>(defaultRuns: number, runOnce: RunOnce<S>, finish: Finish<S>): Promise<void> {
   const options = parseOptions(process.argv.slice(2), defaultRuns);
   await withScratch(async (scratch, onCleanup) => {
-    process.stderr.write('starting a throwaway PostgreSQL cluster\n');
-    const cluster = await startPgCluster();
-    onCleanup(() => cluster.stop());
-    const bench: Bench = { options, cluster, scratch, pgEnv: { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: 'postgres' } };
-    process.stderr.write(`building the realistic pgbench database at scale ${options.scale}\n`);
-    await buildDatabase(bench);
-    const databaseBytes = Number(await cluster.psql(DB, `SELECT pg_database_size('${DB}')`));
+    const { bench, databaseBytes } = await startBench(options, scratch, onCleanup);
     const samples: S[] = [];
     for (let i = 1; i <= options.runs; i++) samples.push(await runOnce(bench, i));
     const { text, summary } = finish(options, databaseBytes, samples);

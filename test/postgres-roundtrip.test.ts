@@ -42,7 +42,7 @@ describe('PostgreSQL full backup → verify → restore', () => {
 
     const shown = await sandbox.json<{ artifacts: { id: string; kind: string; meta: { tables: { table: string; rows: number; exact: boolean }[]; server_version: string } }[] }>(['show', backupName]);
     assert.equal(shown.code, 0);
-    assert.deepEqual(shown.value.artifacts.map((a) => a.id).sort(), ['main/db/app', 'main/globals']);
+    assert.deepEqual(shown.value.artifacts.map((a) => a.id).sort(), ['main/db/app', 'main/globals', 'stackback/catalog']);
     const dump = shown.value.artifacts.find((a) => a.kind === 'pg_dump')!;
     assert.match(dump.meta.server_version, /^15\./);
     // Row counts are recorded from the dump's own snapshot and match the data.

@@ -87,6 +87,11 @@ export class Catalog implements ChunkIndex {
     this.db.close();
   }
 
+  /** A consistent copy of the whole catalog, taken with SQLite's online backup API while it is in use. */
+  async copyTo(file: string): Promise<void> {
+    await this.db.backup(file);
+  }
+
   lookup(chain: string, id: string): ChunkRef | undefined {
     return this.lookupChunk.get(chain, id);
   }

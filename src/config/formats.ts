@@ -113,6 +113,13 @@ export function registerFormats(): void {
           'must be "all" or a non-empty list of names',
         ),
     },
+    'path-list': {
+      validate: (value: unknown) =>
+        check(Array.isArray(value) && value.length > 0 && value.every((p) => typeof p === 'string' && p.startsWith('/')), 'must be a non-empty list of absolute paths'),
+    },
+    'string-list': {
+      validate: (value: unknown) => check(Array.isArray(value) && value.every((p) => typeof p === 'string' && p !== ''), 'must be a list of strings'),
+    },
     'optional-string': {
       validate: (value: unknown) => check(value === null || (typeof value === 'string' && value.trim() !== ''), 'must be a string or null'),
     },

@@ -36,7 +36,15 @@ export interface QdrantSourceConfig {
   postCommand: string | null;
 }
 
-export type SourceConfig = PostgresSourceConfig | QdrantSourceConfig;
+export interface FilesSourceConfig {
+  kind: 'files';
+  name: string;
+  paths: string[];
+  exclude: string[];
+  oneFileSystem: boolean;
+}
+
+export type SourceConfig = PostgresSourceConfig | QdrantSourceConfig | FilesSourceConfig;
 
 export interface Config {
   file: string;
@@ -243,6 +251,9 @@ export function parseConfig(file: string, text: string): Config {
     },
     log: { level: props.log.level },
     sources: entries.map(({ kind, values: v }): SourceConfig => {
+      if (kind === 'files') {
+        return { kind, name: v.name as string, paths: (v.paths as string[]).map((p) => path.resolve(p)), exclude: v.exclude as string[], oneFileSystem: v.one_file_system as boolean };
+      }
       if (kind === 'qdrant') {
         return {
           kind,

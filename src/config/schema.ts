@@ -83,8 +83,19 @@ export const QDRANT_SOURCE_SCHEMA = {
   },
 } as const;
 
+export const FILES_SOURCE_SCHEMA = {
+  name: {
+    doc: 'Unique source name, [a-z0-9_-]+. Used in backup manifests and in `restore --source`.',
+    format: 'source-name',
+    default: '',
+  },
+  paths: { doc: 'Absolute paths to back up (files or folders).', format: 'path-list', default: [] as string[] },
+  exclude: { doc: 'Glob patterns matched against absolute paths, e.g. "**/*.tmp", "**/cache/**".', format: 'string-list', default: [] as string[] },
+  one_file_system: { doc: 'Do not descend into other filesystems mounted below the paths.', format: Boolean, default: true },
+} as const;
+
 /** Every kind of source and the schema of one of its entries: sources.<kind>[]. */
-export const SOURCE_SCHEMAS = { postgres: POSTGRES_SOURCE_SCHEMA, qdrant: QDRANT_SOURCE_SCHEMA } as const;
+export const SOURCE_SCHEMAS = { postgres: POSTGRES_SOURCE_SCHEMA, qdrant: QDRANT_SOURCE_SCHEMA, files: FILES_SOURCE_SCHEMA } as const;
 
 export const SCHEMA = {
   repository: {
@@ -183,6 +194,12 @@ export const SCHEMA = {
       format: 'object-list',
       default: [] as unknown[],
       item: QDRANT_SOURCE_SCHEMA,
+    },
+    files: {
+      doc: 'Sets of plain files to back up (see the item keys below).',
+      format: 'object-list',
+      default: [] as unknown[],
+      item: FILES_SOURCE_SCHEMA,
     },
   },
 } as const;

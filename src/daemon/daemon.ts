@@ -126,6 +126,8 @@ export async function runDaemon(configFile: string): Promise<number> {
         collection: optionalString(body, 'collection'),
         targetCollection: optionalString(body, 'target_collection'),
         noSafety: flag(body, 'no_safety'),
+        targetDir: optionalString(body, 'target_dir'),
+        path: optionalString(body, 'path'),
         yes: flag(body, 'yes'),
         check: flag(body, 'check'),
       };

@@ -1,4 +1,5 @@
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import { StackbackError, errorMessage } from '../errors.ts';
 import { BackupWriter } from '../repository/backup-writer.ts';
@@ -115,7 +116,14 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
       const reasons = outcomes.flatMap((o) => [o.error, ...(o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`)].filter(Boolean));
       throw new StackbackError('BACKUP_FAILED', `backup ${name} failed, nothing was stored:\n  ${reasons.join('\n  ')}`);
     }
-    const failed = outcomes.some((o) => o.status === 'failed' || (o.failed_artifacts?.length ?? 0) > 0);
+    // The history travels with the data: a copy of the catalog is in every backup.
+    try {
+      artifacts.push(await storeCatalogCopy(ctx, writer, runId));
+    } catch (error) {
+      await discard(repo, writer, kind);
+      throw new StackbackError('BACKUP_FAILED', `backup ${name} could not store its copy of the catalog: ${errorMessage(error)}`, undefined, { cause: error });
+    }
+    const failed = outcomes.some((o) => o.status === 'failed' || (o.failed_artifacts?.length ?? 0) > 0 || (o.incomplete_artifacts?.length ?? 0) > 0);
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       name,
@@ -189,7 +197,11 @@ async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKin
 
 function describeFailures(outcomes: SourceOutcome[]): string {
   return outcomes
-    .flatMap((o) => (o.status === 'failed' ? [`${o.name}: ${o.error}`] : (o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`)))
+    .flatMap((o) =>
+      o.status === 'failed'
+        ? [`${o.name}: ${o.error}`]
+        : [...(o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`), ...(o.incomplete_artifacts ?? []).map((i) => `${i.id} incomplete: ${i.errors.join('; ')}`)],
+    )
     .join('; ');
 }
 
@@ -242,6 +254,14 @@ async function backupSource(
       }
       const meta = await dump.finished;
       into.push({ id: artifact.id, source: source.name, kind: artifact.kind, target: artifact.target, ...stored, meta });
+      const warnings = (meta.warnings as string[] | undefined) ?? [];
+      const readErrors = (meta.read_errors as string[] | undefined) ?? [];
+      if (warnings.length > 0) outcome.warnings = [...(outcome.warnings ?? []), ...warnings];
+      if (readErrors.length > 0) {
+        outcome.incomplete_artifacts = [...(outcome.incomplete_artifacts ?? []), { id: artifact.id, errors: readErrors }];
+        ctx.log.error({ artifact: artifact.id, errors: readErrors }, `${artifact.id} is incomplete: ${readErrors.join('; ')}`);
+      }
+      for (const warning of warnings) ctx.log.warn({ artifact: artifact.id }, warning);
       const seconds = (Date.now() - started) / 1000;
       ctx.log.info({ artifact: artifact.id, bytes: stored.size, chunks: stored.chunks.length, seconds }, `${artifact.id}: ${stored.size} bytes in ${seconds.toFixed(1)} s`);
     } catch (error) {
@@ -254,6 +274,20 @@ async function backupSource(
     }
   }
   return outcome;
+}
+
+export const CATALOG_ARTIFACT_ID = 'stackback/catalog';
+
+async function storeCatalogCopy(ctx: JobContext, writer: BackupWriter, runId: number): Promise<ArtifactManifest> {
+  await fs.mkdir(ctx.config.workDir, { recursive: true, mode: 0o750 });
+  const copy = path.join(ctx.config.workDir, `catalog-copy-${process.pid}-${runId}.db`);
+  try {
+    await ctx.catalog.copyTo(copy);
+    const stored = await writer.storeArtifact(createReadStream(copy, { highWaterMark: 1024 * 1024 }));
+    return { id: CATALOG_ARTIFACT_ID, source: 'stackback', kind: 'catalog', target: 'catalog', ...stored, meta: { backups: ctx.catalog.backupNames().length } };
+  } finally {
+    await fs.rm(copy, { force: true });
+  }
 }
 
 /** Frees what a failed backup wrote: a new chain whole, or the chunks it added to a chain. */

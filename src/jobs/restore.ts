@@ -35,9 +35,11 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
   const lock = await repo.lockReader(`restore ${name}`);
   try {
     const manifest = await repo.readManifest(name);
-    const sourceNames = [...new Set(manifest.artifacts.map((a) => a.source))].filter((s) => selection.source === undefined || s === selection.source);
+    // The catalog copy is restored by `stackback catalog restore`, not here.
+    const restorable = manifest.artifacts.filter((a) => a.kind !== 'catalog');
+    const sourceNames = [...new Set(restorable.map((a) => a.source))].filter((s) => selection.source === undefined || s === selection.source);
     if (sourceNames.length === 0) {
-      throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(manifest.artifacts.map((a) => a.source))].join(', ')}`);
+      throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(restorable.map((a) => a.source))].join(', ')}`);
     }
     const open = (artifact: Manifest['artifacts'][number]) => readArtifact(repo, manifest.chain, artifact, RESTORE_READ_CHECK);
     const plans: RestorePlan[] = [];

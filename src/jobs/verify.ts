@@ -46,6 +46,12 @@ async function readBack(ctx: JobContext, repo: Repository, manifest: Manifest, a
   const data = readArtifact(repo, manifest.chain, artifact, 'content');
   const source = ctx.sources.find((s) => s.name === artifact.source);
   try {
+    if (artifact.kind === 'catalog') {
+      let head: Buffer | undefined;
+      for await (const chunk of data) head ??= Buffer.from(chunk.subarray(0, 16));
+      const ok = head?.toString('latin1') === 'SQLite format 3\0';
+      return { artifact: artifact.id, ok, detail: ok ? 'every chunk and the artifact sha256 intact; an SQLite database' : 'not an SQLite database' };
+    }
     if (!source) {
       await drain(data);
       return { artifact: artifact.id, ok: true, detail: 'every chunk and the artifact sha256 intact (source no longer configured: its tool check was skipped)' };

@@ -19,7 +19,7 @@ export interface ChunkRef {
   stored_sha256: string;
 }
 
-export type ArtifactKind = 'pg_dump' | 'pg_globals' | 'qdrant_snapshot' | 'qdrant_storage';
+export type ArtifactKind = 'pg_dump' | 'pg_globals' | 'qdrant_snapshot' | 'qdrant_storage' | 'files_tar' | 'catalog';
 
 export interface ArtifactManifest {
   /** Unique within the backup, e.g. "main/db/app" or "main/globals". */
@@ -41,6 +41,10 @@ export interface SourceOutcome {
   error?: string;
   /** Per-artifact failures inside a source that otherwise worked. */
   failed_artifacts?: { id: string; error: string }[];
+  /** Artifacts stored but missing parts (files that could not be read): the backup is partial. */
+  incomplete_artifacts?: { id: string; errors: string[] }[];
+  /** Things worth knowing that did not fail anything (a file that vanished, a socket skipped). */
+  warnings?: string[];
 }
 
 export interface Manifest {

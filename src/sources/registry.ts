@@ -1,5 +1,6 @@
 import type { Config, SourceConfig } from '../config/load.ts';
 import { StackbackError } from '../errors.ts';
+import { FilesSource } from './files/index.ts';
 import { PostgresSource } from './postgres/index.ts';
 import { QdrantSource } from './qdrant/index.ts';
 import { QdrantStorageSource } from './qdrant/storage-dir.ts';
@@ -11,6 +12,8 @@ function createSource(config: SourceConfig): Source {
       return new PostgresSource(config);
     case 'qdrant':
       return config.mode === 'storage_dir' ? new QdrantStorageSource(config) : new QdrantSource(config);
+    case 'files':
+      return new FilesSource(config);
   }
 }
 

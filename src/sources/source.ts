@@ -15,7 +15,11 @@ export interface PlannedArtifact {
 export interface ArtifactDump {
   /** The artifact's bytes; ends when the producer ends, successful or not. */
   stream: AsyncIterable<Uint8Array>;
-  /** Resolves with the source's metadata once the producer has exited successfully. */
+  /**
+   * Resolves with the source's metadata once the producer has exited successfully. The
+   * keys `warnings` and `read_errors` (string lists), when present, are reported on the
+   * run; read errors make the backup partial.
+   */
   finished: Promise<Record<string, unknown>>;
 }
 
@@ -40,6 +44,10 @@ export interface RestoreOptions {
   targetCollection?: string | undefined;
   /** Qdrant: do not store a snapshot of a collection before restoring over it. */
   noSafety: boolean;
+  /** Files: unpack under this folder instead of in place. */
+  targetDir?: string | undefined;
+  /** Files: only this original path (and what is below it). */
+  path?: string | undefined;
 }
 
 export interface RestoreRequest {

@@ -61,15 +61,23 @@ export function qdrantSourceYaml(url: string, source: { name?: string; collectio
   ].join('\n');
 }
 
-/** A config in a temp folder with the given postgres entries (may be '') and, optionally, qdrant entries. */
-export async function makeSandbox(postgresYaml: string, options: { qdrantYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string } = {}): Promise<Sandbox> {
+/** YAML for one files source. */
+export function filesSourceYaml(paths: string[], source: { name?: string; exclude?: string[] } = {}): string {
+  return [`    - name: ${source.name ?? 'app-files'}`, `      paths: ${JSON.stringify(paths)}`, `      exclude: ${JSON.stringify(source.exclude ?? [])}`].join('\n');
+}
+
+/** A config in a temp folder with the given postgres entries (may be '') and, optionally, qdrant and files entries. */
+export async function makeSandbox(
+  postgresYaml: string,
+  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string } = {},
+): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
   const configPath = join(dir, 'stackback.yaml');
   const repoPath = options.repoPath ?? join(dir, 'repo');
   const catalogPath = join(dir, 'catalog.db');
   await writeFile(
     configPath,
-    [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ''].join('\n'),
+    [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ...(options.filesYaml ? ['  files:', options.filesYaml] : []), ''].join('\n'),
   );
   const run = async (args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> => {
     const result = await execa(process.execPath, [CLI, ...args, '--config', configPath], {

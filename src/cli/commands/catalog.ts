@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
-import { rebuildCatalog } from '../../jobs/catalog-rebuild.ts';
-import { openCliContext, type GlobalOptions } from '../context.ts';
+import { StackbackError } from '../../errors.ts';
+import { rebuildCatalog, restoreCatalog } from '../../jobs/catalog-recovery.ts';
+import { createLogger } from '../../log.ts';
+import { type GlobalOptions, loadCliConfig, openCliContext } from '../context.ts';
+import { findDaemon } from '../remote.ts';
 import { printJson, printLine } from '../output.ts';
 import { withCommonOptions } from '../program.ts';
 
@@ -18,4 +21,18 @@ export function registerCatalog(program: Command): void {
       }
     },
   );
+  withCommonOptions(
+    catalog
+      .command('restore')
+      .description('bring the catalog (backups and run history) back from the copy inside a backup: for a new machine that has only the repository')
+      .argument('<name>', 'backup whose catalog copy to restore'),
+  )
+    .option('--force', 'move an existing catalog aside and replace it')
+    .action(async (name: string, options: GlobalOptions & { force?: boolean }) => {
+      const config = loadCliConfig(options);
+      if (await findDaemon(config)) throw new StackbackError('DAEMON_RUNNING', 'a daemon is running on this catalog', 'stop it first (systemctl stop stackback), then restore the catalog');
+      const result = await restoreCatalog(config, createLogger(config.log.level), name, options.force === true);
+      if (options.json) printJson(result);
+      else printLine(`catalog restored from ${name}: ${result.backups} backup(s), ${result.runs} run(s) of history${result.moved_aside ? `; the previous catalog is at ${result.moved_aside}` : ''}`);
+    });
 }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { StackbackError } from '../../errors.ts';
@@ -17,6 +18,8 @@ interface RestoreCliOptions extends GlobalOptions {
   forceDisconnect?: boolean;
   collection?: string;
   targetCollection?: string;
+  targetDir?: string;
+  path?: string;
   safety: boolean;
   yes?: boolean;
 }
@@ -71,6 +74,8 @@ async function restoreThroughDaemon(socket: string, name: string, selection: Res
     collection: selection.collection,
     target_collection: selection.targetCollection,
     no_safety: selection.noSafety,
+    target_dir: selection.targetDir,
+    path: selection.path,
   };
   const path = `/api/backup/restore/${encodeURIComponent(name)}`;
   let yes = options.yes === true;
@@ -102,6 +107,8 @@ export function registerRestore(program: Command): void {
     .option('--collection <name>', 'only this Qdrant collection')
     .option('--target-collection <name>', 'restore the Qdrant collection under this name')
     .option('--no-safety', 'do not store a snapshot of a Qdrant collection before restoring over it')
+    .option('--target-dir <dir>', 'unpack a files backup under this folder instead of in place')
+    .option('--path <path>', 'only this path of a files backup (absolute, as it was backed up)')
     .option('-y, --yes', 'do not ask before replacing data')
     .action(async (name: string, options: RestoreCliOptions) => {
       validateBackupName(name);
@@ -114,6 +121,8 @@ export function registerRestore(program: Command): void {
         collection: options.collection,
         targetCollection: options.targetCollection,
         noSafety: !options.safety,
+        targetDir: options.targetDir === undefined ? undefined : path.resolve(options.targetDir),
+        path: options.path,
       };
       const config = loadCliConfig(options);
       const socket = await findDaemon(config);

@@ -24,6 +24,8 @@ export function registerShow(program: Command): void {
         for (const source of backup.sources) {
           if (source.status === 'failed') printLine(`FAILED   source ${source.name}: ${source.error}`);
           for (const f of source.failed_artifacts ?? []) printLine(`FAILED   ${f.id}: ${f.error}`);
+          for (const i of source.incomplete_artifacts ?? []) printLine(`PARTIAL  ${i.id}: could not read ${i.errors.join('; ')}`);
+          for (const w of source.warnings ?? []) printLine(`warning  ${source.name}: ${w}`);
         }
         printLine();
         printLine(

@@ -1,0 +1,110 @@
+import type { Stats } from 'node:fs';
+import { mkdir, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { extract as extractTar, Parser, type ReadEntry } from 'tar';
+import { StackbackError } from '../../errors.ts';
+
+/**
+ * Unpacking a files archive without ever writing outside the restore root. The archive is
+ * read twice: a scan that refuses the whole restore, before anything is written, if any
+ * entry would escape (an absolute path, a `..`, a hard link out, a relative symlink that
+ * resolves outside, anything written through a symlink); then the extraction itself, which
+ * keeps modes and mtimes, and owners when running as root.
+ * Absolute symlink targets are data (as in GNU tar) and are restored as they were.
+ */
+export interface ExtractOptions {
+  /** Where the archive's `/` lands: `/` for an in-place restore, or --target-dir. */
+  root: string;
+  /** Only this original path and what is below it. */
+  only?: string | undefined;
+}
+
+const normalize = (entryPath: string) => entryPath.replace(/^\.\//, '').replace(/\/+$/, '');
+const within = (root: string, target: string) => target === root || target.startsWith(root === '/' ? '/' : `${root}/`);
+
+function selected(entryPath: string, only: string | undefined): boolean {
+  if (only === undefined) return true;
+  const original = `/${normalize(entryPath)}`;
+  return original === only || original.startsWith(`${only}/`);
+}
+
+/** Problems that make the archive unsafe to unpack under `root`; empty when it is safe. */
+export async function scanArchive(data: AsyncIterable<Uint8Array>, options: ExtractOptions): Promise<{ entries: number; problems: string[]; tops: string[] }> {
+  const root = path.resolve(options.root);
+  const problems: string[] = [];
+  const symlinks: string[] = [];
+  const tops = new Set<string>();
+  let entries = 0;
+  const parser = new Parser({
+    strict: true,
+    onReadEntry: (entry: ReadEntry) => {
+      entry.resume();
+      const raw = entry.path;
+      if (!selected(raw, options.only)) return;
+      entries += 1;
+      if (path.isAbsolute(raw)) return problems.push(`${raw}: absolute path`);
+      if (raw.split('/').includes('..')) return problems.push(`${raw}: contains '..'`);
+      const target = path.resolve(root, raw);
+      if (!within(root, target)) return problems.push(`${raw}: lands outside ${root}`);
+      tops.add(normalize(raw).split('/')[0]!);
+      if (symlinks.some((link) => target.startsWith(`${link}/`))) return problems.push(`${raw}: would be written through a symlink`);
+      if (entry.type === 'Link') {
+        const linked = path.resolve(root, entry.linkpath ?? '');
+        if (path.isAbsolute(entry.linkpath ?? '') || !within(root, linked)) problems.push(`${raw}: hard link to ${entry.linkpath} outside ${root}`);
+      }
+      if (entry.type === 'SymbolicLink') {
+        const linkpath = entry.linkpath ?? '';
+        if (!path.isAbsolute(linkpath) && !within(root, path.resolve(path.dirname(target), linkpath))) problems.push(`${raw}: symlink to ${linkpath} points outside ${root}`);
+        symlinks.push(target);
+      }
+    },
+  });
+  let failure: unknown;
+  parser.on('error', (error: unknown) => (failure ??= error));
+  for await (const chunk of data) parser.write(Buffer.from(chunk));
+  await new Promise<void>((resolve) => parser.end(resolve));
+  if (failure) throw new StackbackError('ARTIFACT_CORRUPT', `the files archive cannot be read: ${(failure as Error).message}`);
+  return { entries, problems, tops: [...tops] };
+}
+
+/**
+ * Unpacks the (scanned) archive. Into `/` (in place), one pass per top-level folder with
+ * that folder as the working directory: tar refuses `/` itself as an extraction target.
+ */
+export async function extractArchive(open: () => AsyncIterable<Uint8Array>, options: ExtractOptions, tops: string[]): Promise<void> {
+  const root = path.resolve(options.root);
+  const passes = root === '/' ? tops.map((top) => ({ cwd: `/${top}`, strip: 1, prefix: `${top}/` })) : [{ cwd: root, strip: 0, prefix: '' }];
+  // Unpacking a folder's children touches its mtime: folders get theirs back at the end, deepest first.
+  const directories: { path: string; mtime: Date }[] = [];
+  for (const pass of passes) {
+    await mkdir(pass.cwd, { recursive: true });
+    let failure: unknown;
+    const extractor = extractTar({
+      cwd: pass.cwd,
+      strip: pass.strip,
+      strict: true,
+      // The scan already refused absolute paths and '..'; this keeps absolute symlink targets as they were.
+      preservePaths: true,
+      chmod: true,
+      processUmask: 0,
+      preserveOwner: process.getuid?.() === 0,
+      filter: (entryPath: string, entry: ReadEntry | Stats) => {
+        const wanted = normalize(entryPath).startsWith(pass.prefix) && selected(entryPath, options.only);
+        const read = entry as ReadEntry;
+        if (wanted && read.type === 'Directory' && read.mtime) {
+          directories.push({ path: path.join(pass.cwd, normalize(entryPath).split('/').slice(pass.strip).join('/')), mtime: read.mtime });
+        }
+        return wanted;
+      },
+      onwarn: (code: string, message: string) => {
+        if (code !== 'TAR_ENTRY_INFO') failure ??= new Error(message);
+      },
+    });
+    await pipeline(Readable.from(open()), extractor);
+    if (failure) throw new StackbackError('RESTORE_FAILED', `unpacking failed: ${(failure as Error).message}`);
+  }
+  directories.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
+  for (const dir of directories) await utimes(dir.path, dir.mtime, dir.mtime);
+}

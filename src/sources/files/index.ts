@@ -1,0 +1,115 @@
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { FilesSourceConfig } from '../../config/load.ts';
+import { StackbackError } from '../../errors.ts';
+import type { ArtifactManifest } from '../../repository/manifest.ts';
+import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import { listTar } from '../tar-listing.ts';
+import { createArchive, excluded } from './archive.ts';
+import { extractArchive, scanArchive } from './extract.ts';
+
+/** "20261126_021132": the suffix of paths moved aside by an in-place restore. */
+function stamp(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+}
+
+/** Bytes under a path (honouring the excludes): the free-space estimate of a first backup. */
+async function treeBytes(root: string, exclude: string[]): Promise<number> {
+  const info = await lstat(root).catch(() => undefined);
+  if (!info || excluded(root, exclude)) return 0;
+  if (!info.isDirectory()) return info.size;
+  let total = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) total += await treeBytes(path.join(root, name), exclude);
+  return total;
+}
+
+/**
+ * Plain files (uploads, configs, job logs) as a backup source: one tar artifact of the
+ * configured paths. Restore unpacks into --target-dir, or in place, where each replaced
+ * top-level path is first moved aside as `<path>.pre-restore-<stamp>`.
+ */
+export class FilesSource implements Source {
+  readonly kind = 'files';
+  readonly name: string;
+  readonly config: FilesSourceConfig;
+
+  constructor(config: FilesSourceConfig) {
+    this.name = config.name;
+    this.config = config;
+  }
+
+  describe(): string {
+    return `files source ${this.name} (${this.config.paths.join(', ')})`;
+  }
+
+  async check(): Promise<Record<string, unknown>> {
+    const missing = this.config.paths.filter((p) => !existsSync(p));
+    if (missing.length > 0) throw new StackbackError('SOURCE_NOT_FOUND', `path(s) ${missing.join(', ')} of ${this.describe()} do not exist`, 'fix sources.files[].paths');
+    return { paths: this.config.paths };
+  }
+
+  async plan(): Promise<PlannedArtifact[]> {
+    await this.check();
+    let estimated = 0;
+    for (const p of this.config.paths) estimated += await treeBytes(p, this.config.exclude);
+    return [{ id: `${this.name}/files`, kind: 'files_tar', target: this.config.paths.join(','), estimatedBytes: estimated }];
+  }
+
+  async dump(): Promise<ArtifactDump> {
+    const { stream, report } = createArchive({ paths: this.config.paths, exclude: this.config.exclude, oneFileSystem: this.config.oneFileSystem });
+    let resolve!: (meta: Record<string, unknown>) => void;
+    let reject!: (error: unknown) => void;
+    const finished = new Promise<Record<string, unknown>>((res, rej) => ((resolve = res), (reject = rej)));
+    finished.catch(() => undefined);
+    const paths = this.config.paths;
+    async function* passThrough(): AsyncGenerator<Uint8Array> {
+      try {
+        yield* stream;
+      } catch (error) {
+        reject(error);
+        throw error;
+      }
+      resolve({ paths, files: report.files, file_count: report.files.filter((f) => f.type === 'File' || f.type === 'OldFile').length, warnings: report.warnings, read_errors: report.readErrors });
+    }
+    return { stream: passThrough(), finished };
+  }
+
+  async checkArtifact(_artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>): Promise<ArtifactCheck> {
+    const entries = await listTar(data);
+    return { ok: true, detail: `files tar reads (${entries.length} entries)` };
+  }
+
+  async planRestore(request: RestoreRequest): Promise<RestorePlan> {
+    const artifact = request.artifacts.find((a) => a.kind === 'files_tar');
+    if (!artifact) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds no files of source ${this.name}`);
+    const { targetDir, path: only } = request.options;
+    if (only !== undefined && !path.isAbsolute(only)) throw new StackbackError('USAGE', `--path must be an absolute path as it was backed up (got ${only})`);
+    const root = targetDir === undefined ? '/' : path.resolve(targetDir);
+    const scan = await scanArchive(request.open(artifact), { root, only });
+    if (scan.problems.length > 0) {
+      throw new StackbackError('RESTORE_FAILED', `the files archive of ${artifact.id} is unsafe to unpack, nothing was written:\n  ${scan.problems.slice(0, 20).join('\n  ')}`);
+    }
+    if (scan.entries === 0) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds nothing under ${only ?? '/'} from source ${this.name}`);
+    const recorded = (artifact.meta.paths as string[] | undefined) ?? [];
+    // In place, what gets replaced is moved aside first: the --path, or each backed-up top-level path.
+    const aside = targetDir === undefined ? (only !== undefined ? [only] : recorded).filter((p) => existsSync(p)) : [];
+    const suffix = `.pre-restore-${stamp(request.now)}`;
+    return {
+      source: this.name,
+      artifacts: [artifact],
+      replacesData: aside.length > 0,
+      safetyBackup: [],
+      steps: [
+        ...aside.map((p) => `move ${p} aside to ${p}${suffix}`),
+        `unpack ${scan.entries} entries${only ? ` under ${only}` : ''} ${targetDir === undefined ? 'in place' : `into ${root}`}`,
+      ],
+      execute: async () => {
+        for (const p of aside) await rename(p, `${p}${suffix}`);
+        await mkdir(root, { recursive: true, mode: 0o750 });
+        await extractArchive(() => request.open(artifact), { root, only }, scan.tops);
+        return [{ artifact: artifact.id, restored_as: root, entries: scan.entries, moved_aside: aside.map((p) => `${p}${suffix}`) }];
+      },
+    };
+  }
+}
