@@ -54,6 +54,7 @@ export interface Config {
   lockTimeoutMs: number;
   stallTimeoutMs: number;
   timezone: string;
+  restore: { reserveFreeBytes: number };
   schedule: ScheduleConfig;
   control: { socket: string; socketMode: number; socketGroup: string | null };
   retention: RetentionConfig;
@@ -214,6 +215,7 @@ export function parseConfig(file: string, text: string): Config {
     lock_timeout: string;
     stall_timeout: string;
     timezone: string;
+    restore: { reserve_free: string | number };
     schedule: Record<string, string | boolean>;
     control: { socket: string; socket_mode: string; socket_group: string | null };
     retention: Record<string, number | string>;
@@ -227,6 +229,7 @@ export function parseConfig(file: string, text: string): Config {
     lockTimeoutMs: parseDuration(props.lock_timeout)!,
     stallTimeoutMs: parseDuration(props.stall_timeout)!,
     timezone: props.timezone,
+    restore: { reserveFreeBytes: parseSize(props.restore.reserve_free)! },
     schedule: {
       full: offToNull(props.schedule.full as string),
       incremental: offToNull(props.schedule.incremental as string),

@@ -137,6 +137,13 @@ export const SCHEMA = {
     format: 'timezone',
     default: 'UTC',
   },
+  restore: {
+    reserve_free: {
+      doc: 'Free space a restore must leave on its target (database server data folder, target folder) beyond what it needs; the preflight refuses otherwise.',
+      format: 'size',
+      default: '256MiB',
+    },
+  },
   schedule: {
     full: { doc: 'When to take a full backup (a new chain): a cron expression in `timezone` (a seconds field may lead), or "off".', format: 'schedule', default: '0 3 * * 0' },
     incremental: { doc: 'When to take an incremental backup, or "off".', format: 'schedule', default: '0 */6 * * *' },

@@ -22,6 +22,7 @@ import { buildStatus, statusLine } from './status.ts';
 /** How long SIGTERM waits for the running job to stop cleanly (systemd's TimeoutStopSec is longer). */
 const STOP_GRACE_MS = 60_000;
 const STATUS_REFRESH_MS = 5_000;
+const STATUS_CACHE_MS = 1_000;
 
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const value = body[key];
@@ -77,7 +78,16 @@ export async function runDaemon(configFile: string): Promise<number> {
   };
   const scheduler = new Scheduler(onDue);
 
-  const status = () => buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: queue.current(), queued: queue.queued() }, new Date());
+  // The catalog part of the status is cached briefly: monitoring may ask in bursts, and
+  // the running job and queue, which change fast, are filled in fresh every time.
+  let cached: { at: number; jobsFinished: number; status: ReturnType<typeof buildStatus> } | undefined;
+  const status = () => {
+    const now = Date.now();
+    if (!cached || now - cached.at > STATUS_CACHE_MS || cached.jobsFinished !== queue.finishedCount) {
+      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [] }, new Date(now)) };
+    }
+    return { ...cached.status, daemon: { ...cached.status.daemon!, uptime_seconds: Math.round((now - startedAt.getTime()) / 1000) }, running: queue.current() ?? null, queued: queue.queued() };
+  };
   const reload = (): { ok: true } | { ok: false; problems: string[] } => {
     try {
       const next = loadConfig(configFile);

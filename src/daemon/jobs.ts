@@ -60,12 +60,15 @@ export interface RestoreJobOptions extends RestoreSelection {
 export function restoreJob(services: DaemonServices, name: string, options: RestoreJobOptions): JobRunner {
   return async (signal, progress) => {
     progress({ phase: 'preflight' });
-    const prepared = await prepareRestore(context(services, signal, progress), name, options);
+    const prepared = await prepareRestore(context(services, signal, progress), name, options, options.check);
     const steps = prepared.plans.flatMap((p) => p.steps);
     const replacesData = prepared.plans.some((p) => p.replacesData);
     if (options.check || (replacesData && !options.yes)) {
       await prepared.abandon();
-      if (options.check) return { state: 'ok', result: { backup: name, steps, replaces_data: replacesData } };
+      if (options.check) {
+        const ready = prepared.findings.every((f) => f.level === 'ok');
+        return { state: ready ? 'ok' : 'failed', result: { backup: name, steps, replaces_data: replacesData, ready, findings: prepared.findings } };
+      }
       throw new StackbackError('USAGE', `this restore replaces existing data:\n  ${steps.join('\n  ')}`, 'confirm with yes: true (the CLI: --yes), or restore beside the original');
     }
     progress({ phase: 'restoring' });

@@ -55,6 +55,8 @@ export class JobQueue {
   private accepting = true;
   private readonly events = new EventEmitter();
   private idle: Promise<void> = Promise.resolve();
+  /** How many jobs have finished: lets callers cache what only changes when a job ends. */
+  finishedCount = 0;
 
   constructor() {
     this.events.setMaxListeners(0);
@@ -167,6 +169,7 @@ export class JobQueue {
   }
 
   private finish(job: Job, state: JobState, result: unknown, error: JobEvent['error'] | null): void {
+    this.finishedCount += 1;
     job.state = state;
     job.finished_at = new Date().toISOString();
     job.result = result;

@@ -3,7 +3,7 @@ import { checkStoredChunks, readArtifact } from '../repository/artifact-reader.t
 import { type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { Lock } from '../repository/lock.ts';
-import type { RestoreOptions, RestorePlan } from '../sources/source.ts';
+import type { Finding, RestoreOptions, RestorePlan } from '../sources/source.ts';
 import { runBackup } from './backup.ts';
 import type { JobContext } from './context.ts';
 
@@ -15,6 +15,8 @@ export interface RestoreSelection extends RestoreOptions {
 export interface PreparedRestore {
   manifest: Manifest;
   plans: RestorePlan[];
+  /** Everything the preflight checked, per source; with `check`, errors are reported here instead of thrown. */
+  findings: RestoreFinding[];
   /** Runs the plans in order; resolves with one result per restored artifact. */
   execute(): Promise<Record<string, unknown>[]>;
   /** Releases the repository read lock without restoring (declined confirmation). */
@@ -29,7 +31,12 @@ const RESTORE_READ_CHECK = process.env.STACKBACK_RESTORE_CHECK === 'content' ? '
  * damage, and run each source's preflight against its target. Nothing is written until
  * `execute()`, so the caller can show the plan and ask for confirmation in between.
  */
-export async function prepareRestore(ctx: JobContext, name: string, selection: RestoreSelection): Promise<PreparedRestore> {
+export interface RestoreFinding extends Finding {
+  source: string;
+  code?: string;
+}
+
+export async function prepareRestore(ctx: JobContext, name: string, selection: RestoreSelection, check = false): Promise<PreparedRestore> {
   validateBackupName(name);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = await repo.lockReader(`restore ${name}`);
@@ -49,12 +56,20 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
         throw new StackbackError('SOURCE_NOT_FOUND', `backup ${name} holds source "${sourceName}", which is not in the config`, 'add the source back to the config (its connection settings are needed to restore it)');
       }
       const artifacts = manifest.artifacts.filter((a) => a.source === sourceName);
-      plans.push(await source.planRestore({ artifacts, options: selection, open, now: ctx.now(), signal: ctx.signal }));
+      plans.push(await source.planRestore({ artifacts, options: selection, open, now: ctx.now(), signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
     }
-    await refuseDamaged(repo, manifest, plans);
+    const findings: RestoreFinding[] = [...plans.flatMap((p) => p.findings.map((f) => ({ source: p.source, ...f }))), ...(await damageFindings(repo, manifest, plans))];
+    const errors = findings.filter((f) => f.level === 'error');
+    if (errors.length > 0 && !check) {
+      throw new StackbackError(
+        errors.some((e) => e.code === 'CHUNK_CORRUPT') ? 'CHUNK_CORRUPT' : 'RESTORE_FAILED',
+        `cannot restore ${name}; nothing was touched:\n  ${errors.map((e) => `${e.source}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`).join('\n  ')}`,
+      );
+    }
     return {
       manifest,
       plans,
+      findings,
       execute: () => executeRestore(ctx, manifest, plans, lock),
       abandon: () => lock.release(),
     };
@@ -64,18 +79,22 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
   }
 }
 
-/** Refuses the restore, before any target is touched, if a chunk it needs is missing or damaged. */
-async function refuseDamaged(repo: Repository, manifest: Manifest, plans: RestorePlan[]): Promise<void> {
+/** Every chunk the restore needs, checked against its stored sha256 before any target is touched. */
+async function damageFindings(repo: Repository, manifest: Manifest, plans: RestorePlan[]): Promise<RestoreFinding[]> {
   const artifacts = plans.flatMap((p) => p.artifacts);
   const problems = await checkStoredChunks(repo, manifest.chain, artifacts.flatMap((a) => a.chunks), { hash: true });
-  if (problems.length === 0) return;
+  if (problems.length === 0) return [{ source: 'repository', level: 'ok', message: `all chunks of ${artifacts.map((a) => a.id).join(', ')} are present and intact` }];
   const bad = new Set(problems.map((p) => p.chunk));
   const affected = artifacts.filter((a) => a.chunks.some((c) => bad.has(c.id))).map((a) => a.id);
-  throw new StackbackError(
-    'CHUNK_CORRUPT',
-    `backup ${manifest.name} cannot be restored: ${problems.length} chunk(s) missing or damaged (${problems.slice(0, 3).map((p) => `${p.chunk.slice(0, 12)}… ${p.problem}`).join(', ')}), affecting ${affected.join(', ')}; nothing was touched`,
-    'restore an older backup; `stackback verify` shows every damaged backup',
-  );
+  return [
+    {
+      source: 'repository',
+      level: 'error',
+      code: 'CHUNK_CORRUPT',
+      message: `backup ${manifest.name} cannot be restored: ${problems.length} chunk(s) missing or damaged (${problems.slice(0, 3).map((p) => `${p.chunk.slice(0, 12)}… ${p.problem}`).join(', ')}), affecting ${affected.join(', ')}`,
+      hint: 'restore an older backup; `stackback verify --all --deep` shows every damaged backup',
+    },
+  ];
 }
 
 async function executeRestore(ctx: JobContext, manifest: Manifest, plans: RestorePlan[], lock: Lock): Promise<Record<string, unknown>[]> {

@@ -58,6 +58,15 @@ export interface RestoreRequest {
   open(artifact: ArtifactManifest): AsyncIterable<Buffer>;
   now: Date;
   signal?: AbortSignal | undefined;
+  /** Free space to keep on a restore target beyond what the restore needs (restore.reserve_free). */
+  reserveBytes: number;
+}
+
+/** One result of a restore preflight; every problem says what to do about it. */
+export interface Finding {
+  level: 'ok' | 'error';
+  message: string;
+  hint?: string;
 }
 
 /** A restore checked against its target and ready to run: nothing has been written yet. */
@@ -71,6 +80,8 @@ export interface RestorePlan {
   replacesData: boolean;
   /** Artifacts of the live source to back up into the repository first (safety copies of what gets replaced). */
   safetyBackup: string[];
+  /** The preflight's findings; any error blocks `execute`. */
+  findings: Finding[];
   execute(): Promise<Record<string, unknown>[]>;
 }
 

@@ -2,10 +2,11 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { StackbackError } from '../../errors.ts';
-import { prepareRestore, type RestoreSelection } from '../../jobs/restore.ts';
+import { prepareRestore, type RestoreFinding, type RestoreSelection } from '../../jobs/restore.ts';
 import type { Config } from '../../config/load.ts';
 import { validateBackupName } from '../../repository/manifest.ts';
 import { type GlobalOptions, loadCliConfig, runLocally } from '../context.ts';
+import { EXIT_FAILED, setCommandExitCode } from '../exit.ts';
 import { printJson, printLine } from '../output.ts';
 import { withCommonOptions, withDetach } from '../program.ts';
 import { findDaemon, runAsDaemonJob } from '../remote.ts';
@@ -22,6 +23,23 @@ interface RestoreCliOptions extends GlobalOptions {
   path?: string;
   safety: boolean;
   yes?: boolean;
+  check?: boolean;
+}
+
+interface CheckOutcome {
+  backup: string;
+  steps: string[];
+  ready: boolean;
+  findings: RestoreFinding[];
+}
+
+function printCheck(check: CheckOutcome, json: boolean | undefined): void {
+  if (json) printJson(check);
+  else {
+    for (const f of check.findings) printLine(`${f.level === 'ok' ? 'ok     ' : 'PROBLEM'} ${f.source}: ${f.message}${f.hint ? `\n        → ${f.hint}` : ''}`);
+    printLine(check.ready ? `ready: the restore would ${check.steps.join('; ')}` : 'NOT ready: fix the problems above first; nothing was touched');
+  }
+  if (!check.ready) setCommandExitCode(EXIT_FAILED);
 }
 
 async function confirm(steps: string[]): Promise<boolean> {
@@ -63,9 +81,21 @@ async function restoreLocally(name: string, selection: RestoreSelection, options
   });
 }
 
-/** Through the daemon: on a terminal without --yes, a check job first shows what will happen. */
-async function restoreThroughDaemon(socket: string, name: string, selection: RestoreSelection, options: RestoreCliOptions): Promise<RestoreOutcome | undefined> {
-  const body = {
+async function checkLocally(name: string, selection: RestoreSelection, options: RestoreCliOptions, config: Config): Promise<CheckOutcome> {
+  return runLocally(options, config, async (ctx) => {
+    const prepared = await prepareRestore(ctx, name, selection, true);
+    await prepared.abandon();
+    return { backup: name, steps: prepared.plans.flatMap((p) => p.steps), ready: prepared.findings.every((f) => f.level === 'ok'), findings: prepared.findings };
+  });
+}
+
+async function checkThroughDaemon(socket: string, name: string, selection: RestoreSelection): Promise<CheckOutcome> {
+  const outcome = await runAsDaemonJob(socket, 'POST', `/api/backup/restore/${encodeURIComponent(name)}`, { ...restoreBody(selection), check: true }, { json: true });
+  return outcome!.result as CheckOutcome;
+}
+
+function restoreBody(selection: RestoreSelection): Record<string, unknown> {
+  return {
     source: selection.source,
     database: selection.database,
     target_db: selection.targetDb,
@@ -77,6 +107,11 @@ async function restoreThroughDaemon(socket: string, name: string, selection: Res
     target_dir: selection.targetDir,
     path: selection.path,
   };
+}
+
+/** Through the daemon: on a terminal without --yes, a check job first shows what will happen. */
+async function restoreThroughDaemon(socket: string, name: string, selection: RestoreSelection, options: RestoreCliOptions): Promise<RestoreOutcome | undefined> {
+  const body = restoreBody(selection);
   const path = `/api/backup/restore/${encodeURIComponent(name)}`;
   let yes = options.yes === true;
   if (!yes && process.stdin.isTTY) {
@@ -110,6 +145,7 @@ export function registerRestore(program: Command): void {
     .option('--target-dir <dir>', 'unpack a files backup under this folder instead of in place')
     .option('--path <path>', 'only this path of a files backup (absolute, as it was backed up)')
     .option('-y, --yes', 'do not ask before replacing data')
+    .option('--check', 'only run the preflight and print every finding (exit 1 if the restore could not run)')
     .action(async (name: string, options: RestoreCliOptions) => {
       validateBackupName(name);
       const selection = {
@@ -126,6 +162,11 @@ export function registerRestore(program: Command): void {
       };
       const config = loadCliConfig(options);
       const socket = await findDaemon(config);
+      if (options.check) {
+        const check = socket ? await checkThroughDaemon(socket, name, selection) : await checkLocally(name, selection, options, config);
+        printCheck(check, options.json);
+        return;
+      }
       const outcome = socket ? await restoreThroughDaemon(socket, name, selection, options) : await restoreLocally(name, selection, options, config);
       if (!outcome) return;
       if (options.json) printJson(outcome);

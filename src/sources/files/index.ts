@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { FilesSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
-import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { listTar } from '../tar-listing.ts';
 import { createArchive, excluded } from './archive.ts';
 import { extractArchive, scanArchive } from './extract.ts';
@@ -12,6 +12,14 @@ import { extractArchive, scanArchive } from './extract.ts';
 /** "20261126_021132": the suffix of paths moved aside by an in-place restore. */
 function stamp(now: Date): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+}
+
+/** Free bytes on the filesystem that holds `target` (or its nearest existing parent). */
+async function freeBytes(target: string): Promise<number | undefined> {
+  let dir = target;
+  while (!existsSync(dir) && dir !== path.dirname(dir)) dir = path.dirname(dir);
+  const stats = await statfs(dir).catch(() => undefined);
+  return stats ? stats.bavail * stats.bsize : undefined;
 }
 
 /** Bytes under a path (honouring the excludes): the free-space estimate of a first backup. */
@@ -87,10 +95,16 @@ export class FilesSource implements Source {
     if (only !== undefined && !path.isAbsolute(only)) throw new StackbackError('USAGE', `--path must be an absolute path as it was backed up (got ${only})`);
     const root = targetDir === undefined ? '/' : path.resolve(targetDir);
     const scan = await scanArchive(request.open(artifact), { root, only });
-    if (scan.problems.length > 0) {
-      throw new StackbackError('RESTORE_FAILED', `the files archive of ${artifact.id} is unsafe to unpack, nothing was written:\n  ${scan.problems.slice(0, 20).join('\n  ')}`);
-    }
     if (scan.entries === 0) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds nothing under ${only ?? '/'} from source ${this.name}`);
+    const findings: Finding[] = scan.problems.map((problem) => ({
+      level: 'error',
+      message: `unsafe archive entry, nothing will be written: ${problem}`,
+      hint: 'this backup was tampered with or made by something else: restore another one',
+    }));
+    const free = await freeBytes(root);
+    const needed = artifact.size + request.reserveBytes;
+    if (free !== undefined && free < needed) findings.push({ level: 'error', message: `not enough free disk under ${root}: ${free} bytes free, about ${needed} needed`, hint: 'free space, or restore into another --target-dir' });
+    else if (free !== undefined) findings.push({ level: 'ok', message: `${root} has ${free} bytes free, about ${needed} needed` });
     const recorded = (artifact.meta.paths as string[] | undefined) ?? [];
     // In place, what gets replaced is moved aside first: the --path, or each backed-up top-level path.
     const aside = targetDir === undefined ? (only !== undefined ? [only] : recorded).filter((p) => existsSync(p)) : [];
@@ -100,6 +114,7 @@ export class FilesSource implements Source {
       artifacts: [artifact],
       replacesData: aside.length > 0,
       safetyBackup: [],
+      findings,
       steps: [
         ...aside.map((p) => `move ${p} aside to ${p}${suffix}`),
         `unpack ${scan.entries} entries${only ? ` under ${only}` : ''} ${targetDir === undefined ? 'in place' : `into ${root}`}`,

@@ -22,6 +22,8 @@ export interface PgDumpMeta {
   database_size: number;
   properties: Awaited<ReturnType<typeof readDatabaseProperties>>;
   extensions: { name: string; version: string }[];
+  /** Roles that own objects or hold privileges in the database: a restore needs them. */
+  roles?: string[];
   tables: TableCount[];
 }
 
@@ -86,6 +88,15 @@ export async function dumpDatabase(server: PgServer, bins: PgBinaries, database:
       );
       const extensions = await client.query<{ name: string; version: string }>('SELECT extname AS name, extversion AS version FROM pg_extension ORDER BY 1');
       const tables = await countRows(client, server.config.exactCountMaxBytes);
+      const roles = await client.query<{ role: string }>(
+        `SELECT DISTINCT pg_get_userbyid(o) AS role FROM (
+           SELECT relowner AS o FROM pg_class WHERE relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema') OR nspname LIKE 'pg_toast%')
+           UNION SELECT nspowner FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
+           UNION SELECT proowner FROM pg_proc WHERE pronamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))
+           UNION SELECT typowner FROM pg_type WHERE typnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))
+           UNION SELECT (aclexplode(relacl)).grantee FROM pg_class WHERE relacl IS NOT NULL
+         ) owners WHERE o <> 0 ORDER BY 1`,
+      );
       const properties = await readDatabaseProperties(client, database);
       await run.exited;
       const row = facts.rows[0]!;
@@ -98,6 +109,7 @@ export async function dumpDatabase(server: PgServer, bins: PgBinaries, database:
         database_size: Number(row.size),
         properties,
         extensions: extensions.rows,
+        roles: roles.rows.map((r) => r.role),
         tables,
       };
     } catch (error) {

@@ -132,6 +132,7 @@ export class PostgresSource implements Source {
       targetDb: options.targetDb,
       forceDisconnect: options.forceDisconnect,
       rolesToCreate: rolesInGlobals(globalsSql),
+      reserveBytes: request.reserveBytes,
       signal: request.signal,
       now: request.now,
     };
@@ -156,6 +157,7 @@ export class PostgresSource implements Source {
       replacesData: globals !== undefined || plans.some(({ plan }) => plan.mode === 'swap'),
       // The swap keeps the replaced database itself as the safety copy.
       safetyBackup: [],
+      findings: plans.flatMap(({ plan }) => plan.findings.map((f) => ({ ...f, message: `${plan.database}: ${f.message}` }))),
       execute: async () => {
         const results: Record<string, unknown>[] = [];
         if (globals) {

@@ -3,12 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
 import { feedTool, runTool } from '../tool.ts';
+import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { type PgServer, quoteIdent } from './connection.ts';
 import type { PgDumpMeta } from './dump.ts';
 import { applyPropertiesSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
 
 export interface DatabaseRestoreOptions {
+  /** Free space to keep on the server's data folder after the restore. */
+  reserveBytes: number;
   /** Restore beside the original under this name instead of swapping it in. */
   targetDb?: string | undefined;
   /** Terminate sessions on the original so the swap can happen. */
@@ -31,6 +34,7 @@ export interface DatabaseRestorePlan {
   properties: DatabaseProperties;
   bins: PgBinaries;
   serverMajor: number;
+  findings: Finding[];
 }
 
 export interface DatabaseRestoreResult {
@@ -83,17 +87,28 @@ async function dataDirectoryFree(client: pg.Client): Promise<{ path: string; fre
 }
 
 /**
- * Checks the ground before anything is written: binaries that can read the dump and talk
- * to the server, a free target name, the owner role, sessions on the database to replace,
- * free disk. Throws one error naming every problem found.
+ * Checks the ground before anything is written: client tools that can read the dump and
+ * talk to the server, free target names, the roles and extensions the dump needs,
+ * sessions on the database to replace, free disk. Every problem becomes an error finding
+ * with what to do about it; the caller refuses to go on while any exists.
  */
 export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, options: DatabaseRestoreOptions): Promise<DatabaseRestorePlan> {
   return server.with(server.config.maintenanceDb, async (client) => {
-    const problems: string[] = [];
+    const findings: Finding[] = [];
+    const ok = (message: string) => findings.push({ level: 'ok', message });
+    const error = (message: string, hint: string) => findings.push({ level: 'error', message, hint });
+    const database = meta.database;
     const major = await serverMajor(client);
     const needed = Math.max(major, meta.pg_dump_major);
-    const bins = await findBinaries(needed, server.config.binDir, major >= meta.pg_dump_major ? 'restore into server' : 'read dumps made by pg_dump');
-    const database = meta.database;
+    let bins: PgBinaries;
+    try {
+      bins = await findBinaries(needed, server.config.binDir, major >= meta.pg_dump_major ? 'restore into server' : 'read dumps made by pg_dump');
+      ok(`pg_restore ${bins.version} (${bins.dir}) reads the pg_dump ${meta.pg_dump_major} dump and talks to the server (PostgreSQL ${major})`);
+    } catch (failure) {
+      const e = failure as StackbackError;
+      error(e.message, e.hint ?? `install the PostgreSQL ${needed} client tools or set bin_dir`);
+      bins = { dir: '', major: 0, version: 'missing', path: () => 'pg_restore' };
+    }
     const stamp = restoreStamp(options.now);
     const originalExists = await databaseExists(client, database);
     const current = originalExists ? await readDatabaseProperties(client, database) : undefined;
@@ -102,33 +117,37 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
 
     let plan: DatabaseRestorePlan;
     if (options.targetDb !== undefined) {
-      if (await databaseExists(client, options.targetDb)) problems.push(`target database "${options.targetDb}" already exists (choose another --target-db, or drop it first)`);
-      plan = { database, mode: 'target', scratch: options.targetDb, final: options.targetDb, safetyCopy: null, properties: meta.properties ?? properties, bins, serverMajor: major };
+      if (await databaseExists(client, options.targetDb)) error(`target database "${options.targetDb}" already exists`, 'choose another --target-db, or drop that database first');
+      else ok(`target database name "${options.targetDb}" is free`);
+      plan = { database, mode: 'target', scratch: options.targetDb, final: options.targetDb, safetyCopy: null, properties: meta.properties ?? properties, bins, serverMajor: major, findings };
     } else if (originalExists) {
       const safetyCopy = derivedName(database, `_pre_restore_${stamp}`);
-      if (await databaseExists(client, safetyCopy)) problems.push(`the safety copy name "${safetyCopy}" is taken`);
+      if (await databaseExists(client, safetyCopy)) error(`the safety copy name "${safetyCopy}" is taken`, 'wait a second and try again, or drop that database');
       const sessions = await otherSessions(client, database);
-      if (sessions > 0 && !options.forceDisconnect) {
-        problems.push(`database "${database}" has ${sessions} other session(s); the swap needs it idle (stop the application, or pass --force-disconnect)`);
-      }
-      plan = { database, mode: 'swap', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy, properties, bins, serverMajor: major };
+      if (sessions > 0 && !options.forceDisconnect) error(`database "${database}" has ${sessions} other session(s); the swap needs it idle`, 'stop the application using it, or pass --force-disconnect');
+      else ok(sessions > 0 ? `database "${database}" has ${sessions} session(s), which --force-disconnect will end` : `database "${database}" is idle: it can be swapped`);
+      plan = { database, mode: 'swap', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy, properties, bins, serverMajor: major, findings };
     } else {
-      plan = { database, mode: 'create', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy: null, properties, bins, serverMajor: major };
+      plan = { database, mode: 'create', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy: null, properties, bins, serverMajor: major, findings };
     }
-    if (await databaseExists(client, plan.scratch) && plan.mode !== 'target') problems.push(`scratch database name "${plan.scratch}" is taken`);
+    if (plan.mode !== 'target' && (await databaseExists(client, plan.scratch))) error(`scratch database name "${plan.scratch}" is taken`, 'drop it (a restore that was killed may have left it)');
 
-    const roles = [...new Set([plan.properties.owner, ...(plan.properties.grants ?? []).flatMap((g) => (g.grantee ? [g.grantee] : []))])];
+    const roles = [...new Set([plan.properties.owner, ...(plan.properties.grants ?? []).flatMap((g) => (g.grantee ? [g.grantee] : [])), ...(meta.roles ?? [])])];
     const missing = (await missingRoles(client, roles)).filter((r) => !options.rolesToCreate.has(r));
-    if (missing.length > 0) problems.push(`role(s) ${missing.map((r) => `"${r}"`).join(', ')} needed by database "${database}" do not exist on the server (restore them with --with-globals, or create them)`);
+    if (missing.length > 0) error(`role(s) ${missing.map((r) => `"${r}"`).join(', ')} needed by database "${database}" do not exist on the server`, 'restore them with --with-globals, or CREATE ROLE them');
+    else ok(`the ${roles.length} role(s) the dump needs exist${options.rolesToCreate.size ? ' or come with --with-globals' : ''}`);
+
+    const { rows: available } = await client.query<{ name: string }>('SELECT name FROM pg_available_extensions');
+    const availableNames = new Set(available.map((r) => r.name));
+    const lacking = meta.extensions.map((e) => e.name).filter((name) => !availableNames.has(name));
+    if (lacking.length > 0) error(`extension(s) ${lacking.map((e) => `"${e}"`).join(', ')} used by the dump are not available on the server`, 'install the package that provides them (e.g. postgresql-contrib, postgis) on the server');
+    else ok(`the ${meta.extensions.length} extension(s) the dump uses are available`);
 
     const disk = await dataDirectoryFree(client);
-    const needBytes = Math.max(meta.database_size, 0);
-    if (disk && disk.free < needBytes) {
-      problems.push(`not enough free disk in ${disk.path}: ${disk.free} bytes free, the database needs about ${needBytes}`);
-    }
-    if (problems.length > 0) {
-      throw new StackbackError('PG_RESTORE_FAILED', `cannot restore database "${database}" on ${server.describe()}:\n  ${problems.join('\n  ')}`);
-    }
+    const needBytes = Math.max(meta.database_size, 0) + options.reserveBytes;
+    if (disk && disk.free < needBytes) error(`not enough free disk in ${disk.path}: ${disk.free} bytes free, about ${needBytes} needed (the database plus the configured reserve)`, 'free space on the server, or restore elsewhere');
+    else if (disk) ok(`${disk.path} has ${disk.free} bytes free, about ${needBytes} needed`);
+    else ok('the server\'s data folder is not on this host: its free space cannot be checked from here');
     return plan;
   });
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { QdrantSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
-import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { listTar } from '../tar-listing.ts';
 import { QdrantServer } from './connection.ts';
 import { checkedSnapshot, multipartFile } from './snapshot-stream.ts';
@@ -145,14 +145,16 @@ export class QdrantSource implements Source {
       throw new StackbackError('USAGE', `--target-collection restores one collection, but ${snapshots.length} are selected (${snapshots.map((s) => s.target).join(', ')})`, 'add --collection NAME');
     }
     const version = await this.server.version();
-    const problems: string[] = [];
-    for (const artifact of snapshots) {
+    const findings: Finding[] = snapshots.map((artifact) => {
       const recorded = String(artifact.meta.qdrant_version);
-      if (!canLoad(version, recorded)) {
-        problems.push(`${this.describe()} runs Qdrant ${version}, which cannot load the snapshot of "${artifact.target}" made by Qdrant ${recorded} (only the same or the next minor version can)`);
-      }
-    }
-    if (problems.length > 0) throw new StackbackError('QDRANT_VERSION', problems.join('\n  '), 'restore on a Qdrant of the recorded version (or the next minor), then upgrade');
+      return canLoad(version, recorded)
+        ? { level: 'ok', message: `Qdrant ${version} loads the snapshot of "${artifact.target}" made by Qdrant ${recorded}` }
+        : {
+            level: 'error',
+            message: `${this.describe()} runs Qdrant ${version}, which cannot load the snapshot of "${artifact.target}" made by Qdrant ${recorded} (only the same or the next minor version can)`,
+            hint: 'restore on a Qdrant of the recorded version (or the next minor), then upgrade',
+          };
+    });
     const client = this.server.client();
     const targets = await Promise.all(
       snapshots.map(async (artifact) => {
@@ -167,6 +169,7 @@ export class QdrantSource implements Source {
       artifacts: snapshots,
       replacesData: replaced.length > 0,
       safetyBackup: options.noSafety ? [] : replaced.map((t) => `${this.name}/collection/${t.target}`),
+      findings,
       steps: targets.map((t) =>
         t.exists
           ? `replace the points of collection "${t.target}" with the snapshot of "${t.artifact.target}"${options.noSafety ? ' (--no-safety: no copy of the current points is kept)' : ' (a snapshot of the current collection is stored in the repository first)'}`

@@ -98,6 +98,7 @@ export class QdrantStorageSource implements Source {
       artifacts: [artifact],
       replacesData: exists,
       safetyBackup: [],
+      findings: [{ level: 'ok', message: exists ? `${this.storagePath} will be moved aside to ${aside}` : `${this.storagePath} does not exist: it will be created` }],
       steps: [`${exists ? `move ${this.storagePath} aside to ${aside}, then ` : ''}unpack the storage folder into ${this.storagePath}${this.config.preCommand ? ' (pre_command and post_command around it)' : ''}`],
       execute: async () => {
         const { preCommand, postCommand } = this.config;
