@@ -223,6 +223,19 @@ export class Catalog implements ChunkIndex {
     this.db.prepare('UPDATE runs SET detail = ? WHERE id = ?').run(JSON.stringify(merged), id);
   }
 
+  recordVerification(backup: string, level: string, ok: boolean, detail: unknown): void {
+    this.db.prepare('INSERT INTO verifications (backup, level, at, ok, detail) VALUES (?, ?, ?, ?, ?)').run(backup, level, new Date().toISOString(), ok ? 1 : 0, JSON.stringify(detail));
+  }
+
+  /** The newest verification of each backup (or of one), with its level and verdict. */
+  lastVerifications(backup?: string): Map<string, { level: string; at: string; ok: boolean; detail: unknown }> {
+    const rows = this.db
+      .prepare(`SELECT v.backup, v.level, v.at, v.ok, v.detail FROM verifications v
+                WHERE v.id = (SELECT max(id) FROM verifications w WHERE w.backup = v.backup) ${backup ? 'AND v.backup = ?' : ''}`)
+      .all(...(backup ? [backup] : [])) as { backup: string; level: string; at: string; ok: number; detail: string }[];
+    return new Map(rows.map((r) => [r.backup, { level: r.level, at: r.at, ok: r.ok === 1, detail: JSON.parse(r.detail) as unknown }]));
+  }
+
   /** Bytes of every chunk object the index knows: the repository's size on disk, near enough. */
   repositoryBytes(): number {
     return (this.db.prepare('SELECT COALESCE(SUM(stored_size), 0) FROM chunks').pluck().get() as number) ?? 0;

@@ -68,4 +68,16 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX runs_started ON runs (started_at);
   `,
+  // 2: the verdict of every verification of a backup (quick, deep, drill), for list/show/status.
+  `
+  CREATE TABLE verifications (
+    id            INTEGER PRIMARY KEY,
+    backup        TEXT NOT NULL,
+    level         TEXT NOT NULL CHECK (level IN ('quick', 'deep', 'drill')),
+    at            TEXT NOT NULL,
+    ok            INTEGER NOT NULL,
+    detail        TEXT NOT NULL          -- JSON: per-artifact results, durations, differences
+  );
+  CREATE INDEX verifications_backup ON verifications (backup, id);
+  `,
 ];

@@ -55,6 +55,7 @@ export interface Config {
   stallTimeoutMs: number;
   timezone: string;
   restore: { reserveFreeBytes: number };
+  drill: { postgresDatabasePrefix: string; qdrantCollectionPrefix: string };
   schedule: ScheduleConfig;
   control: { socket: string; socketMode: number; socketGroup: string | null };
   retention: RetentionConfig;
@@ -67,7 +68,7 @@ export interface ScheduleConfig {
   full: string | null;
   incremental: string | null;
   verify: string | null;
-  verifyLevel: 'quick' | 'deep';
+  verifyLevel: 'quick' | 'deep' | 'drill';
   /** A cron expression, 'after_backup', or null when "off". */
   prune: string | null;
   catchUp: boolean;
@@ -216,6 +217,7 @@ export function parseConfig(file: string, text: string): Config {
     stall_timeout: string;
     timezone: string;
     restore: { reserve_free: string | number };
+    drill: { postgres_database_prefix: string; qdrant_collection_prefix: string };
     schedule: Record<string, string | boolean>;
     control: { socket: string; socket_mode: string; socket_group: string | null };
     retention: Record<string, number | string>;
@@ -230,11 +232,12 @@ export function parseConfig(file: string, text: string): Config {
     stallTimeoutMs: parseDuration(props.stall_timeout)!,
     timezone: props.timezone,
     restore: { reserveFreeBytes: parseSize(props.restore.reserve_free)! },
+    drill: { postgresDatabasePrefix: props.drill.postgres_database_prefix, qdrantCollectionPrefix: props.drill.qdrant_collection_prefix },
     schedule: {
       full: offToNull(props.schedule.full as string),
       incremental: offToNull(props.schedule.incremental as string),
       verify: offToNull(props.schedule.verify as string),
-      verifyLevel: props.schedule.verify_level as 'quick' | 'deep',
+      verifyLevel: props.schedule.verify_level as 'quick' | 'deep' | 'drill',
       prune: offToNull(props.schedule.prune as string),
       catchUp: props.schedule.catch_up as boolean,
     },

@@ -144,11 +144,19 @@ export const SCHEMA = {
       default: '256MiB',
     },
   },
+  drill: {
+    postgres_database_prefix: {
+      doc: 'Restore drills restore each database into a scratch database named <prefix><db>_<stamp> on the source server, dropped afterwards.',
+      format: 'nonempty-string',
+      default: 'stackback_drill_',
+    },
+    qdrant_collection_prefix: { doc: 'Scratch collections of Qdrant drills are named <prefix><collection>_<stamp>.', format: 'nonempty-string', default: 'stackback_drill_' },
+  },
   schedule: {
     full: { doc: 'When to take a full backup (a new chain): a cron expression in `timezone` (a seconds field may lead), or "off".', format: 'schedule', default: '0 3 * * 0' },
     incremental: { doc: 'When to take an incremental backup, or "off".', format: 'schedule', default: '0 */6 * * *' },
     verify: { doc: 'When to verify every backup (verify --all at verify_level), or "off".', format: 'schedule', default: '30 4 * * *' },
-    verify_level: { doc: 'Level of the scheduled verify.', format: ['quick', 'deep'], default: 'quick' },
+    verify_level: { doc: 'Level of the scheduled verify: quick, deep, or drill (restores every artifact into scratch targets and compares).', format: ['quick', 'deep', 'drill'], default: 'quick' },
     prune: { doc: 'When to apply the retention policy: "after_backup" (after each scheduled backup), a cron expression, or "off".', format: 'prune-schedule', default: 'after_backup' },
     catch_up: {
       doc: 'On daemon start, take a full backup at once if the last successful full is older than the full schedule\'s period (the server was down when it was due).',

@@ -146,7 +146,7 @@ export async function runDaemon(configFile: string): Promise<number> {
     submitVerify: (name, level) => {
       if (name !== 'all') validateBackupName(name);
       const chosen = level ?? 'quick';
-      if (chosen !== 'quick' && chosen !== 'deep') throw new StackbackError('BAD_REQUEST', 'level must be quick or deep');
+      if (chosen !== 'quick' && chosen !== 'deep' && chosen !== 'drill') throw new StackbackError('BAD_REQUEST', 'level must be quick, deep or drill');
       const names = name === 'all' ? 'all' : [name];
       return submit('verify', { backups: names, level: chosen }, 'manual', verifyJob(services, names, chosen));
     },

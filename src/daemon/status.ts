@@ -10,6 +10,8 @@ import { type ScheduleInfo, scheduleInfo } from './schedule-info.ts';
  */
 export interface LastRun {
   status: string;
+  /** verify: the level it ran at. */
+  level?: string;
   started_at: string;
   finished_at: string | null;
   backup: string | null;
@@ -37,7 +39,7 @@ export interface DaemonState {
 }
 
 function last(run: RunRow | undefined): LastRun | null {
-  return run ? { status: run.status, started_at: run.started_at, finished_at: run.finished_at, backup: run.backup, bytes_stored: run.bytes_stored, error: run.error } : null;
+  return run ? { status: run.status, ...(typeof run.detail?.level === 'string' ? { level: run.detail.level } : {}), started_at: run.started_at, finished_at: run.finished_at, backup: run.backup, bytes_stored: run.bytes_stored, error: run.error } : null;
 }
 
 export function humanDuration(ms: number): string {

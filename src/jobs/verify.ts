@@ -10,13 +10,18 @@ import { syncCatalog } from './housekeeping.ts';
  * deep:  also every chunk's stored bytes against their sha256, then every artifact read back
  *        (each chunk decompressed and re-hashed, the whole artifact's sha256 compared) and
  *        read by its source's own tool (pg_restore --list).
+ * drill: every artifact restored into a scratch target (a database, a collection, a
+ *        folder) and compared with what the manifest recorded; the scratch target is
+ *        removed afterwards, also on failure.
  */
-export type VerifyLevel = 'quick' | 'deep';
+export type VerifyLevel = 'quick' | 'deep' | 'drill';
 
 export interface ArtifactVerdict {
   artifact: string;
   ok: boolean;
   detail: string;
+  seconds?: number;
+  differences?: string[];
 }
 
 export interface BackupVerdict {
@@ -63,6 +68,30 @@ async function readBack(ctx: JobContext, repo: Repository, manifest: Manifest, a
   }
 }
 
+async function drill(ctx: JobContext, repo: Repository, manifest: Manifest, artifact: ArtifactManifest): Promise<ArtifactVerdict> {
+  const started = Date.now();
+  const seconds = () => (Date.now() - started) / 1000;
+  if (artifact.kind === 'catalog') return { ...(await readBack(ctx, repo, manifest, artifact)), seconds: seconds() };
+  const source = ctx.sources.find((s) => s.name === artifact.source);
+  if (!source) return { artifact: artifact.id, ok: false, detail: `source ${artifact.source} is not configured: nowhere to drill its restore`, seconds: seconds() };
+  try {
+    ctx.progress?.({ phase: 'drilling', source: source.name, artifact: artifact.id });
+    const prefix = source.kind === 'qdrant' ? ctx.config.drill.qdrantCollectionPrefix : ctx.config.drill.postgresDatabasePrefix;
+    const verdict = await source.drill(artifact, {
+      open: () => readArtifact(repo, manifest.chain, artifact, 'content'),
+      now: ctx.now(),
+      signal: ctx.signal,
+      scratchPrefix: prefix,
+      workDir: ctx.config.workDir,
+      reserveBytes: ctx.config.restore.reserveFreeBytes,
+    });
+    const detail = verdict.differences.length ? `${verdict.detail}; DIFFERENCES: ${verdict.differences.join('; ')}` : verdict.detail;
+    return { artifact: artifact.id, ok: verdict.ok, detail, differences: verdict.differences, seconds: seconds() };
+  } catch (error) {
+    return { artifact: artifact.id, ok: false, detail: errorMessage(error), differences: [errorMessage(error)], seconds: seconds() };
+  }
+}
+
 /** Who uses each damaged chunk: every backup of its chain, not only the ones being verified. */
 async function usersOf(ctx: JobContext, repo: Repository, chain: string, problems: ChunkProblem[]): Promise<DamagedChunk[]> {
   const damaged = problems.map((p) => ({ ...p, chain, used_by: [] as DamagedChunk['used_by'] }));
@@ -93,7 +122,7 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
     const damaged: DamagedChunk[] = [];
     for (const chain of new Set(manifests.map((m) => m.chain))) {
       const chunks = manifests.filter((m) => m.chain === chain).flatMap((m) => m.artifacts.flatMap((a) => a.chunks));
-      const problems = await checkStoredChunks(repo, chain, chunks, { hash: level === 'deep' });
+      const problems = await checkStoredChunks(repo, chain, chunks, { hash: level !== 'quick' });
       damaged.push(...(await usersOf(ctx, repo, chain, problems)));
     }
     const bad = new Map(damaged.map((d) => [`${d.chain}/${d.chunk}`, d]));
@@ -107,6 +136,8 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
         if (hit.length > 0) {
           const unique = [...new Map(hit.map((d) => [d.chunk, d])).values()];
           verdict = { artifact: artifact.id, ok: false, detail: unique.map((d) => `chunk ${d.chunk.slice(0, 16)}… ${d.problem} (${d.detail})`).join('; ') };
+        } else if (level === 'drill') {
+          verdict = await drill(ctx, repo, manifest, artifact);
         } else if (level === 'deep') {
           verdict = await readBack(ctx, repo, manifest, artifact);
         } else {
@@ -117,7 +148,9 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
         else ctx.log.error({ backup: manifest.name, ...verdict }, line);
         artifacts.push(verdict);
       }
-      backups.push({ backup: manifest.name, ok: artifacts.every((a) => a.ok), artifacts });
+      const verdict = { backup: manifest.name, ok: artifacts.every((a) => a.ok), artifacts };
+      backups.push(verdict);
+      ctx.catalog.recordVerification(manifest.name, level, verdict.ok, { artifacts });
     }
     const report: VerifyReport = { level, ok: backups.every((b) => b.ok), backups, damaged_chunks: damaged };
     const failed = backups.filter((b) => !b.ok).map((b) => b.backup);

@@ -85,6 +85,24 @@ export interface RestorePlan {
   execute(): Promise<Record<string, unknown>[]>;
 }
 
+/** A restore drill of one artifact: into a scratch target, compared, then removed. */
+export interface DrillRequest {
+  open(): AsyncIterable<Buffer>;
+  now: Date;
+  signal?: AbortSignal | undefined;
+  /** Names of scratch databases/collections start with this; files drills unpack under workDir. */
+  scratchPrefix: string;
+  workDir: string;
+  reserveBytes: number;
+}
+
+export interface DrillVerdict {
+  ok: boolean;
+  detail: string;
+  /** What differs from what the manifest recorded, one line each. */
+  differences: string[];
+}
+
 export interface Source {
   readonly name: string;
   readonly kind: string;
@@ -99,6 +117,8 @@ export interface Source {
   checkArtifact(artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<ArtifactCheck>;
   /** Preflight of a restore: throws, naming every problem, before anything is touched. */
   planRestore(request: RestoreRequest): Promise<RestorePlan>;
+  /** Restores the artifact into a scratch target (never the source's own), compares, and removes the scratch target whatever happens. */
+  drill(artifact: ArtifactManifest, request: DrillRequest): Promise<DrillVerdict>;
   /** Safety copies that restores left on the live server (e.g. <db>_pre_restore_<stamp>) older than `before`: dropped, or only listed with dryRun. */
   cleanSafetyCopies?(before: Date, dryRun: boolean): Promise<SafetyCopyCleanup[]>;
 }

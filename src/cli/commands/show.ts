@@ -13,13 +13,20 @@ export function registerShow(program: Command): void {
       try {
         const backup = ctx.catalog.getBackup(name);
         if (!backup) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found`, '`stackback list` shows the backups');
+        const verification = ctx.catalog.lastVerifications(name).get(name) ?? null;
         if (options.json) {
-          printJson(backup);
+          printJson({ ...backup, verified: verification });
           return;
         }
         printLine(`backup   ${backup.name} (${backup.kind}, ${backup.status})`);
         printLine(`chain    ${backup.chain}`);
         printLine(`time     ${backup.started_at} → ${backup.finished_at}`);
+        if (verification) {
+          printLine(`verified ${verification.level} ${verification.ok ? 'OK' : 'FAILED'} at ${verification.at}`);
+          for (const a of (verification.detail as { artifacts: { artifact: string; ok: boolean; detail: string; seconds?: number }[] }).artifacts) {
+            printLine(`         ${a.ok ? 'ok' : 'FAILED'} ${a.artifact}${a.seconds !== undefined ? ` (${a.seconds.toFixed(1)} s)` : ''}: ${a.detail}`);
+          }
+        } else printLine('verified never');
         printLine(`size     ${formatBytes(backup.bytes_read)} read, ${formatBytes(backup.bytes_stored)} newly stored, ${backup.chunks_new}/${backup.chunks} chunks new`);
         for (const source of backup.sources) {
           if (source.status === 'failed') printLine(`FAILED   source ${source.name}: ${source.error}`);

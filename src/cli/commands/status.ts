@@ -19,7 +19,7 @@ function print(status: StatusDocument, timeZone: string): void {
   for (const job of status.queued) printLine(`queued      job ${job.id} ${job.kind} ${JSON.stringify(job.params)}`);
   for (const s of status.schedules) printLine(`schedule    ${s.name.padEnd(12)} ${s.expression === null ? 'off' : `"${s.expression}"`}${s.next ? `, next ${when(s.next)}` : ''}`);
   for (const [kind, run] of Object.entries(status.last)) {
-    printLine(`last ${kind.padEnd(12)}${run ? `${run.status.toUpperCase()} ${when(run.started_at)}${run.backup ? ` ${run.backup}` : ''}${run.bytes_stored ? `, ${formatBytes(run.bytes_stored)} stored` : ''}` : 'never'}`);
+    printLine(`last ${kind.padEnd(12)}${run ? `${run.status.toUpperCase()}${run.level ? ` (${run.level})` : ''} ${when(run.started_at)}${run.backup ? ` ${run.backup}` : ''}${run.bytes_stored ? `, ${formatBytes(run.bytes_stored)} stored` : ''}` : 'never'}`);
   }
   printLine(`repository  ${status.repository.path}: ${formatBytes(status.repository.bytes)} in ${status.repository.backups} backup(s)`);
   for (const warning of status.warnings) printLine(`WARNING     ${warning}`);

@@ -10,6 +10,7 @@ import { findDaemon, runAsDaemonJob } from '../remote.ts';
 interface VerifyOptions extends GlobalOptions {
   all?: boolean;
   deep?: boolean;
+  drill?: boolean;
 }
 
 export function registerVerify(program: Command): void {
@@ -21,10 +22,12 @@ export function registerVerify(program: Command): void {
   ))
     .option('--all', 'verify every backup in the repository')
     .option('--deep', 'read back and re-hash everything, and let the source tools read each artifact')
+    .option('--drill', 'restore every artifact into a scratch database, collection or folder, compare with the manifest, remove it')
     .action(async (name: string | undefined, options: VerifyOptions) => {
       if (!name && !options.all) throw new StackbackError('USAGE', 'name a backup to verify, or pass --all');
       if (name && options.all) throw new StackbackError('USAGE', 'pass either a backup name or --all, not both');
-      const level = options.deep ? 'deep' : 'quick';
+      if (options.deep && options.drill) throw new StackbackError('USAGE', 'pass --deep or --drill, not both');
+      const level = options.drill ? 'drill' : options.deep ? 'deep' : 'quick';
       const config = loadCliConfig(options);
       const socket = await findDaemon(config);
       let report: VerifyReport;
@@ -39,7 +42,7 @@ export function registerVerify(program: Command): void {
       else {
         for (const v of report.backups) {
           printLine(`${v.backup}: ${v.ok ? 'OK' : 'FAILED'} (${report.level})`);
-          for (const a of v.artifacts) printLine(`  ${a.ok ? 'ok    ' : 'FAILED'} ${a.artifact}: ${a.detail}`);
+          for (const a of v.artifacts) printLine(`  ${a.ok ? 'ok    ' : 'FAILED'} ${a.artifact}: ${a.detail}${a.seconds !== undefined ? ` (${a.seconds.toFixed(1)} s)` : ''}`);
         }
         for (const d of report.damaged_chunks) {
           printLine(`damaged chunk ${d.chunk} (chain ${d.chain}): ${d.problem}, ${d.detail}`);

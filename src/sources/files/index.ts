@@ -1,17 +1,24 @@
-import { existsSync } from 'node:fs';
-import { lstat, mkdir, readdir, rename, statfs } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, readdir, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { FilesSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
-import type { ArtifactCheck, ArtifactDump, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { listTar } from '../tar-listing.ts';
-import { createArchive, excluded } from './archive.ts';
+import { createArchive, excluded, type FileEntry } from './archive.ts';
 import { extractArchive, scanArchive } from './extract.ts';
 
 /** "20261126_021132": the suffix of paths moved aside by an in-place restore. */
 function stamp(now: Date): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+}
+
+async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 /** Free bytes on the filesystem that holds `target` (or its nearest existing parent). */
@@ -126,5 +133,29 @@ export class FilesSource implements Source {
         return [{ artifact: artifact.id, restored_as: root, entries: scan.entries, moved_aside: aside.map((p) => `${p}${suffix}`) }];
       },
     };
+  }
+
+  /** Unpacks into a scratch folder under work_dir and compares every file's size and sha256 with the recorded list. */
+  async drill(artifact: ArtifactManifest, request: DrillRequest): Promise<DrillVerdict> {
+    const scratch = path.join(request.workDir, `drill-${this.name}-${request.now.getTime()}`);
+    if (existsSync(scratch)) throw new StackbackError('RESTORE_FAILED', `${scratch} exists already: a drill never touches a folder it did not create`);
+    try {
+      const scan = await scanArchive(request.open(), { root: scratch });
+      if (scan.problems.length > 0) return { ok: false, detail: 'the archive is unsafe to unpack', differences: scan.problems };
+      await mkdir(scratch, { recursive: true, mode: 0o700 });
+      await extractArchive(() => request.open(), { root: scratch }, scan.tops);
+      const files = ((artifact.meta.files as FileEntry[] | undefined) ?? []).filter((f) => f.sha256 !== undefined);
+      const differences: string[] = [];
+      for (const file of files) {
+        const restored = path.join(scratch, file.path);
+        const info = await lstat(restored).catch(() => undefined);
+        if (!info) differences.push(`${file.path} is missing`);
+        else if (info.size !== file.size) differences.push(`${file.path}: ${info.size} bytes, recorded ${file.size}`);
+        else if ((await sha256OfFile(restored)) !== file.sha256) differences.push(`${file.path}: content differs from the recorded sha256`);
+      }
+      return { ok: differences.length === 0, detail: `unpacked into a scratch folder: ${files.length} file(s) compared by size and sha256`, differences };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
   }
 }

@@ -1,12 +1,12 @@
 import type { PostgresSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
-import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, SafetyCopyCleanup, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, PlannedArtifact, RestorePlan, RestoreRequest, SafetyCopyCleanup, Source } from '../source.ts';
 import { feedWhileOpen, runTool } from '../tool.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { PgServer, quoteIdent } from './connection.ts';
 import { dumpDatabase, dumpGlobals, type PgDumpMeta } from './dump.ts';
-import { type DatabaseRestorePlan, planDatabaseRestore, restoreDatabase, restoreGlobals, rolesInGlobals } from './restore.ts';
+import { type DatabaseRestorePlan, derivedName, dropScratchDatabase, planDatabaseRestore, restoreDatabase, restoreGlobals, restoreStamp, rolesInGlobals } from './restore.ts';
 import { serverMajor } from './properties.ts';
 
 const GLOBALS_HEADER = '--\n-- PostgreSQL database cluster dump';
@@ -194,5 +194,46 @@ export class PostgresSource implements Source {
       }
       return results;
     });
+  }
+
+  /**
+   * Restores a dump into a scratch database on the source server, compares its tables'
+   * row counts with those recorded at backup time and its extensions, and drops it again.
+   */
+  async drill(artifact: ArtifactManifest, request: DrillRequest): Promise<DrillVerdict> {
+    if (artifact.kind === 'pg_globals') {
+      const check = await this.checkArtifact(artifact, request.open());
+      return { ok: check.ok, detail: check.detail, differences: check.ok ? [] : [check.detail] };
+    }
+    const meta = artifact.meta as PgDumpMeta;
+    const scratch = derivedName(`${request.scratchPrefix}${meta.database}`, `_${restoreStamp(request.now)}`);
+    const marker = `stackback drill scratch of ${artifact.id}`;
+    await dropScratchDatabase(this.server, scratch, marker);
+    const options = { targetDb: scratch, forceDisconnect: false, rolesToCreate: new Set<string>(), reserveBytes: request.reserveBytes, signal: request.signal, now: request.now, drillMarker: marker };
+    const plan = await planDatabaseRestore(this.server, meta, options);
+    const blocking = plan.findings.filter((f) => f.level === 'error');
+    if (blocking.length > 0) return { ok: false, detail: 'the drill could not restore', differences: blocking.map((f) => `${f.message} (${f.hint})`) };
+    try {
+      await restoreDatabase(this.server, plan, request.open(), options);
+      const differences = await this.server.with(scratch, async (client) => {
+        const found: string[] = [];
+        for (const table of meta.tables) {
+          if (!table.exact || table.rows === null) continue;
+          const [schema, ...rest] = table.table.split('.');
+          const ident = `${client.escapeIdentifier(schema!)}.${client.escapeIdentifier(rest.join('.'))}`;
+          const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident}`).catch(() => undefined);
+          if (!result) found.push(`table ${table.table} is missing`);
+          else if (Number(result.rows[0]!.n) !== table.rows) found.push(`table ${table.table}: ${result.rows[0]!.n} rows restored, ${table.rows} recorded at backup time`);
+        }
+        const { rows } = await client.query<{ name: string }>('SELECT extname AS name FROM pg_extension');
+        const present = new Set(rows.map((r) => r.name));
+        for (const extension of meta.extensions) if (!present.has(extension.name)) found.push(`extension ${extension.name} is missing`);
+        return found;
+      });
+      const exact = meta.tables.filter((t) => t.exact).length;
+      return { ok: differences.length === 0, detail: `restored into ${scratch}: ${exact} table row counts and ${meta.extensions.length} extension(s) compared`, differences };
+    } finally {
+      await dropScratchDatabase(this.server, scratch, marker);
+    }
   }
 }

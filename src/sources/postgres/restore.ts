@@ -1,15 +1,17 @@
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
 import { feedTool, runTool } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
-import { type PgServer, quoteIdent } from './connection.ts';
+import { type PgServer, quoteIdent, quoteLiteral } from './connection.ts';
 import type { PgDumpMeta } from './dump.ts';
 import { applyPropertiesSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
 
 export interface DatabaseRestoreOptions {
+  /** Drills: pg_restore runs under nice/ionice, and the scratch database carries this comment (its proof of origin). */
+  drillMarker?: string | undefined;
   /** Free space to keep on the server's data folder after the restore. */
   reserveBytes: number;
   /** Restore beside the original under this name instead of swapping it in. */
@@ -48,7 +50,7 @@ export interface DatabaseRestoreResult {
 const MAX_IDENT_BYTES = 63;
 
 /** "<db><suffix>", cutting the database part so the whole fits PostgreSQL's 63-byte names. */
-function derivedName(database: string, suffix: string): string {
+export function derivedName(database: string, suffix: string): string {
   let base = database;
   while (Buffer.byteLength(base + suffix) > MAX_IDENT_BYTES) base = base.slice(0, -1);
   return base + suffix;
@@ -174,7 +176,11 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
   try {
     await admin.query(createDatabaseSql(plan.scratch, plan.properties));
     created = true;
-    const run = runTool(plan.bins.path('pg_restore'), ['--no-password', '--exit-on-error', `--dbname=${dbnameConninfo(plan.scratch)}`], {
+    if (options.drillMarker) await admin.query(`COMMENT ON DATABASE ${quoteIdent(plan.scratch)} IS ${quoteLiteral(options.drillMarker)}`);
+    const args = ['--no-password', '--exit-on-error', `--dbname=${dbnameConninfo(plan.scratch)}`];
+    // A drill must not slow production down: lowest CPU and I/O priority for its pg_restore.
+    const [file, argv] = options.drillMarker ? lowPriority(plan.bins.path('pg_restore'), args) : [plan.bins.path('pg_restore'), args];
+    const run = runTool(file, argv, {
       env: server.toolEnv(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
@@ -185,7 +191,7 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
     await feedTool(data, run.stdin!, run.exited);
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await server.with(plan.scratch, (client) => client.query('ANALYZE'));
-    for (const statement of applyPropertiesSql(plan.scratch, plan.properties)) await admin.query(statement);
+    if (!options.drillMarker) for (const statement of applyPropertiesSql(plan.scratch, plan.properties)) await admin.query(statement);
     if (plan.mode !== 'target') await swapIn(admin, plan, options);
     return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000 };
   } catch (error) {
@@ -197,6 +203,22 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
 }
 
 const SWAP_WAIT_MS = 10_000;
+
+/** The command line that runs `file` at the lowest CPU (nice) and, where available, I/O (ionice) priority. */
+function lowPriority(file: string, args: string[]): [string, string[]] {
+  const io = existsSync('/usr/bin/ionice') ? ['/usr/bin/ionice', '-c', '3'] : [];
+  return ['nice', ['-n', '19', ...io, file, ...args]];
+}
+
+/** Drops a drill's scratch database; refuses one that stackback did not make. */
+export async function dropScratchDatabase(server: PgServer, name: string, marker: string): Promise<void> {
+  await server.with(server.config.maintenanceDb, async (client) => {
+    const { rows } = await client.query<{ comment: string | null }>("SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [name]);
+    if (rows.length === 0) return;
+    if (rows[0]!.comment !== marker) throw new StackbackError('PG_TARGET_EXISTS', `database "${name}" exists and was not made by a stackback drill: refusing to touch it`, 'choose another drill.postgres_database_prefix');
+    await dropDatabase(client, name, await serverMajor(client));
+  });
+}
 
 async function swapIn(admin: pg.Client, plan: DatabaseRestorePlan, options: DatabaseRestoreOptions): Promise<void> {
   const deadline = Date.now() + SWAP_WAIT_MS;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { QdrantSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
-import type { ArtifactCheck, ArtifactDump, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { listTar } from '../tar-listing.ts';
 import { QdrantServer } from './connection.ts';
 import { checkedSnapshot, multipartFile } from './snapshot-stream.ts';
@@ -177,14 +177,40 @@ export class QdrantSource implements Source {
       ),
       execute: async () => {
         const results: Record<string, unknown>[] = [];
-        for (const t of targets) results.push(await this.upload(t.artifact, t.target, request));
+        for (const t of targets) results.push(await this.upload(t.artifact, t.target, request.open(t.artifact), request.signal));
         return results;
       },
     };
   }
 
+  /** Uploads the snapshot into a scratch collection, compares points count and vector config, deletes the collection. */
+  async drill(artifact: ArtifactManifest, request: DrillRequest): Promise<DrillVerdict> {
+    const recorded = String(artifact.meta.qdrant_version);
+    const version = await this.server.version();
+    if (!canLoad(version, recorded)) return { ok: false, detail: 'the drill could not restore', differences: [`Qdrant ${version} cannot load a snapshot made by Qdrant ${recorded}`] };
+    const stamp = request.now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+    const scratch = `${request.scratchPrefix}${artifact.target}_${stamp}`;
+    const client = this.server.client();
+    if ((await this.call(`checking collection "${scratch}"`, () => client.collectionExists(scratch))).exists) {
+      throw new StackbackError('QDRANT_FAILED', `collection "${scratch}" exists already: a drill never touches a collection it did not create`, 'remove it, or choose another drill.qdrant_collection_prefix');
+    }
+    try {
+      await this.upload(artifact, scratch, request.open(), request.signal);
+      const info = await this.call(`reading collection "${scratch}"`, () => client.getCollection(scratch));
+      const differences: string[] = [];
+      if (JSON.stringify(info.config.params.vectors) !== JSON.stringify(artifact.meta.vectors)) {
+        differences.push(`vector config ${JSON.stringify(info.config.params.vectors)}, recorded ${JSON.stringify(artifact.meta.vectors)}`);
+      }
+      return { ok: differences.length === 0, detail: `restored into scratch collection ${scratch}: ${String(artifact.meta.points_count)} points and the vector config compared`, differences };
+    } catch (error) {
+      return { ok: false, detail: 'the drill restore failed', differences: [(error as Error).message] };
+    } finally {
+      await client.deleteCollection(scratch).catch(() => undefined);
+    }
+  }
+
   /** Streams a snapshot into the server (priority snapshot), checks the points, removes the uploaded file. */
-  private async upload(artifact: ArtifactManifest, target: string, request: RestoreRequest): Promise<Record<string, unknown>> {
+  private async upload(artifact: ArtifactManifest, target: string, data: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): Promise<Record<string, unknown>> {
     const started = Date.now();
     const boundary = `stackback-${randomBytes(12).toString('hex')}`;
     const filename = `${target}-stackback-restore-${randomBytes(4).toString('hex')}.snapshot`;
@@ -193,9 +219,9 @@ export class QdrantSource implements Source {
       await this.server.fetch(`/collections/${enc(target)}/snapshots/upload?${query}`, `uploading the snapshot of "${artifact.target}" into "${target}"`, {
         method: 'POST',
         headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
-        body: multipartFile(boundary, 'snapshot', filename, request.open(artifact)) as unknown as RequestInit['body'],
+        body: multipartFile(boundary, 'snapshot', filename, data) as unknown as RequestInit['body'],
         duplex: 'half',
-        ...(request.signal ? { signal: request.signal } : {}),
+        ...(signal ? { signal } : {}),
       } as RequestInit);
     } finally {
       // Qdrant keeps uploaded files in the collection's snapshot folder: remove ours.

@@ -7,7 +7,7 @@ import type { QdrantSourceConfig } from '../../config/load.ts';
 import { StackbackError, errorMessage } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
 import { runHook } from '../shell-command.ts';
-import type { ArtifactCheck, ArtifactDump, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { listTar } from '../tar-listing.ts';
 
 /** "20261126_021132": the suffix of folders moved aside by a restore. */
@@ -115,5 +115,11 @@ export class QdrantStorageSource implements Source {
         return [{ artifact: artifact.id, restored_as: this.storagePath, previous_moved_to: exists ? aside : null }];
       },
     };
+  }
+
+  /** The storage folder cannot be loaded without stopping Qdrant: the drill proves the archive reads whole. */
+  async drill(artifact: ArtifactManifest, request: DrillRequest): Promise<DrillVerdict> {
+    const check = await this.checkArtifact(artifact, request.open());
+    return { ok: check.ok, detail: `${check.detail} (a storage folder is not loaded into a live Qdrant by a drill)`, differences: check.ok ? [] : [check.detail] };
   }
 }
