@@ -60,7 +60,7 @@ describe('restore drills and the restore preflight', () => {
     const result = await sandbox.json<VerifyJson>(['verify', backupName, '--drill']);
     assert.equal(result.code, 0, JSON.stringify(result.value, null, 1));
     const verdicts = new Map(result.value.backups[0]!.artifacts.map((a) => [a.artifact, a]));
-    assert.match(verdicts.get('main/db/app')!.detail, /restored into stackback_drill_app_\d{8}_\d{6}: \d+ table row counts and 2 extension\(s\) compared/);
+    assert.match(verdicts.get('main/db/app')!.detail, /restored into stackback_drill_app_\d{8}_\d{6}: \d+ table row counts and 3 extension\(s\) compared/);
     assert.match(verdicts.get('vectors/collection/docs')!.detail, /scratch collection stackback_drill_docs_\d+_\d+: 30 points/);
     assert.match(verdicts.get('app-files/files')!.detail, /2 file\(s\) compared by size and sha256/);
     assert.ok([...verdicts.values()].every((v) => typeof v.seconds === 'number'));
