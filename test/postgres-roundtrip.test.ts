@@ -122,18 +122,25 @@ describe('PostgreSQL full backup → verify → restore', () => {
   });
 
   test('a restore that fails half-way drops its half-made copy and leaves the original alone', async () => {
-    // A table owned by a role that is gone by restore time: pg_restore stops at its ALTER ... OWNER.
-    await cluster.psql('postgres', 'CREATE ROLE side_owner');
-    await cluster.psql('app', 'CREATE TABLE app.side_table (x int); ALTER TABLE app.side_table OWNER TO side_owner;');
+    // A table in a tablespace that is gone by restore time: pg_restore stops when it gets there
+    // (roles and extensions would be caught by the preflight; a tablespace is not).
+    const { dirname } = await import('node:path');
+    const { mkdir } = await import('node:fs/promises');
+    const { execa } = await import('execa');
+    const location = `${dirname(cluster.dataDir)}/side_space`;
+    await mkdir(location);
+    if (process.getuid?.() === 0) await execa('chown', ['postgres:postgres', location]);
+    await cluster.psql('postgres', `CREATE TABLESPACE side_space LOCATION '${location}'`);
+    await cluster.psql('app', 'CREATE TABLE app.side_table (x int) TABLESPACE side_space; INSERT INTO app.side_table VALUES (1), (2);');
     const backup = await sandbox.run(['backup', '--full']);
     assert.equal(backup.code, 0, backup.stderr);
     await cluster.psql('app', 'DROP TABLE app.side_table');
-    await cluster.psql('postgres', 'DROP ROLE side_owner');
+    await cluster.psql('postgres', 'DROP TABLESPACE side_space');
     const before = await snapshotDatabase(cluster, 'app');
     const dbsBefore = await databases(cluster);
     const result = await sandbox.run(['restore', backup.stdout.trim(), '--yes']);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /pg_restore of database "app" into "app_restoring_\d{8}_\d{6}" failed \(exit status 1\): .*role "side_owner" does not exist/s);
+    assert.match(result.stderr, /pg_restore of database "app" into "app_restoring_\d{8}_\d{6}" failed \(exit status 1\): .*side_space/s);
     assert.deepEqual(await databases(cluster), dbsBefore, 'the scratch copy was dropped');
     assert.deepEqual(await snapshotDatabase(cluster, 'app'), before, 'the original is untouched');
     const deleted = await sandbox.run(['delete', backup.stdout.trim()]);

@@ -6,14 +6,10 @@ import type { FilesSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
 import { createArchive, excluded, type FileEntry } from './archive.ts';
 import { extractArchive, scanArchive } from './extract.ts';
-
-/** "20261126_021132": the suffix of paths moved aside by an in-place restore. */
-function stamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
-}
 
 async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -115,7 +111,7 @@ export class FilesSource implements Source {
     const recorded = (artifact.meta.paths as string[] | undefined) ?? [];
     // In place, what gets replaced is moved aside first: the --path, or each backed-up top-level path.
     const aside = targetDir === undefined ? (only !== undefined ? [only] : recorded).filter((p) => existsSync(p)) : [];
-    const suffix = `.pre-restore-${stamp(request.now)}`;
+    const suffix = `.pre-restore-${restoreStamp(request.now)}`;
     return {
       source: this.name,
       artifacts: [artifact],

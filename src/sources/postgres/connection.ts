@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { PostgresSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
+import { secretFromFile } from '../secret-file.ts';
 
 /**
  * How stackback reaches one PostgreSQL server: a `pg` client for queries (held snapshots,
@@ -10,11 +10,11 @@ import { StackbackError } from '../../errors.ts';
  */
 export class PgServer {
   readonly config: PostgresSourceConfig;
-  private password: string | undefined;
-  private passwordRead = false;
+  private readonly readPassword: () => string | undefined;
 
   constructor(config: PostgresSourceConfig) {
     this.config = config;
+    this.readPassword = secretFromFile(config.passwordFile, 'password_file', config.name);
   }
 
   /** "postgres source main (postgres@/var/run/postgresql:5432)": for messages, never with secrets. */
@@ -25,25 +25,6 @@ export class PgServer {
   /** "postgres@/var/run/postgresql:5432" */
   get address(): string {
     return `${this.config.user}@${this.config.host}:${this.config.port}`;
-  }
-
-  private readPassword(): string | undefined {
-    if (!this.passwordRead) {
-      const file = this.config.passwordFile;
-      if (file !== null) {
-        try {
-          this.password = readFileSync(file, 'utf8').split(/\r?\n/)[0];
-        } catch (error) {
-          throw new StackbackError(
-            'SECRET_FILE',
-            `cannot read password_file ${file} of source ${this.config.name}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-            'check the path and that the stackback user may read it (mode 0600 or 0640)',
-          );
-        }
-      }
-      this.passwordRead = true;
-    }
-    return this.password;
   }
 
   /** Environment for the libpq tools; the database is passed as PGDATABASE (never parsed as a conninfo string). */

@@ -6,7 +6,8 @@ import { feedWhileOpen, runTool } from '../tool.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { PgServer, quoteIdent } from './connection.ts';
 import { dumpDatabase, dumpGlobals, type PgDumpMeta } from './dump.ts';
-import { type DatabaseRestorePlan, derivedName, dropScratchDatabase, planDatabaseRestore, restoreDatabase, restoreGlobals, restoreStamp, rolesInGlobals } from './restore.ts';
+import { restoreStamp } from '../stamp.ts';
+import { type DatabaseRestorePlan, derivedName, dropScratchDatabase, planDatabaseRestore, restoreDatabase, restoreGlobals, rolesInGlobals } from './restore.ts';
 import { serverMajor } from './properties.ts';
 
 const GLOBALS_HEADER = '--\n-- PostgreSQL database cluster dump';

@@ -2,6 +2,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
+import { restoreStamp } from '../stamp.ts';
 import { feedTool, runTool } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
@@ -56,9 +57,6 @@ export function derivedName(database: string, suffix: string): string {
   return base + suffix;
 }
 
-export function restoreStamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
-}
 
 async function databaseExists(client: pg.Client, name: string): Promise<boolean> {
   const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);

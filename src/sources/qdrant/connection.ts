@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { QdrantClient } from '@qdrant/js-client-rest';
 import type { QdrantSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
+import { secretFromFile } from '../secret-file.ts';
 
 /**
  * How stackback reaches one Qdrant server: the official client for the calls it covers,
@@ -10,35 +10,16 @@ import { StackbackError } from '../../errors.ts';
  */
 export class QdrantServer {
   readonly config: QdrantSourceConfig;
-  private key: string | undefined;
-  private keyRead = false;
+  private readonly apiKey: () => string | undefined;
   private cachedClient: QdrantClient | undefined;
 
   constructor(config: QdrantSourceConfig) {
     this.config = config;
+    this.apiKey = secretFromFile(config.apiKeyFile, 'api_key_file', config.name);
   }
 
   describe(): string {
     return `qdrant source ${this.config.name} (${this.config.url})`;
-  }
-
-  private apiKey(): string | undefined {
-    if (!this.keyRead) {
-      const file = this.config.apiKeyFile;
-      if (file !== null) {
-        try {
-          this.key = readFileSync(file, 'utf8').split(/\r?\n/)[0];
-        } catch (error) {
-          throw new StackbackError(
-            'SECRET_FILE',
-            `cannot read api_key_file ${file} of source ${this.config.name}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-            'check the path and that the stackback user may read it (mode 0600 or 0640)',
-          );
-        }
-      }
-      this.keyRead = true;
-    }
-    return this.key;
   }
 
   client(): QdrantClient {

@@ -3,6 +3,7 @@ import type { QdrantSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
 import { QdrantServer } from './connection.ts';
 import { checkedSnapshot, multipartFile } from './snapshot-stream.ts';
@@ -188,8 +189,7 @@ export class QdrantSource implements Source {
     const recorded = String(artifact.meta.qdrant_version);
     const version = await this.server.version();
     if (!canLoad(version, recorded)) return { ok: false, detail: 'the drill could not restore', differences: [`Qdrant ${version} cannot load a snapshot made by Qdrant ${recorded}`] };
-    const stamp = request.now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
-    const scratch = `${request.scratchPrefix}${artifact.target}_${stamp}`;
+    const scratch = `${request.scratchPrefix}${artifact.target}_${restoreStamp(request.now)}`;
     const client = this.server.client();
     if ((await this.call(`checking collection "${scratch}"`, () => client.collectionExists(scratch))).exists) {
       throw new StackbackError('QDRANT_FAILED', `collection "${scratch}" exists already: a drill never touches a collection it did not create`, 'remove it, or choose another drill.qdrant_collection_prefix');

@@ -8,12 +8,8 @@ import { StackbackError, errorMessage } from '../../errors.ts';
 import type { ArtifactManifest } from '../../repository/manifest.ts';
 import { runHook } from '../shell-command.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
+import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
-
-/** "20261126_021132": the suffix of folders moved aside by a restore. */
-function stamp(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
-}
 
 /**
  * Qdrant's seed alternative (mode storage_dir): a tar of the storage folder of a stopped
@@ -90,7 +86,7 @@ export class QdrantStorageSource implements Source {
   async planRestore(request: RestoreRequest): Promise<RestorePlan> {
     const artifact = request.artifacts.find((a) => a.kind === 'qdrant_storage');
     if (!artifact) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds no storage folder of source ${this.name}`);
-    const aside = `${this.storagePath}.pre-restore-${stamp(request.now)}`;
+    const aside = `${this.storagePath}.pre-restore-${restoreStamp(request.now)}`;
     if (existsSync(aside)) throw new StackbackError('USAGE', `${aside} exists already; move it away first`);
     const exists = existsSync(this.storagePath);
     return {
