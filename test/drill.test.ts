@@ -153,6 +153,26 @@ describe('restore drills and the restore preflight', () => {
     }
   });
 
+  test('with drill.postgres_server the drill restores on that server, not on the source server', async () => {
+    const other = await startPgCluster();
+    try {
+      await other.psql('postgres', 'CREATE ROLE app_owner; CREATE ROLE app_reader;');
+      const config = await readFile(sandbox.configPath, 'utf8');
+      await writeFile(sandbox.configPath, `${config}\ndrill: { postgres_server: { host: ${other.socketDir}, port: ${other.port} } }\n`);
+      try {
+        const result = await sandbox.json<VerifyJson>(['verify', backupName, '--drill']);
+        assert.equal(result.code, 0, JSON.stringify(result.value, null, 1));
+        const app = result.value.backups[0]!.artifacts.find((a) => a.artifact === 'main/db/app')!;
+        assert.match(app.detail, new RegExp(`on postgres source drill-server \\(postgres@${other.socketDir.replaceAll('/', '\\/')}:${other.port}\\)`));
+        assert.equal(await other.psql('postgres', "SELECT count(*) FROM pg_database WHERE datname LIKE 'stackback_drill_%'"), '0', 'and dropped there');
+      } finally {
+        await writeFile(sandbox.configPath, config);
+      }
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('restore --check of a good plan says ready', async () => {
     const check = await sandbox.json<CheckJson>(['restore', backupName, '--source', 'main', '--target-db', 'app_checked', '--check']);
     assert.equal(check.code, 0, JSON.stringify(check.value));

@@ -213,6 +213,36 @@ describe('files source', () => {
     }
   });
 
+  test('owners are recorded by name too, and restored by name where the id changed', { skip: process.getuid?.() !== 0 || !existsSync('/usr/sbin/useradd') ? 'needs root and useradd to create a user' : false }, async () => {
+    const user = `sbtest${process.pid % 10000}`;
+    const [oldId, newId] = [24000 + (process.pid % 1000), 25000 + (process.pid % 1000)];
+    await execa('useradd', ['--system', '--no-create-home', '--uid', String(oldId), '--user-group', user]);
+    const owned = join(dir, 'owned');
+    const s = await makeSandbox('', { filesYaml: filesSourceYaml([owned]) });
+    try {
+      await mkdir(owned);
+      await writeFile(join(owned, 'mine.txt'), 'belongs to the test user');
+      await execa('chown', ['-R', `${user}:${user}`, owned]);
+      const backup = await s.run(['backup', '--full']);
+      assert.equal(backup.code, 0, backup.stderr);
+      const shown = await s.json<{ artifacts: { kind: string; meta: { files: { path: string; uid: number; user?: string; group?: string }[] } }[] }>(['show', backup.stdout.trim()]);
+      const entry = shown.value.artifacts.find((a) => a.kind === 'files_tar')!.meta.files.find((f) => f.path.endsWith('mine.txt'))!;
+      assert.deepEqual([entry.uid, entry.user, entry.group], [oldId, user, user]);
+      // On the "new machine" the same user has another id: the files follow the name.
+      await execa('usermod', ['--uid', String(newId), user]);
+      await execa('groupmod', ['--gid', String(newId), user]);
+      const target = join(dir, 'owned-restored');
+      const restore = await s.run(['restore', backup.stdout.trim(), '--target-dir', target]);
+      assert.equal(restore.code, 0, restore.stderr);
+      const info = await lstat(join(target, owned.slice(1), 'mine.txt'));
+      assert.deepEqual([info.uid, info.gid], [newId, newId]);
+    } finally {
+      await execa('userdel', [user], { reject: false });
+      await execa('groupdel', [user], { reject: false });
+      await s.cleanup();
+    }
+  });
+
   test('catalog restore on a machine with only the repository gives the same list', async () => {
     const before = await sandbox.json<unknown[]>(['list']);
     const history = (await sandbox.json<unknown[]>(['history'])).value.length;

@@ -126,6 +126,9 @@ export function registerFormats(): void {
     'http-url': {
       validate: (value: unknown) => check(typeof value === 'string' && /^https?:\/\/[^\s/]+/.test(value) && URL.canParse(value), 'must be an http:// or https:// URL'),
     },
+    'optional-mapping': {
+      validate: (value: unknown) => check(value === null || (typeof value === 'object' && !Array.isArray(value)), 'must be a mapping of keys or null'),
+    },
     'object-list': {
       validate: (value: unknown) => check(Array.isArray(value), 'must be a list'),
     },

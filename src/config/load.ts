@@ -4,7 +4,7 @@ import convict from 'convict';
 import YAML from 'yaml';
 import { StackbackError } from '../errors.ts';
 import { parseDuration, parseSize, registerFormats } from './formats.ts';
-import { SCHEMA, SOURCE_SCHEMAS } from './schema.ts';
+import { DRILL_SERVER_SCHEMA, SCHEMA, SOURCE_SCHEMAS } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackback/stackback.yaml';
 
@@ -55,7 +55,7 @@ export interface Config {
   stallTimeoutMs: number;
   timezone: string;
   restore: { reserveFreeBytes: number };
-  drill: { postgresDatabasePrefix: string; qdrantCollectionPrefix: string };
+  drill: { postgresDatabasePrefix: string; qdrantCollectionPrefix: string; postgresServer: PostgresSourceConfig | null };
   schedule: ScheduleConfig;
   control: { socket: string; socketMode: number; socketGroup: string | null };
   retention: RetentionConfig;
@@ -98,6 +98,22 @@ export class ConfigInvalidError extends StackbackError {
 }
 
 const offToNull = (value: string): string | null => (value === 'off' ? null : value);
+
+function postgresConfig(v: Record<string, unknown>, absolute: (p: string) => string): PostgresSourceConfig {
+  return {
+    kind: 'postgres',
+    name: v.name as string,
+    host: v.host as string,
+    port: v.port as number,
+    user: v.user as string,
+    passwordFile: v.password_file === null ? null : absolute(v.password_file as string),
+    databases: v.databases as 'all' | string[],
+    globals: v.globals as boolean,
+    binDir: v.bin_dir === null ? null : absolute(v.bin_dir as string),
+    maintenanceDb: v.maintenance_db as string,
+    exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
+  };
+}
 
 /** The bundled development config (`npm start`), relative to the project folder. */
 export const DEV_CONFIG_PATH = 'config/stackback.dev.yaml';
@@ -204,6 +220,9 @@ export function parseConfig(file: string, text: string): Config {
   for (const { kind, at, values } of entries) {
     if (kind === 'qdrant' && values.mode === 'storage_dir' && values.storage_path === null) problems.push(`${at}.storage_path: is required with mode storage_dir`);
   }
+  const rawDrillServer = (raw.drill as { postgres_server?: unknown } | undefined)?.postgres_server;
+  const drillServer = rawDrillServer && typeof rawDrillServer === 'object' && !Array.isArray(rawDrillServer) ? validateSection(DRILL_SERVER_SCHEMA, rawDrillServer, 'drill.postgres_server.') : undefined;
+  if (drillServer) problems.push(...drillServer.problems);
 
   if (problems.length > 0) throw new ConfigInvalidError(file, problems);
 
@@ -217,7 +236,7 @@ export function parseConfig(file: string, text: string): Config {
     stall_timeout: string;
     timezone: string;
     restore: { reserve_free: string | number };
-    drill: { postgres_database_prefix: string; qdrant_collection_prefix: string };
+    drill: { postgres_database_prefix: string; qdrant_collection_prefix: string; postgres_server: Record<string, unknown> | null };
     schedule: Record<string, string | boolean>;
     control: { socket: string; socket_mode: string; socket_group: string | null };
     retention: Record<string, number | string>;
@@ -232,7 +251,11 @@ export function parseConfig(file: string, text: string): Config {
     stallTimeoutMs: parseDuration(props.stall_timeout)!,
     timezone: props.timezone,
     restore: { reserveFreeBytes: parseSize(props.restore.reserve_free)! },
-    drill: { postgresDatabasePrefix: props.drill.postgres_database_prefix, qdrantCollectionPrefix: props.drill.qdrant_collection_prefix },
+    drill: {
+      postgresDatabasePrefix: props.drill.postgres_database_prefix,
+      qdrantCollectionPrefix: props.drill.qdrant_collection_prefix,
+      postgresServer: drillServer ? postgresConfig({ ...drillServer.values, name: 'drill-server', databases: 'all', globals: false, exact_count_max_size: 0 }, absolute) : null,
+    },
     schedule: {
       full: offToNull(props.schedule.full as string),
       incremental: offToNull(props.schedule.incremental as string),
@@ -275,19 +298,7 @@ export function parseConfig(file: string, text: string): Config {
           postCommand: v.post_command as string | null,
         };
       }
-      return {
-        kind,
-        name: v.name as string,
-        host: v.host as string,
-        port: v.port as number,
-        user: v.user as string,
-        passwordFile: v.password_file === null ? null : absolute(v.password_file as string),
-        databases: v.databases as 'all' | string[],
-        globals: v.globals as boolean,
-        binDir: v.bin_dir === null ? null : absolute(v.bin_dir as string),
-        maintenanceDb: v.maintenance_db as string,
-        exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
-      };
+      return postgresConfig(v, absolute);
     }),
   };
 }

@@ -94,6 +94,16 @@ export const FILES_SOURCE_SCHEMA = {
   one_file_system: { doc: 'Do not descend into other filesystems mounted below the paths.', format: Boolean, default: true },
 } as const;
 
+/** drill.postgres_server: where drills restore databases, when not on the source server. */
+export const DRILL_SERVER_SCHEMA = {
+  host: POSTGRES_SOURCE_SCHEMA.host,
+  port: POSTGRES_SOURCE_SCHEMA.port,
+  user: POSTGRES_SOURCE_SCHEMA.user,
+  password_file: POSTGRES_SOURCE_SCHEMA.password_file,
+  bin_dir: POSTGRES_SOURCE_SCHEMA.bin_dir,
+  maintenance_db: POSTGRES_SOURCE_SCHEMA.maintenance_db,
+} as const;
+
 /** Every kind of source and the schema of one of its entries: sources.<kind>[]. */
 export const SOURCE_SCHEMAS = { postgres: POSTGRES_SOURCE_SCHEMA, qdrant: QDRANT_SOURCE_SCHEMA, files: FILES_SOURCE_SCHEMA } as const;
 
@@ -151,6 +161,12 @@ export const SCHEMA = {
       default: 'stackback_drill_',
     },
     qdrant_collection_prefix: { doc: 'Scratch collections of Qdrant drills are named <prefix><collection>_<stamp>.', format: 'nonempty-string', default: 'stackback_drill_' },
+    postgres_server: {
+      doc: 'Drill PostgreSQL restores on this server instead of the source server: null, or a mapping with the keys below.',
+      format: 'optional-mapping',
+      default: null,
+      item: DRILL_SERVER_SCHEMA,
+    },
   },
   schedule: {
     full: { doc: 'When to take a full backup (a new chain): a cron expression in `timezone` (a seconds field may lead), or "off".', format: 'schedule', default: '0 3 * * 0' },

@@ -84,6 +84,7 @@ async function drill(ctx: JobContext, repo: Repository, manifest: Manifest, arti
       scratchPrefix: prefix,
       workDir: ctx.config.workDir,
       reserveBytes: ctx.config.restore.reserveFreeBytes,
+      postgresServer: ctx.config.drill.postgresServer,
     });
     const detail = verdict.differences.length ? `${verdict.detail}; DIFFERENCES: ${verdict.differences.join('; ')}` : verdict.detail;
     return { artifact: artifact.id, ok: verdict.ok, detail, differences: verdict.differences, seconds: seconds() };

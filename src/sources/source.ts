@@ -1,3 +1,4 @@
+import type { PostgresSourceConfig } from '../config/load.ts';
 import type { ArtifactKind, ArtifactManifest } from '../repository/manifest.ts';
 
 /**
@@ -94,6 +95,8 @@ export interface DrillRequest {
   scratchPrefix: string;
   workDir: string;
   reserveBytes: number;
+  /** PostgreSQL: drill on this server instead of the source server (drill.postgres_server). */
+  postgresServer?: PostgresSourceConfig | null | undefined;
 }
 
 export interface DrillVerdict {

@@ -13,11 +13,11 @@ interface SchemaLeaf {
 /** Walks the schema into "key  default  doc" rows: the config reference in the README comes from here. */
 function schemaRows(node: Record<string, unknown>, prefix: string): { key: string; default: string; doc: string }[] {
   return Object.entries(node).flatMap(([key, value]) => {
-    const leaf = value as Partial<SchemaLeaf> & { item?: Record<string, unknown> };
+    const leaf = value as Partial<SchemaLeaf> & { item?: Record<string, unknown>; format?: unknown };
     const path = `${prefix}${key}`;
     if (leaf.doc === undefined) return schemaRows(value as Record<string, unknown>, `${path}.`);
     const row = { key: path, default: JSON.stringify(leaf.default), doc: leaf.doc };
-    return leaf.item ? [row, ...schemaRows(leaf.item, `${path}[].`)] : [row];
+    return leaf.item ? [row, ...schemaRows(leaf.item, leaf.format === 'object-list' ? `${path}[].` : `${path}.`)] : [row];
   });
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessSync, constants, lstatSync, type Stats } from 'node:fs';
+import { accessSync, constants, lstatSync, readFileSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { create as createTar, Parser, type ReadEntry } from 'tar';
 
@@ -18,6 +18,9 @@ export interface FileEntry {
   mtime: string;
   uid: number;
   gid: number;
+  /** Owner and group by name, as this host's /etc/passwd and /etc/group knew them. */
+  user?: string;
+  group?: string;
   sha256?: string;
   link?: string;
 }
@@ -95,8 +98,27 @@ export function createArchive(options: ArchiveOptions): { stream: AsyncIterable<
   return { stream: recordEntries(tar, report), report };
 }
 
+/** id → name from an /etc/passwd- or /etc/group-style file (name:x:id:…). */
+export function idNames(file: string): Map<number, string> {
+  const names = new Map<number, string>();
+  const text = (() => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  })();
+  for (const line of text.split('\n')) {
+    const [name, , id] = line.split(':');
+    if (name && id && /^\d+$/.test(id) && !names.has(Number(id))) names.set(Number(id), name);
+  }
+  return names;
+}
+
 /** Passes the tar bytes through while a parser reads them back into the file list. */
 async function* recordEntries(tar: AsyncIterable<Uint8Array>, report: ArchiveReport): AsyncGenerator<Uint8Array> {
+  const users = idNames('/etc/passwd');
+  const groups = idNames('/etc/group');
   const parser = new Parser({
     onReadEntry: (entry: ReadEntry) => {
       const hash = entry.type === 'File' || entry.type === 'OldFile' ? createHash('sha256') : undefined;
@@ -110,6 +132,8 @@ async function* recordEntries(tar: AsyncIterable<Uint8Array>, report: ArchiveRep
           mtime: (entry.mtime ?? new Date(0)).toISOString(),
           uid: entry.uid ?? 0,
           gid: entry.gid ?? 0,
+          ...(users.has(entry.uid ?? 0) ? { user: users.get(entry.uid ?? 0) } : {}),
+          ...(groups.has(entry.gid ?? 0) ? { group: groups.get(entry.gid ?? 0) } : {}),
           ...(hash ? { sha256: hash.digest('hex') } : {}),
           ...(entry.linkpath ? { link: entry.linkpath } : {}),
         });

@@ -1,10 +1,11 @@
 import type { Stats } from 'node:fs';
-import { mkdir, utimes } from 'node:fs/promises';
+import { lchown, mkdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract as extractTar, Parser, type ReadEntry } from 'tar';
 import { StackbackError } from '../../errors.ts';
+import { type FileEntry, idNames } from './archive.ts';
 
 /**
  * Unpacking a files archive without ever writing outside the restore root. The archive is
@@ -107,4 +108,24 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
   }
   directories.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
   for (const dir of directories) await utimes(dir.path, dir.mtime, dir.mtime);
+}
+
+/**
+ * As root, gives restored entries their owners by name where this host knows the name
+ * under another id (as GNU tar does); otherwise the numeric ids from the archive stay.
+ */
+export async function applyOwnerNames(root: string, files: FileEntry[], only: string | undefined): Promise<number> {
+  if (process.getuid?.() !== 0) return 0;
+  const users = new Map([...idNames('/etc/passwd')].map(([id, name]) => [name, id]));
+  const groups = new Map([...idNames('/etc/group')].map(([id, name]) => [name, id]));
+  let changed = 0;
+  for (const file of files) {
+    if (only !== undefined && file.path !== only && !file.path.startsWith(`${only}/`)) continue;
+    const uid = (file.user !== undefined ? users.get(file.user) : undefined) ?? file.uid;
+    const gid = (file.group !== undefined ? groups.get(file.group) : undefined) ?? file.gid;
+    if (uid === file.uid && gid === file.gid) continue;
+    await lchown(path.join(root, file.path), uid, gid).catch(() => undefined);
+    changed += 1;
+  }
+  return changed;
 }

@@ -9,7 +9,7 @@ import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, 
 import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
 import { createArchive, excluded, type FileEntry } from './archive.ts';
-import { extractArchive, scanArchive } from './extract.ts';
+import { applyOwnerNames, extractArchive, scanArchive } from './extract.ts';
 
 async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -126,7 +126,8 @@ export class FilesSource implements Source {
         for (const p of aside) await rename(p, `${p}${suffix}`);
         await mkdir(root, { recursive: true, mode: 0o750 });
         await extractArchive(() => request.open(artifact), { root, only }, scan.tops);
-        return [{ artifact: artifact.id, restored_as: root, entries: scan.entries, moved_aside: aside.map((p) => `${p}${suffix}`) }];
+        const renamedOwners = await applyOwnerNames(root, (artifact.meta.files as FileEntry[] | undefined) ?? [], only);
+        return [{ artifact: artifact.id, restored_as: root, entries: scan.entries, owners_mapped_by_name: renamedOwners, moved_aside: aside.map((p) => `${p}${suffix}`) }];
       },
     };
   }

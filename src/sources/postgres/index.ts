@@ -209,14 +209,16 @@ export class PostgresSource implements Source {
     const meta = artifact.meta as PgDumpMeta;
     const scratch = derivedName(`${request.scratchPrefix}${meta.database}`, `_${restoreStamp(request.now)}`);
     const marker = `stackback drill scratch of ${artifact.id}`;
-    await dropScratchDatabase(this.server, scratch, marker);
+    // The source server itself, or the one drill.postgres_server names.
+    const server = request.postgresServer ? new PgServer(request.postgresServer) : this.server;
+    await dropScratchDatabase(server, scratch, marker);
     const options = { targetDb: scratch, forceDisconnect: false, rolesToCreate: new Set<string>(), reserveBytes: request.reserveBytes, signal: request.signal, now: request.now, drillMarker: marker };
-    const plan = await planDatabaseRestore(this.server, meta, options);
+    const plan = await planDatabaseRestore(server, meta, options);
     const blocking = plan.findings.filter((f) => f.level === 'error');
-    if (blocking.length > 0) return { ok: false, detail: 'the drill could not restore', differences: blocking.map((f) => `${f.message} (${f.hint})`) };
+    if (blocking.length > 0) return { ok: false, detail: `the drill could not restore on ${server.describe()}`, differences: blocking.map((f) => `${f.message} (${f.hint})`) };
     try {
-      await restoreDatabase(this.server, plan, request.open(), options);
-      const differences = await this.server.with(scratch, async (client) => {
+      await restoreDatabase(server, plan, request.open(), options);
+      const differences = await server.with(scratch, async (client) => {
         const found: string[] = [];
         for (const table of meta.tables) {
           if (!table.exact || table.rows === null) continue;
@@ -232,9 +234,10 @@ export class PostgresSource implements Source {
         return found;
       });
       const exact = meta.tables.filter((t) => t.exact).length;
-      return { ok: differences.length === 0, detail: `restored into ${scratch}: ${exact} table row counts and ${meta.extensions.length} extension(s) compared`, differences };
+      const where = request.postgresServer ? ` on ${server.describe()}` : '';
+      return { ok: differences.length === 0, detail: `restored into ${scratch}${where}: ${exact} table row counts and ${meta.extensions.length} extension(s) compared`, differences };
     } finally {
-      await dropScratchDatabase(this.server, scratch, marker);
+      await dropScratchDatabase(server, scratch, marker);
     }
   }
 }
