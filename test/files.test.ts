@@ -4,12 +4,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, link, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Header } from 'tar';
 import { execa } from 'execa';
+import { createArchive } from '../src/sources/files/archive.ts';
 import { extractArchive, scanArchive } from '../src/sources/files/extract.ts';
 import { filesSourceYaml, makeSandbox, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
 
@@ -241,6 +242,25 @@ describe('files source', () => {
       await execa('groupdel', [user], { reject: false });
       await s.cleanup();
     }
+  });
+
+  test('a file written to while the backup reads it is named as a warning', async () => {
+    const live = join(dir, 'live');
+    await mkdir(live);
+    await writeFile(join(live, 'growing.log'), randomBytes(8 * 1024 * 1024));
+    const { stream, report } = createArchive({ paths: [live], exclude: [], oneFileSystem: true });
+    let seen = 0;
+    let appended = false;
+    for await (const chunk of stream) {
+      seen += chunk.length;
+      if (!appended && seen > 1024 * 1024) {
+        await appendFile(join(live, 'growing.log'), 'a line written during the backup\n');
+        appended = true;
+      }
+    }
+    assert.ok(appended);
+    assert.ok(report.warnings.some((w) => /growing\.log: changed while the backup read it/.test(w)), report.warnings.join('\n'));
+    assert.deepEqual(report.readErrors, [], 'a changed file does not make the backup partial');
   });
 
   test('catalog restore on a machine with only the repository gives the same list', async () => {

@@ -177,8 +177,9 @@ async function planSource(ctx: JobContext, source: Source, only: string[] | unde
 }
 
 /**
- * Refuses to start a backup that cannot fit: the estimate is what the previous backup of
- * the same kind stored, or (first backup) the sources' own sizes, uncompressed.
+ * Refuses to start a backup that cannot fit: in the repository, what the previous backup
+ * of the same kind stored, or (first backup) the sources' own sizes, uncompressed; in
+ * work_dir, the temporary copy of the catalog that every backup carries.
  */
 async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKind, plans: SourcePlan[]): Promise<void> {
   const previous = ctx.catalog.listBackups().filter((b) => b.kind === kind && b.status === 'ok').at(-1);
@@ -192,6 +193,13 @@ async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKin
       `not enough free space for this backup in ${repo.root}: ${free} bytes free, about ${needed} bytes needed (${basis})`,
       'free space, delete old backups (stackback delete), or move repository.path',
     );
+  }
+  await fs.mkdir(ctx.config.workDir, { recursive: true, mode: 0o750 });
+  const work = await fs.statfs(ctx.config.workDir);
+  const workFree = work.bavail * work.bsize;
+  const catalogBytes = (await fs.stat(ctx.config.catalog.path).catch(() => ({ size: 0 }))).size;
+  if (workFree < catalogBytes) {
+    throw new StackbackError('DISK_SPACE', `not enough free space in work_dir ${ctx.config.workDir}: ${workFree} bytes free, about ${catalogBytes} bytes needed (the copy of the catalog)`, 'free space, or move work_dir');
   }
 }
 

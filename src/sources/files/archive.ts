@@ -145,4 +145,26 @@ async function* recordEntries(tar: AsyncIterable<Uint8Array>, report: ArchiveRep
     yield chunk;
   }
   await new Promise<void>((resolve) => parser.end(resolve));
+  noteChangedFiles(report);
+}
+
+/**
+ * tar reads a file up to the size it had when it was reached: a file written to while the
+ * backup read it is stored as a consistent prefix, or with mixed contents. Compared with
+ * the file as it is now, such files are named as warnings (the backup is not partial).
+ */
+function noteChangedFiles(report: ArchiveReport): void {
+  for (const file of report.files) {
+    if (file.type !== 'File' && file.type !== 'OldFile') continue;
+    let now: Stats;
+    try {
+      now = lstatSync(file.path);
+    } catch {
+      continue; // gone since: not a change of what was stored
+    }
+    // tar keeps whole seconds of the mtime.
+    if (now.size !== file.size || Math.floor(now.mtimeMs / 1000) !== Math.floor(Date.parse(file.mtime) / 1000)) {
+      report.warnings.push(`${file.path}: changed while the backup read it (stored ${file.size} bytes; it now has ${now.size})`);
+    }
+  }
 }
