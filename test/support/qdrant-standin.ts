@@ -862,6 +862,17 @@ export async function startQdrantStandin(options: QdrantStandinOptions = {}): Pr
   function sendText(res: ServerResponse, status: number, text: string): void {
     sendBody(res, status, text, 'text/plain; charset=utf-8');
   }
+  /** Download routes answer errors in plain text, not the JSON envelope (actix's default ResponseError). */
+  async function servePlainText(ctx: Ctx, serve: () => Promise<void>): Promise<true> {
+    try {
+      await serve();
+    } catch (err) {
+      if (!(err instanceof QdrantError) || ctx.res.headersSent) throw err;
+      sendText(ctx.res, err.status, err.message);
+    }
+    return true;
+  }
+
 
   /** `?wait=false` answers 202 at once; the work goes on and its errors are only logged. */
   async function timeOrAccept(ctx: Ctx, wait: boolean, work: () => Promise<unknown>): Promise<void> {
@@ -1412,19 +1423,11 @@ export async function startQdrantStandin(options: QdrantStandinOptions = {}): Pr
           return true;
         }
         if (n === 4 && s3 !== undefined && method === 'GET') {
-          // Download errors are plain text (actix's default ResponseError).
-          try {
+          return servePlainText(ctx, async () => {
             getCollection(name);
             if (!isSafeFileName(s3)) throw snapshotNotFound(s3);
             await serveSnapshotFile(ctx, join(snapshotsDir, name, s3), s3);
-          } catch (err) {
-            if (err instanceof QdrantError && !ctx.res.headersSent) {
-              sendText(ctx.res, err.status, err.message);
-              return true;
-            }
-            throw err;
-          }
-          return true;
+          });
         }
         if (n === 4 && s3 !== undefined && method === 'DELETE') {
           const wait = boolParam(ctx, 'wait') ?? true;
@@ -1454,17 +1457,10 @@ export async function startQdrantStandin(options: QdrantStandinOptions = {}): Pr
         return true;
       }
       if (n === 2 && s1 !== undefined && method === 'GET') {
-        try {
+        return servePlainText(ctx, async () => {
           if (!isSafeFileName(s1)) throw snapshotNotFound(s1);
           await serveSnapshotFile(ctx, join(snapshotsDir, s1), s1);
-        } catch (err) {
-          if (err instanceof QdrantError && !ctx.res.headersSent) {
-            sendText(ctx.res, err.status, err.message);
-            return true;
-          }
-          throw err;
-        }
-        return true;
+        });
       }
       if (n === 2 && s1 !== undefined && method === 'DELETE') {
         const wait = boolParam(ctx, 'wait') ?? true;
