@@ -43,11 +43,13 @@ describe('restore with --with-globals', () => {
     assert.equal(await cluster.psql('ledger', "SELECT tableowner FROM pg_tables WHERE tablename = 'entries'"), 'ledger_owner');
   });
 
-  test('replaying globals over existing roles is not an error', async () => {
+  test('replaying globals over existing roles is not an error, and leaves them as they are', async () => {
+    await cluster.psql('postgres', 'ALTER ROLE ledger_owner CONNECTION LIMIT 3');
     const again = await sandbox.json<{ results: { artifact: string; skipped_existing?: string[] }[] }>(['restore', backupName, '--with-globals', '--yes']);
     assert.equal(again.code, 0, again.stderr);
     const globals = again.value.results.find((r) => r.artifact === 'main/globals')!;
     assert.ok(globals.skipped_existing!.includes('role ledger_owner'));
     assert.ok(globals.skipped_existing!.includes('role postgres'));
+    assert.equal(await cluster.psql('postgres', "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'ledger_owner'"), '3', 'the existing role kept its attributes');
   });
 });

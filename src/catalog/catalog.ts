@@ -68,7 +68,10 @@ export class Catalog implements ChunkIndex {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
-    this.lookupChunk = this.db.prepare('SELECT id, size, stored_size, stored_sha256 FROM chunks WHERE chain = ? AND id = ?');
+    // Only chunks a backup of the chain still names: a row left by an interrupted collection
+    // (its file may be gone) must never let an incremental skip writing the chunk.
+    this.lookupChunk = this.db.prepare(`SELECT c.id, c.size, c.stored_size, c.stored_sha256 FROM chunks c WHERE c.chain = ? AND c.id = ?
+      AND EXISTS (SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = c.id AND b.chain = c.chain)`);
     // Prepared once: GC asks this for every chunk file, and a statement per call holds native memory until GC.
     this.chunkUse = this.db.prepare('SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = ? AND b.chain = ? LIMIT 1');
   }

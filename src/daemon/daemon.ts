@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { Catalog } from '../catalog/catalog.ts';
 import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
 import { errorMessage, StackbackError } from '../errors.ts';
@@ -223,14 +224,18 @@ async function startupCleanup(repo: Repository, catalog: Catalog, config: Config
     const lock = await repo.lockWriter({ command: 'daemon start-up cleanup', timeoutMs: 0 });
     try {
       await cleanUpBeforeWriting(repo, catalog, log);
+      // Only stackback's own leftovers, and only while no other process can be using them.
+      if (existsSync(config.workDir)) {
+        for (const name of await readdir(config.workDir)) {
+          if (name.startsWith('catalog-copy-') || name.startsWith('drill-')) await rm(path.join(config.workDir, name), { recursive: true, force: true });
+        }
+      }
     } finally {
       await lock.release();
     }
   } catch (error) {
     log.info(`start-up cleanup skipped: ${errorMessage(error)}`);
   }
-  if (!existsSync(config.workDir)) return;
-  await rm(config.workDir, { recursive: true, force: true });
 }
 
 /** A full that came due while the daemon was down runs now. */

@@ -49,6 +49,14 @@ function httpStatus(error: ErrorDetails): number {
   }
 }
 
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new StackbackError('BAD_REQUEST', `malformed %-escape in the path: ${part}`);
+  }
+}
+
 function send(response: http.ServerResponse, status: number, body: unknown): void {
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -86,10 +94,10 @@ export function createControlServer(api: ControlApi, log: Logger): http.Server {
     ['GET', /^\/api\/backup\/status$/, (_m, _q, res) => send(res, 200, api.status())],
     ['GET', /^\/api\/backup\/list$/, (_m, _q, res) => send(res, 200, api.listBackups())],
     ['POST', /^\/api\/backup\/create$/, async (_m, req, res) => send(res, 202, api.submitBackup(await readJson(req)))],
-    ['POST', /^\/api\/backup\/restore\/([^/]+)$/, async (m, req, res) => send(res, 202, api.submitRestore(decodeURIComponent(m[1]!), await readJson(req)))],
-    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, (m, _q, res, url) => send(res, 202, api.submitVerify(decodeURIComponent(m[1]!), url.searchParams.get('level')))],
-    ['DELETE', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 202, api.submitDelete(decodeURIComponent(m[1]!)))],
-    ['GET', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 200, api.getBackup(decodeURIComponent(m[1]!)))],
+    ['POST', /^\/api\/backup\/restore\/([^/]+)$/, async (m, req, res) => send(res, 202, api.submitRestore(decodePathPart(m[1]!), await readJson(req)))],
+    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level')))],
+    ['DELETE', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 202, api.submitDelete(decodePathPart(m[1]!)))],
+    ['GET', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
     ['GET', /^\/api\/jobs$/, (_m, _q, res) => send(res, 200, api.jobs())],
     ['GET', /^\/api\/jobs\/(\d+)$/, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
     ['GET', /^\/api\/jobs\/(\d+)\/events$/, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],

@@ -81,7 +81,13 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   const sources = selectSources(ctx, request.sources);
   const repo = await Repository.open(ctx.config.repository.path, { create: true });
   const lock = await repo.lockWriter({ command: `backup --${request.kind}`, timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
-  const runId = ctx.catalog.startRun('backup', { kind: request.kind, sources: sources.map((s) => s.name) });
+  let runId: number;
+  try {
+    runId = ctx.catalog.startRun('backup', { kind: request.kind, sources: sources.map((s) => s.name) });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   const watchdog = new Watchdog(ctx.config.stallTimeoutMs, ctx.signal);
   try {
     await cleanUpBeforeWriting(repo, ctx.catalog, ctx.log);
@@ -142,6 +148,8 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     try {
       await writer.commit(manifest);
     } catch (error) {
+      // The manifest may have landed before the folder fsync failed: it goes first, or it would name freed chunks.
+      if (repo.hasManifest(name)) await repo.deleteManifests(name).catch(() => undefined);
       await discard(repo, writer, kind);
       throw new StackbackError('BACKUP_FAILED', `backup ${name} could not be committed: ${errorMessage(error)}`, undefined, { cause: error });
     }

@@ -1,5 +1,5 @@
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -58,7 +58,8 @@ export async function restoreCatalog(config: Config, log: Logger, name: string, 
   if (existsSync(file)) {
     aside = `${file}.pre-restore-${new Date().toISOString().replace(/[-:]/g, '').slice(0, 15)}`;
     await rename(file, aside);
-    for (const suffix of ['-wal', '-shm']) await rm(`${file}${suffix}`, { force: true });
+    // Its write-ahead log holds its latest transactions: it travels with it.
+    for (const suffix of ['-wal', '-shm']) if (existsSync(`${file}${suffix}`)) await rename(`${file}${suffix}`, `${aside}${suffix}`);
   }
   await rename(incoming, file);
   const catalog = new Catalog(file);

@@ -21,7 +21,13 @@ export async function deleteBackup(ctx: JobContext, name: string): Promise<Delet
   validateBackupName(name);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = await repo.lockWriter({ command: `delete ${name}`, timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
-  const runId = ctx.catalog.startRun('delete', { backup: name });
+  let runId: number;
+  try {
+    runId = ctx.catalog.startRun('delete', { backup: name });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   try {
     await syncCatalog(repo, ctx.catalog, ctx.log);
     const manifest = await repo.readManifest(name);

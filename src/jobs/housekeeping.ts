@@ -24,9 +24,10 @@ export function markInterruptedRuns(catalog: Catalog, log: Logger): void {
  */
 export async function collectChain(repo: Repository, catalog: Catalog, chain: string, graceMs = 0): Promise<{ chunks: number; bytes: number; chainRemoved: boolean }> {
   const now = Date.now();
+  // Index rows first, files after: a crash in between leaves files without rows (collected next time), never rows without files.
+  catalog.forgetUnusedChunks(chain);
   const freed = await repo.removeChunksWhere(chain, (id, mtimeMs) => now - mtimeMs >= graceMs && !catalog.chunkInUse(chain, id));
   if (freed.remaining === 0) catalog.forgetChain(chain);
-  else catalog.forgetUnusedChunks(chain);
   return { chunks: freed.chunks, bytes: freed.bytes, chainRemoved: freed.remaining === 0 };
 }
 

@@ -30,7 +30,13 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean }): P
   if (!existsSync(ctx.config.repository.path)) return result;
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = options.dryRun ? undefined : await repo.lockWriter({ command: 'prune', timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
-  const runId = options.dryRun ? undefined : ctx.catalog.startRun('prune', {});
+  let runId: number | undefined;
+  try {
+    runId = options.dryRun ? undefined : ctx.catalog.startRun('prune', {});
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   try {
     if (!options.dryRun) await syncCatalog(repo, ctx.catalog, ctx.log);
     const backups = ctx.catalog.listBackups();

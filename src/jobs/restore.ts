@@ -104,6 +104,12 @@ async function executeRestore(ctx: JobContext, manifest: Manifest, plans: Restor
     for (const plan of plans) {
       if (plan.safetyBackup.length > 0) {
         const safety = await runBackup(ctx, { kind: 'full', sources: [plan.source], artifacts: plan.safetyBackup, label: 'prerestore' });
+        // Replacing data whose safety copy is incomplete would lose it for good: stop here instead.
+        const saved = new Set(safety.manifest.artifacts.map((a) => a.id));
+        const unsaved = plan.safetyBackup.filter((id) => !saved.has(id));
+        if (safety.manifest.status !== 'ok' || unsaved.length > 0) {
+          throw new StackbackError('RESTORE_FAILED', `the safety copy ${safety.manifest.name} of what this restore replaces is incomplete (${unsaved.join(', ') || safety.manifest.status}); nothing was replaced`, 'fix the source (see `stackback show` of that backup), or restore with --no-safety');
+        }
         ctx.log.info({ backup: safety.manifest.name }, `stored what the restore replaces as backup ${safety.manifest.name}`);
         results.push({ safety_backup: safety.manifest.name, artifacts: plan.safetyBackup });
       }

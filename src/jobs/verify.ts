@@ -114,7 +114,13 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
   if (names !== 'all') names.forEach(validateBackupName);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = await repo.lockReader(`verify --${level}`);
-  const runId = ctx.catalog.startRun('verify', { backups: names, level });
+  let runId: number;
+  try {
+    runId = ctx.catalog.startRun('verify', { backups: names, level });
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   try {
     await syncCatalog(repo, ctx.catalog, ctx.log);
     const manifests: Manifest[] = [];

@@ -38,7 +38,8 @@ export function processAlive(pid: number): boolean {
 }
 
 function isStale(info: LockInfo): boolean {
-  return info.host === os.hostname() && !processAlive(info.pid);
+  // pid 0: an unreadable lock file. Locks are created whole (tryCreate), so that is debris.
+  return info.host === os.hostname() && (info.pid <= 0 || !processAlive(info.pid));
 }
 
 async function readLock(file: string): Promise<LockInfo | undefined> {
@@ -46,28 +47,46 @@ async function readLock(file: string): Promise<LockInfo | undefined> {
     return JSON.parse(await fs.readFile(file, 'utf8')) as LockInfo;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    // A lock file cut short by a crash during its own creation: its holder never started.
+    // Lock files appear whole (written aside, then linked), so an unreadable one is debris.
     return { pid: 0, host: os.hostname(), started_at: 'unknown', command: 'unreadable lock file' };
   }
 }
 
+/**
+ * Creates the lock file whole or not at all: the content is written to a temp file and
+ * hard-linked to the lock name, which fails if the name exists. A crash can never leave a
+ * half-written lock behind.
+ */
 async function tryCreate(file: string, info: LockInfo): Promise<boolean> {
+  const temp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.new`;
+  await fs.writeFile(temp, JSON.stringify(info), { mode: 0o640 });
   try {
-    await fs.writeFile(file, JSON.stringify(info), { flag: 'wx', mode: 0o640 });
+    await fs.link(temp, file);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  } finally {
+    await fs.rm(temp, { force: true });
   }
 }
 
-async function removeStale(file: string): Promise<void> {
+/**
+ * Removes the lock `stale` describes. It is renamed aside first (one taker wins the
+ * rename); if what was renamed is no longer that stale lock (another taker replaced it
+ * with a live one in between), it is put back.
+ */
+async function removeStale(file: string, stale: LockInfo): Promise<void> {
   const aside = `${file}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     await fs.rename(file, aside);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
+  }
+  const moved = await readLock(aside);
+  if (moved && (moved.pid !== stale.pid || moved.started_at !== stale.started_at)) {
+    await fs.link(aside, file).catch(() => undefined);
   }
   await fs.rm(aside, { force: true });
 }
@@ -101,7 +120,7 @@ async function liveReaders(locksDir: string): Promise<LockInfo[]> {
     const file = path.join(locksDir, name);
     const info = await readLock(file);
     if (!info) continue;
-    if (isStale(info)) await removeStale(file);
+    if (isStale(info)) await removeStale(file, info);
     else live.push(info);
   }
   return live;
@@ -124,7 +143,7 @@ export async function acquireWriterLock(locksDir: string, options: WriterLockOpt
     if (await tryCreate(file, info)) break;
     const holder = await readLock(file);
     if (holder && isStale(holder)) {
-      await removeStale(file);
+      await removeStale(file, holder);
       continue;
     }
     if (Date.now() >= deadline) {
@@ -152,7 +171,7 @@ export async function acquireWriterLock(locksDir: string, options: WriterLockOpt
 /** A reader lock never waits: readers only need writers that delete to see them. */
 export async function acquireReaderLock(locksDir: string, command: string): Promise<Lock> {
   const file = path.join(locksDir, `read-${process.pid}-${randomBytes(4).toString('hex')}.lock`);
-  await fs.writeFile(file, JSON.stringify(newInfo(command)), { flag: 'wx', mode: 0o640 });
+  await tryCreate(file, newInfo(command));
   return releaser(file);
 }
 
@@ -166,7 +185,7 @@ export async function acquireDaemonLock(locksDir: string): Promise<Lock> {
     if (await tryCreate(file, newInfo('daemon'))) return releaser(file);
     const holder = await readLock(file);
     if (holder && isStale(holder)) {
-      await removeStale(file);
+      await removeStale(file, holder);
       continue;
     }
     throw new StackbackError('DAEMON_RUNNING', holder ? `another stackback daemon uses this repository: ${describe(holder)}` : 'another stackback daemon uses this repository', 'stop it first (systemctl stop stackback), or point this one at another repository');

@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { lchown, mkdir, utimes } from 'node:fs/promises';
+import { chmod, lchown, mkdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,11 +32,30 @@ function selected(entryPath: string, only: string | undefined): boolean {
 }
 
 /** Problems that make the archive unsafe to unpack under `root`; empty when it is safe. */
-export async function scanArchive(data: AsyncIterable<Uint8Array>, options: ExtractOptions): Promise<{ entries: number; problems: string[]; tops: string[] }> {
+export interface TopEntry {
+  name: string;
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+}
+
+export interface ArchiveScan {
+  entries: number;
+  problems: string[];
+  /** First path segments: in place, one extraction pass each. */
+  tops: string[];
+  /** Entries that are a first segment themselves (e.g. /data): their metadata is applied by hand in place. */
+  topEntries: TopEntry[];
+}
+
+export async function scanArchive(data: AsyncIterable<Uint8Array>, options: ExtractOptions): Promise<ArchiveScan> {
   const root = path.resolve(options.root);
   const problems: string[] = [];
   const symlinks: string[] = [];
   const tops = new Set<string>();
+  const topEntries: TopEntry[] = [];
   let entries = 0;
   const parser = new Parser({
     strict: true,
@@ -50,10 +69,14 @@ export async function scanArchive(data: AsyncIterable<Uint8Array>, options: Extr
       const target = path.resolve(root, raw);
       if (!within(root, target)) return problems.push(`${raw}: lands outside ${root}`);
       tops.add(normalize(raw).split('/')[0]!);
+      if (!normalize(raw).includes('/')) {
+        topEntries.push({ name: normalize(raw), type: entry.type, mode: entry.mode ?? 0o755, uid: entry.uid ?? 0, gid: entry.gid ?? 0, mtime: entry.mtime ?? new Date() });
+      }
       if (symlinks.some((link) => target.startsWith(`${link}/`))) return problems.push(`${raw}: would be written through a symlink`);
       if (entry.type === 'Link') {
         const linked = path.resolve(root, entry.linkpath ?? '');
         if (path.isAbsolute(entry.linkpath ?? '') || !within(root, linked)) problems.push(`${raw}: hard link to ${entry.linkpath} outside ${root}`);
+        else if (symlinks.some((link) => linked === link || linked.startsWith(`${link}/`))) problems.push(`${raw}: hard link through a symlink (${entry.linkpath})`);
       }
       if (entry.type === 'SymbolicLink') {
         const linkpath = entry.linkpath ?? '';
@@ -67,16 +90,16 @@ export async function scanArchive(data: AsyncIterable<Uint8Array>, options: Extr
   for await (const chunk of data) parser.write(Buffer.from(chunk));
   await new Promise<void>((resolve) => parser.end(resolve));
   if (failure) throw new StackbackError('ARTIFACT_CORRUPT', `the files archive cannot be read: ${(failure as Error).message}`);
-  return { entries, problems, tops: [...tops] };
+  return { entries, problems, tops: [...tops], topEntries };
 }
 
 /**
  * Unpacks the (scanned) archive. Into `/` (in place), one pass per top-level folder with
  * that folder as the working directory: tar refuses `/` itself as an extraction target.
  */
-export async function extractArchive(open: () => AsyncIterable<Uint8Array>, options: ExtractOptions, tops: string[]): Promise<void> {
+export async function extractArchive(open: () => AsyncIterable<Uint8Array>, options: ExtractOptions, scan: Pick<ArchiveScan, 'tops' | 'topEntries'>): Promise<void> {
   const root = path.resolve(options.root);
-  const passes = root === '/' ? tops.map((top) => ({ cwd: `/${top}`, strip: 1, prefix: `${top}/` })) : [{ cwd: root, strip: 0, prefix: '' }];
+  const passes = root === '/' ? scan.tops.map((top) => ({ cwd: `/${top}`, strip: 1, prefix: `${top}/` })) : [{ cwd: root, strip: 0, prefix: '' }];
   // Unpacking a folder's children touches its mtime: folders get theirs back at the end, deepest first.
   const directories: { path: string; mtime: Date }[] = [];
   for (const pass of passes) {
@@ -105,6 +128,15 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
     });
     await pipeline(Readable.from(open()), extractor);
     if (failure) throw new StackbackError('RESTORE_FAILED', `unpacking failed: ${(failure as Error).message}`);
+  }
+  // In place, a first-segment folder (/data) is each pass's working directory: tar never sees
+  // its own entry, so its mode, owner and time are applied here.
+  if (root === '/') {
+    for (const top of scan.topEntries.filter((t) => t.type === 'Directory' && selected(t.name, options.only))) {
+      await chmod(`/${top.name}`, top.mode & 0o7777);
+      if (process.getuid?.() === 0) await lchown(`/${top.name}`, top.uid, top.gid);
+      directories.push({ path: `/${top.name}`, mtime: top.mtime });
+    }
   }
   directories.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
   for (const dir of directories) await utimes(dir.path, dir.mtime, dir.mtime);

@@ -104,6 +104,8 @@ export class FilesSource implements Source {
       message: `unsafe archive entry, nothing will be written: ${problem}`,
       hint: 'this backup was tampered with or made by something else: restore another one',
     }));
+    const topFiles = targetDir === undefined ? scan.topEntries.filter((t) => t.type !== 'Directory') : [];
+    for (const t of topFiles) findings.push({ level: 'error', message: `/${t.name} is a file directly under /: it cannot be restored in place`, hint: 'restore it with --target-dir and move it into place' });
     const free = await freeBytes(root);
     const needed = artifact.size + request.reserveBytes;
     if (free !== undefined && free < needed) findings.push({ level: 'error', message: `not enough free disk under ${root}: ${free} bytes free, about ${needed} needed`, hint: 'free space, or restore into another --target-dir' });
@@ -125,7 +127,12 @@ export class FilesSource implements Source {
       execute: async () => {
         for (const p of aside) await rename(p, `${p}${suffix}`);
         await mkdir(root, { recursive: true, mode: 0o750 });
-        await extractArchive(() => request.open(artifact), { root, only }, scan.tops);
+        try {
+          await extractArchive(() => request.open(artifact), { root, only }, scan);
+        } catch (error) {
+          if (aside.length === 0) throw error;
+          throw new StackbackError('RESTORE_FAILED', `${(error as Error).message}; the previous contents are at ${aside.map((p) => `${p}${suffix}`).join(', ')}`);
+        }
         const renamedOwners = await applyOwnerNames(root, (artifact.meta.files as FileEntry[] | undefined) ?? [], only);
         return [{ artifact: artifact.id, restored_as: root, entries: scan.entries, owners_mapped_by_name: renamedOwners, moved_aside: aside.map((p) => `${p}${suffix}`) }];
       },
@@ -140,7 +147,7 @@ export class FilesSource implements Source {
       const scan = await scanArchive(request.open(), { root: scratch });
       if (scan.problems.length > 0) return { ok: false, detail: 'the archive is unsafe to unpack', differences: scan.problems };
       await mkdir(scratch, { recursive: true, mode: 0o700 });
-      await extractArchive(() => request.open(), { root: scratch }, scan.tops);
+      await extractArchive(() => request.open(), { root: scratch }, scan);
       const files = ((artifact.meta.files as FileEntry[] | undefined) ?? []).filter((f) => f.sha256 !== undefined);
       const differences: string[] = [];
       for (const file of files) {

@@ -245,17 +245,24 @@ async function swapIn(admin: pg.Client, plan: DatabaseRestorePlan, options: Data
   }
 }
 
-/** Statements of a globals dump minus CREATE ROLE/TABLESPACE for ones that already exist. */
+/**
+ * Statements of a globals dump minus everything about roles and tablespaces that already
+ * exist: their CREATE, and the ALTER ROLE / COMMENT ON ROLE lines that would reset their
+ * attributes and passwords to the backup's (existing ones are kept as they are).
+ */
 export function filterGlobals(sql: string, existingRoles: Set<string>, existingTablespaces: Set<string>): { sql: string; skipped: string[] } {
   const skipped: string[] = [];
   const ident = (text: string) => (text.startsWith('"') ? text.slice(1, -1).replaceAll('""', '"') : text);
+  const name = '("(?:[^"]|"")+"|[^\\s;]+)';
   const lines = sql.split('\n').filter((line) => {
-    const role = /^CREATE ROLE ("(?:[^"]|"")+"|[^\s;]+);$/.exec(line);
+    const role = new RegExp(`^CREATE ROLE ${name};$`).exec(line);
     if (role && existingRoles.has(ident(role[1]!))) {
       skipped.push(`role ${ident(role[1]!)}`);
       return false;
     }
-    const tablespace = /^CREATE TABLESPACE ("(?:[^"]|"")+"|[^\s;]+) /.exec(line);
+    const roleChange = new RegExp(`^(?:ALTER ROLE|COMMENT ON ROLE) ${name}[ ;]`).exec(line);
+    if (roleChange && existingRoles.has(ident(roleChange[1]!))) return false;
+    const tablespace = new RegExp(`^CREATE TABLESPACE ${name} `).exec(line);
     if (tablespace && existingTablespaces.has(ident(tablespace[1]!))) {
       skipped.push(`tablespace ${ident(tablespace[1]!)}`);
       return false;

@@ -34,12 +34,17 @@ export class QdrantServer {
     const apiKey = this.apiKey();
     const headers = new Headers(init.headers);
     if (apiKey) headers.set('api-key', apiKey);
-    const timeout = AbortSignal.timeout(this.config.timeoutMs);
+    // The timeout covers waiting for the answer, not streaming its body (a big snapshot may
+    // take longer than any sensible API timeout; a stalled stream is the stall watchdog's job).
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })), this.config.timeoutMs);
     let response: Response;
     try {
-      response = await fetch(`${this.config.url}${path}`, { ...init, headers, signal: init.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
+      response = await fetch(`${this.config.url}${path}`, { ...init, headers, signal: init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal });
     } catch (error) {
       throw this.explain(error, what);
+    } finally {
+      clearTimeout(timer);
     }
     if (!response.ok) {
       const text = await response.text().catch(() => '');
