@@ -1,7 +1,7 @@
 // The repository layer on its own: chunking, storing and reading back, integrity checks, locks.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { checkStoredChunks, readArtifact } from '../src/repository/artifact-reader.ts';
 import { BackupWriter, type ChunkIndex } from '../src/repository/backup-writer.ts';
 import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
-import { acquireWriterLock } from '../src/repository/lock.ts';
+import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
 
@@ -170,6 +170,20 @@ describe('writer lock', () => {
     const lock = await acquireWriterLock(dir, { command: 'backup', timeoutMs: 0 });
     assert.equal(JSON.parse(await readFile(lock.file, 'utf8')).pid, process.pid);
     await lock.release();
+  });
+
+  test('a reader waits for a writer that removes chunks, and is refused when it waited too long', async () => {
+    const remover = await acquireWriterLock(dir, { command: 'prune', timeoutMs: 0, exclusiveOfReaders: true });
+    await assert.rejects(acquireReaderLock(dir, 'restore x', 300), /repository is having backups removed by pid \d+ .*\(prune\)/);
+    assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('read-')), [], 'the refused reader left no lock');
+    setTimeout(() => void remover.release(), 300);
+    const reader = await acquireReaderLock(dir, 'restore x', 5000);
+    await reader.release();
+    // A writer that only adds (a backup) does not hold readers up.
+    const adder = await acquireWriterLock(dir, { command: 'backup', timeoutMs: 0 });
+    const alongside = await acquireReaderLock(dir, 'verify', 0);
+    await alongside.release();
+    await adder.release();
   });
 
   test('a waiting writer gets the lock once it is released', async () => {

@@ -39,7 +39,7 @@ export interface RestoreFinding extends Finding {
 export async function prepareRestore(ctx: JobContext, name: string, selection: RestoreSelection, check = false): Promise<PreparedRestore> {
   validateBackupName(name);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
-  const lock = await repo.lockReader(`restore ${name}`);
+  const lock = await repo.lockReader(`restore ${name}`, ctx.config.lockTimeoutMs);
   try {
     const manifest = await repo.readManifest(name);
     // The catalog copy is restored by `stackback catalog restore`, not here.

@@ -113,7 +113,7 @@ async function usersOf(ctx: JobContext, repo: Repository, chain: string, problem
 export async function runVerify(ctx: JobContext, names: string[] | 'all', level: VerifyLevel): Promise<VerifyReport> {
   if (names !== 'all') names.forEach(validateBackupName);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
-  const lock = await repo.lockReader(`verify --${level}`);
+  const lock = await repo.lockReader(`verify --${level}`, ctx.config.lockTimeoutMs);
   let runId: number;
   try {
     runId = ctx.catalog.startRun('verify', { backups: names, level });

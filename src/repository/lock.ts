@@ -19,6 +19,8 @@ export interface LockInfo {
   host: string;
   started_at: string;
   command: string;
+  /** Set on a writer lock whose holder removes chunks (delete, prune): readers wait for it. */
+  removes?: boolean;
 }
 
 const POLL_MS = 200;
@@ -137,7 +139,7 @@ export interface WriterLockOptions {
 export async function acquireWriterLock(locksDir: string, options: WriterLockOptions): Promise<Lock> {
   const file = path.join(locksDir, 'writer.lock');
   const deadline = Date.now() + options.timeoutMs;
-  const info = newInfo(options.command);
+  const info = { ...newInfo(options.command), ...(options.exclusiveOfReaders ? { removes: true } : {}) };
   for (;;) {
     options.signal?.throwIfAborted();
     if (await tryCreate(file, info)) break;
@@ -168,11 +170,26 @@ export async function acquireWriterLock(locksDir: string, options: WriterLockOpt
   }
 }
 
-/** A reader lock never waits: readers only need writers that delete to see them. */
-export async function acquireReaderLock(locksDir: string, command: string): Promise<Lock> {
+/**
+ * A reader lock (restore, verify). Writers that only add (backups) never conflict with it;
+ * a writer that removes chunks waits for the readers present when it starts, and a reader
+ * arriving while such a writer works waits for it, up to `timeoutMs`.
+ */
+export async function acquireReaderLock(locksDir: string, command: string, timeoutMs: number): Promise<Lock> {
   const file = path.join(locksDir, `read-${process.pid}-${randomBytes(4).toString('hex')}.lock`);
-  await tryCreate(file, newInfo(command));
-  return releaser(file);
+  const writer = path.join(locksDir, 'writer.lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await tryCreate(file, newInfo(command));
+    const holder = await readLock(writer);
+    if (!holder?.removes || isStale(holder)) return releaser(file);
+    // Step back so the remover is not kept waiting for us, then try again.
+    await fs.rm(file, { force: true });
+    if (Date.now() >= deadline) {
+      throw new StackbackError('REPO_LOCKED', `repository is having backups removed by ${describe(holder)}`, 'wait for that delete or prune to finish, or raise lock_timeout');
+    }
+    await sleep(POLL_MS);
+  }
 }
 
 /**

@@ -116,8 +116,8 @@ export class Repository {
     return acquireWriterLock(this.locksDir, options);
   }
 
-  async lockReader(command: string): Promise<Lock> {
-    return acquireReaderLock(this.locksDir, command);
+  async lockReader(command: string, timeoutMs: number): Promise<Lock> {
+    return acquireReaderLock(this.locksDir, command, timeoutMs);
   }
 
   async lockDaemon(): Promise<Lock> {
