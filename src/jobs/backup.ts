@@ -9,7 +9,7 @@ import { findSource } from '../sources/registry.ts';
 import type { PlannedArtifact, Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import type { JobContext } from './context.ts';
-import { cleanUpBeforeWriting } from './housekeeping.ts';
+import { cleanUpBeforeWriting, startRunUnderLock } from './housekeeping.ts';
 import { Watchdog } from './watchdog.ts';
 
 export interface BackupRequest {
@@ -81,13 +81,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   const sources = selectSources(ctx, request.sources);
   const repo = await Repository.open(ctx.config.repository.path, { create: true });
   const lock = await repo.lockWriter({ command: `backup --${request.kind}`, timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
-  let runId: number;
-  try {
-    runId = ctx.catalog.startRun('backup', { kind: request.kind, sources: sources.map((s) => s.name) });
-  } catch (error) {
-    await lock.release();
-    throw error;
-  }
+  const runId = await startRunUnderLock(ctx.catalog, lock, 'backup', { kind: request.kind, sources: sources.map((s) => s.name) });
   const watchdog = new Watchdog(ctx.config.stallTimeoutMs, ctx.signal);
   try {
     await cleanUpBeforeWriting(repo, ctx.catalog, ctx.log);

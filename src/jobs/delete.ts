@@ -2,7 +2,7 @@ import { errorMessage } from '../errors.ts';
 import { validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
-import { collectChain, syncCatalog } from './housekeeping.ts';
+import { collectChain, startRunUnderLock, syncCatalog } from './housekeeping.ts';
 
 export interface DeleteResult {
   backup: string;
@@ -21,13 +21,7 @@ export async function deleteBackup(ctx: JobContext, name: string): Promise<Delet
   validateBackupName(name);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = await repo.lockWriter({ command: `delete ${name}`, timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
-  let runId: number;
-  try {
-    runId = ctx.catalog.startRun('delete', { backup: name });
-  } catch (error) {
-    await lock.release();
-    throw error;
-  }
+  const runId = await startRunUnderLock(ctx.catalog, lock, 'delete', { backup: name });
   try {
     await syncCatalog(repo, ctx.catalog, ctx.log);
     const manifest = await repo.readManifest(name);

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
-import { processAlive } from '../repository/lock.ts';
+import { type Lock, processAlive } from '../repository/lock.ts';
 import type { Repository } from '../repository/repository.ts';
 
 /**
@@ -69,5 +69,18 @@ export async function cleanUpBeforeWriting(repo: Repository, catalog: Catalog, l
       if (freed.chunks > 0) log.info({ chain, ...freed }, `removed ${freed.chunks} chunk(s) left in chain ${chain} by unfinished run ${run.id}`);
     }
     catalog.updateRunDetail(run.id, { cleaned: true });
+  }
+}
+
+/**
+ * Records the start of a run taken under `lock`. If even that fails (a full disk, a busy
+ * catalog), the lock is released: held by a live process it would never look stale.
+ */
+export async function startRunUnderLock(catalog: Catalog, lock: Lock, kind: string, detail: Record<string, unknown>): Promise<number> {
+  try {
+    return catalog.startRun(kind, detail);
+  } catch (error) {
+    await lock.release();
+    throw error;
   }
 }

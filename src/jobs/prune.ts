@@ -3,7 +3,7 @@ import { errorMessage } from '../errors.ts';
 import { Repository } from '../repository/repository.ts';
 import type { SafetyCopyCleanup } from '../sources/source.ts';
 import type { JobContext } from './context.ts';
-import { collectChain, syncCatalog } from './housekeeping.ts';
+import { collectChain, startRunUnderLock, syncCatalog } from './housekeeping.ts';
 import { decideRetention, type RetentionDecision } from './retention.ts';
 
 export interface PruneResult {
@@ -30,13 +30,7 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean }): P
   if (!existsSync(ctx.config.repository.path)) return result;
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = options.dryRun ? undefined : await repo.lockWriter({ command: 'prune', timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
-  let runId: number | undefined;
-  try {
-    runId = options.dryRun ? undefined : ctx.catalog.startRun('prune', {});
-  } catch (error) {
-    await lock?.release();
-    throw error;
-  }
+  const runId = lock ? await startRunUnderLock(ctx.catalog, lock, 'prune', {}) : undefined;
   try {
     if (!options.dryRun) await syncCatalog(repo, ctx.catalog, ctx.log);
     const backups = ctx.catalog.listBackups();

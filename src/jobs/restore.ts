@@ -5,6 +5,7 @@ import { Repository } from '../repository/repository.ts';
 import type { Lock } from '../repository/lock.ts';
 import type { Finding, RestoreOptions, RestorePlan } from '../sources/source.ts';
 import { runBackup } from './backup.ts';
+import { startRunUnderLock } from './housekeeping.ts';
 import type { JobContext } from './context.ts';
 
 export interface RestoreSelection extends RestoreOptions {
@@ -98,7 +99,7 @@ async function damageFindings(repo: Repository, manifest: Manifest, plans: Resto
 }
 
 async function executeRestore(ctx: JobContext, manifest: Manifest, plans: RestorePlan[], lock: Lock): Promise<Record<string, unknown>[]> {
-  const runId = ctx.catalog.startRun('restore', { backup: manifest.name, steps: plans.flatMap((p) => p.steps) });
+  const runId = await startRunUnderLock(ctx.catalog, lock, 'restore', { backup: manifest.name, steps: plans.flatMap((p) => p.steps) });
   try {
     const results: Record<string, unknown>[] = [];
     for (const plan of plans) {

@@ -3,7 +3,7 @@ import { type ChunkProblem, checkStoredChunks, readArtifact } from '../repositor
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
-import { syncCatalog } from './housekeeping.ts';
+import { startRunUnderLock, syncCatalog } from './housekeeping.ts';
 
 /**
  * quick: the manifest reads, and every chunk object is present with its recorded size.
@@ -114,13 +114,7 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
   if (names !== 'all') names.forEach(validateBackupName);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = await repo.lockReader(`verify --${level}`, ctx.config.lockTimeoutMs);
-  let runId: number;
-  try {
-    runId = ctx.catalog.startRun('verify', { backups: names, level });
-  } catch (error) {
-    await lock.release();
-    throw error;
-  }
+  const runId = await startRunUnderLock(ctx.catalog, lock, 'verify', { backups: names, level });
   try {
     await syncCatalog(repo, ctx.catalog, ctx.log);
     const manifests: Manifest[] = [];

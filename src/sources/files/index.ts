@@ -8,6 +8,7 @@ import type { ArtifactManifest } from '../../repository/manifest.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
+import { dumpOfStream } from '../artifact-dump.ts';
 import { createArchive, excluded, type FileEntry } from './archive.ts';
 import { applyOwnerNames, extractArchive, scanArchive } from './extract.ts';
 
@@ -69,21 +70,14 @@ export class FilesSource implements Source {
 
   async dump(): Promise<ArtifactDump> {
     const { stream, report } = createArchive({ paths: this.config.paths, exclude: this.config.exclude, oneFileSystem: this.config.oneFileSystem });
-    let resolve!: (meta: Record<string, unknown>) => void;
-    let reject!: (error: unknown) => void;
-    const finished = new Promise<Record<string, unknown>>((res, rej) => ((resolve = res), (reject = rej)));
-    finished.catch(() => undefined);
     const paths = this.config.paths;
-    async function* passThrough(): AsyncGenerator<Uint8Array> {
-      try {
-        yield* stream;
-      } catch (error) {
-        reject(error);
-        throw error;
-      }
-      resolve({ paths, files: report.files, file_count: report.files.filter((f) => f.type === 'File' || f.type === 'OldFile').length, warnings: report.warnings, read_errors: report.readErrors });
-    }
-    return { stream: passThrough(), finished };
+    return dumpOfStream(stream, () => ({
+      paths,
+      files: report.files,
+      file_count: report.files.filter((f) => f.type === 'File' || f.type === 'OldFile').length,
+      warnings: report.warnings,
+      read_errors: report.readErrors,
+    }));
   }
 
   async checkArtifact(_artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>): Promise<ArtifactCheck> {

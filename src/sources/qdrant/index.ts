@@ -5,6 +5,7 @@ import type { ArtifactManifest } from '../../repository/manifest.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, Finding, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
+import { dumpOfStream } from '../artifact-dump.ts';
 import { QdrantServer } from './connection.ts';
 import { checkedSnapshot, multipartFile } from './snapshot-stream.ts';
 
@@ -108,21 +109,8 @@ export class QdrantSource implements Source {
       shard_number: info.config.params.shard_number ?? 1,
       snapshot: snapshot.name,
     };
-    let resolve!: (meta: QdrantSnapshotMeta) => void;
-    let reject!: (error: unknown) => void;
-    const finished = new Promise<QdrantSnapshotMeta>((res, rej) => ((resolve = res), (reject = rej)));
-    finished.catch(() => undefined);
     const expected = { name: snapshot.name, size: snapshot.size, checksum: snapshot.checksum ?? null };
-    async function* stream(): AsyncGenerator<Uint8Array> {
-      try {
-        yield* checkedSnapshot(response.body as unknown as AsyncIterable<Uint8Array>, expected, removeFromServer);
-        resolve(meta);
-      } catch (error) {
-        reject(error);
-        throw error;
-      }
-    }
-    return { stream: stream(), finished };
+    return dumpOfStream(checkedSnapshot(response.body as unknown as AsyncIterable<Uint8Array>, expected, removeFromServer), () => meta);
   }
 
   async checkArtifact(artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>): Promise<ArtifactCheck> {

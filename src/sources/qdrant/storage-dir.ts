@@ -10,6 +10,7 @@ import { runHook } from '../shell-command.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, PlannedArtifact, RestorePlan, RestoreRequest, Source } from '../source.ts';
 import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
+import { dumpOfStream } from '../artifact-dump.ts';
 
 /**
  * Qdrant's seed alternative (mode storage_dir): a tar of the storage folder of a stopped
@@ -53,12 +54,8 @@ export class QdrantStorageSource implements Source {
         throw error;
       }
     }
-    let resolve!: (meta: Record<string, unknown>) => void;
-    let reject!: (error: unknown) => void;
-    const finished = new Promise<Record<string, unknown>>((res, rej) => ((resolve = res), (reject = rej)));
-    finished.catch(() => undefined);
     const storagePath = this.storagePath;
-    async function* stream(): AsyncGenerator<Uint8Array> {
+    async function* archive(): AsyncGenerator<Uint8Array> {
       let failure: unknown;
       try {
         // Owners, modes and mtimes are kept: Qdrant must find its files as it left them.
@@ -69,13 +66,9 @@ export class QdrantStorageSource implements Source {
         // The hook runs however the archive ended, so Qdrant is never left stopped.
         if (postCommand) await runHook(postCommand, 'post_command').catch((error: unknown) => (failure ??= error));
       }
-      if (failure) {
-        reject(failure);
-        throw failure;
-      }
-      resolve({ storage_path: storagePath });
+      if (failure) throw failure;
     }
-    return { stream: stream(), finished };
+    return dumpOfStream(archive(), () => ({ storage_path: storagePath }));
   }
 
   async checkArtifact(_artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>): Promise<ArtifactCheck> {
