@@ -2,7 +2,7 @@
 // seconds, a real PostgreSQL, the control socket, signals.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -244,10 +244,18 @@ describe('the daemon', () => {
     assert.equal(existsSync(daemon.socket), false, 'the socket is removed');
     const history = await sandbox.json<{ status: string; error: string }[]>(['history']);
     assert.equal(history.value[0]!.status, 'interrupted');
+    // Leftovers in work_dir of runs that died; a live process's restore pipe is not one of them.
+    const work = join(sandbox.dir, 'tmp');
+    await mkdir(join(work, 'drill-files-1'), { recursive: true });
+    const dead = execa('true');
+    await dead;
+    const livePipe = `pipe-${process.pid}-1`;
+    for (const name of ['catalog-copy-1-2.db', `pipe-${dead.pid}-1`, livePipe]) await writeFile(join(work, name), '');
     const next = await startDaemon(sandbox.configPath, daemon.socket);
     cleanups.push(() => next.stop());
     assert.deepEqual(await readdir(join(sandbox.repoPath, 'chains')), []);
     assert.deepEqual(await readdir(join(sandbox.repoPath, 'tmp')), []);
+    assert.deepEqual(await readdir(work), [livePipe]);
   });
 
   test('the CLI runs commands as daemon jobs when one answers: backup, --detach, status', async () => {

@@ -6,12 +6,13 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { checkStoredChunks, readArtifact } from '../src/repository/artifact-reader.ts';
+import { checkStoredChunks, openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
 import { BackupWriter, type ChunkIndex } from '../src/repository/backup-writer.ts';
 import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
+import { runToolOnArtifact } from '../src/sources/tool.ts';
 
 /** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
 function dumpLikeData(bytes: number, seed = 1): Buffer {
@@ -124,6 +125,64 @@ describe('repository store and read back', () => {
     await second.storeArtifact(inPieces(data));
     assert.equal(second.stats.chunksNew, 0);
     assert.equal(second.stats.bytesStored, 0);
+  });
+});
+
+describe('an artifact fed to a tool through a named pipe (the restore path)', () => {
+  let dir: string;
+  let repo: Repository;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stackback-pipe-'));
+    repo = await Repository.open(join(dir, 'repo'), { create: true });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  async function storeArtifact(chain: string, data: Buffer) {
+    const writer = new BackupWriter(repo, chain, noChunks, { compressionLevel: 1 });
+    const stored = await writer.storeArtifact(inPieces(data));
+    return { id: `${chain}/artifact`, source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
+  }
+  const toolOptions = { env: {}, errorCode: 'PG_RESTORE_FAILED' as const, what: 'the test tool' };
+  const workDir = () => join(dir, 'work');
+
+  test('the tool reads the artifact byte for byte, and the pipe is removed afterwards', async () => {
+    const data = Buffer.concat([dumpLikeData(3 * 1024 * 1024, 7), randomBytes(600_000)]);
+    const artifact = await storeArtifact('pipe-a', data);
+    const out = join(dir, 'out-a');
+    for (const check of ['stored', 'content'] as const) {
+      await runToolOnArtifact(openArtifact(repo, 'pipe-a', artifact, check), workDir(), '/bin/sh', ['-c', 'cat > "$0"', out], toolOptions);
+      assert.deepEqual(await readFile(out), data);
+    }
+    assert.deepEqual(await readdir(workDir()), []);
+  });
+
+  test('a chunk damaged after the restore preflight fails the feed with CHUNK_CORRUPT', async () => {
+    const data = dumpLikeData(3 * 1024 * 1024, 8);
+    const artifact = await storeArtifact('pipe-b', data);
+    const victim = repo.chunkPath('pipe-b', artifact.chunks.at(-1)!.id);
+    const bytes = await readFile(victim);
+    bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
+    await writeFile(victim, bytes);
+    await assert.rejects(
+      runToolOnArtifact(openArtifact(repo, 'pipe-b', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
+      (error: Error & { code?: string }) => error.code === 'CHUNK_CORRUPT' && /stored bytes do not match/.test(error.message),
+    );
+  });
+
+  test('a tool that fails mid-way is reported with its own message, and the writer does not hang', { timeout: 20_000 }, async () => {
+    const artifact = await storeArtifact('pipe-c', dumpLikeData(4 * 1024 * 1024, 9));
+    await assert.rejects(
+      runToolOnArtifact(openArtifact(repo, 'pipe-c', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'head -c 1000 > /dev/null; echo "gave up" >&2; exit 3'], toolOptions),
+      /the test tool failed \(exit status 3\): gave up/,
+    );
+  });
+
+  test('a cancelled restore ends promptly, even before the tool opened the pipe', { timeout: 20_000 }, async () => {
+    const artifact = await storeArtifact('pipe-d', dumpLikeData(2 * 1024 * 1024, 10));
+    const controller = new AbortController();
+    controller.abort(new Error('stop'));
+    await assert.rejects(runToolOnArtifact(openArtifact(repo, 'pipe-d', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'sleep 30'], { ...toolOptions, signal: controller.signal }), /cancelled/);
+    assert.deepEqual(await readdir(workDir()), []);
   });
 });
 

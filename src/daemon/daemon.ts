@@ -227,7 +227,7 @@ async function startupCleanup(repo: Repository, catalog: Catalog, config: Config
       // Only stackback's own leftovers, and only while no other process can be using them.
       if (existsSync(config.workDir)) {
         for (const name of await readdir(config.workDir)) {
-          if (name.startsWith('catalog-copy-') || name.startsWith('drill-')) await rm(path.join(config.workDir, name), { recursive: true, force: true });
+          if (name.startsWith('catalog-copy-') || name.startsWith('drill-') || isDeadProcessPipe(name)) await rm(path.join(config.workDir, name), { recursive: true, force: true });
         }
       }
     } finally {
@@ -247,5 +247,17 @@ function catchUp(config: Config, catalog: Catalog, log: Logger, runFull: () => v
   if (period !== null && period !== undefined && age > period) {
     log.info(lastFull ? `the last successful full backup is older than the full schedule's period: catching up now` : 'no full backup yet: catching up now');
     runFull();
+  }
+}
+
+/** A restore's named pipe (pipe-<pid>-<n>) whose process is gone; a CLI restore may be using a live one. */
+function isDeadProcessPipe(name: string): boolean {
+  const match = /^pipe-(\d+)-\d+$/.exec(name);
+  if (!match) return false;
+  try {
+    process.kill(Number(match[1]), 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }

@@ -1,5 +1,5 @@
 import { StackbackError, errorMessage } from '../errors.ts';
-import { checkStoredChunks, readArtifact } from '../repository/artifact-reader.ts';
+import { checkStoredChunks, openArtifact } from '../repository/artifact-reader.ts';
 import { type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { Lock } from '../repository/lock.ts';
@@ -49,7 +49,7 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
     if (sourceNames.length === 0) {
       throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(restorable.map((a) => a.source))].join(', ')}`);
     }
-    const open = (artifact: Manifest['artifacts'][number]) => readArtifact(repo, manifest.chain, artifact, RESTORE_READ_CHECK);
+    const open = (artifact: Manifest['artifacts'][number]) => openArtifact(repo, manifest.chain, artifact, RESTORE_READ_CHECK);
     const plans: RestorePlan[] = [];
     for (const sourceName of sourceNames) {
       const source = ctx.sources.find((s) => s.name === sourceName);
@@ -57,7 +57,7 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
         throw new StackbackError('SOURCE_NOT_FOUND', `backup ${name} holds source "${sourceName}", which is not in the config`, 'add the source back to the config (its connection settings are needed to restore it)');
       }
       const artifacts = manifest.artifacts.filter((a) => a.source === sourceName);
-      plans.push(await source.planRestore({ artifacts, options: selection, open, now: ctx.now(), signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
+      plans.push(await source.planRestore({ artifacts, options: selection, open, now: ctx.now(), workDir: ctx.config.workDir, signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
     }
     const findings: RestoreFinding[] = [...plans.flatMap((p) => p.findings.map((f) => ({ source: p.source, ...f }))), ...(await damageFindings(repo, manifest, plans))];
     const errors = findings.filter((f) => f.level === 'error');

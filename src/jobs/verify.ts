@@ -1,5 +1,5 @@
 import { errorMessage } from '../errors.ts';
-import { type ChunkProblem, checkStoredChunks, readArtifact } from '../repository/artifact-reader.ts';
+import { type ChunkProblem, checkStoredChunks, openArtifact, readArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
@@ -78,7 +78,7 @@ async function drill(ctx: JobContext, repo: Repository, manifest: Manifest, arti
     ctx.progress?.({ phase: 'drilling', source: source.name, artifact: artifact.id });
     const prefix = source.kind === 'qdrant' ? ctx.config.drill.qdrantCollectionPrefix : ctx.config.drill.postgresDatabasePrefix;
     const verdict = await source.drill(artifact, {
-      open: () => readArtifact(repo, manifest.chain, artifact, 'content'),
+      open: () => openArtifact(repo, manifest.chain, artifact, 'content'),
       now: ctx.now(),
       signal: ctx.signal,
       scratchPrefix: prefix,

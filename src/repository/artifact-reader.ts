@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { StackbackError } from '../errors.ts';
+import { checkStoredInThreads, writeArtifactToPipe } from './chunk-threads.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { decodeObject } from './object-codec.ts';
 import type { Repository } from './repository.ts';
@@ -13,6 +14,21 @@ import type { Repository } from './repository.ts';
  *   leaves the CPU to pg_restore).
  */
 export type ReadCheck = 'content' | 'stored';
+
+/**
+ * An artifact's checked plaintext: iterate it in-process, or have it written into a named
+ * pipe that an external tool reads (the fast path for big restores, see artifact-pipe.ts).
+ */
+export interface ArtifactData extends AsyncIterable<Buffer> {
+  writeToPipe(pipe: string): Promise<void>;
+}
+
+export function openArtifact(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck): ArtifactData {
+  return {
+    [Symbol.asyncIterator]: () => readArtifact(repo, chain, artifact, check),
+    writeToPipe: (pipe) => writeArtifactToPipe(repo, chain, artifact, check, pipe),
+  };
+}
 
 /**
  * Reads an artifact back as plaintext, in order, with a few chunks read and decoded ahead.
@@ -39,29 +55,51 @@ export async function* readArtifact(repo: Repository, chain: string, artifact: A
   } finally {
     settle();
   }
-  const digest = whole?.digest('hex');
-  if (digest !== undefined && digest !== artifact.sha256) {
-    throw new StackbackError('ARTIFACT_CORRUPT', `artifact ${artifact.id} reads back with sha256 ${digest}, the manifest says ${artifact.sha256}`);
-  }
+  if (whole) checkArtifactDigest(artifact, whole.digest('hex'));
 }
 
 async function loadChunk(repo: Repository, chain: string, ref: ChunkRef, check: ReadCheck): Promise<Buffer> {
   const stored = await repo.readChunk(chain, ref.id);
-  if (check === 'stored' && createHash('sha256').update(stored).digest('hex') !== ref.stored_sha256) {
-    throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} is damaged (stored bytes do not match their recorded sha256)`);
-  }
+  if (check === 'stored') checkStoredBytes(chain, ref, stored);
   let plain: Buffer;
   try {
     plain = await decodeObject(stored, ref.size);
   } catch (error) {
-    throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} cannot be decoded: ${(error as Error).message}`);
+    throw undecodable(chain, ref, error);
   }
+  checkPlainBytes(chain, ref, plain, check);
+  return plain;
+}
+
+export function missingChunk(chain: string, id: string): StackbackError {
+  return new StackbackError('CHUNK_MISSING', `chunk ${id} of chain ${chain} is missing from the repository`);
+}
+
+/** Throws CHUNK_CORRUPT unless a chunk's stored bytes match their recorded sha256. */
+export function checkStoredBytes(chain: string, ref: ChunkRef, stored: Buffer): void {
+  if (createHash('sha256').update(stored).digest('hex') !== ref.stored_sha256) {
+    throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} is damaged (stored bytes do not match their recorded sha256)`);
+  }
+}
+
+export function undecodable(chain: string, ref: ChunkRef, error: unknown): StackbackError {
+  return new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} cannot be decoded: ${(error as Error).message}`);
+}
+
+/** Throws CHUNK_CORRUPT unless a decoded chunk has its recorded size and, for content checks, hashes to its id. */
+export function checkPlainBytes(chain: string, ref: ChunkRef, plain: Buffer, check: ReadCheck): void {
   if (plain.length !== ref.size) throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} decodes to ${plain.length} bytes, expected ${ref.size}`);
   if (check === 'content') {
     const actual = createHash('sha256').update(plain).digest('hex');
     if (actual !== ref.id) throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} is damaged (content hashes to ${actual})`);
   }
-  return plain;
+}
+
+/** Throws ARTIFACT_CORRUPT unless the whole plaintext hashed to the manifest's sha256. */
+export function checkArtifactDigest(artifact: ArtifactManifest, digest: string): void {
+  if (digest !== artifact.sha256) {
+    throw new StackbackError('ARTIFACT_CORRUPT', `artifact ${artifact.id} reads back with sha256 ${digest}, the manifest says ${artifact.sha256}`);
+  }
 }
 
 export interface ChunkProblem {
@@ -72,7 +110,8 @@ export interface ChunkProblem {
 
 /**
  * Checks the stored objects without decoding them: present, right size and, with
- * `hash`, the recorded SHA-256 of the stored bytes. Each distinct chunk is read once.
+ * `hash`, the recorded SHA-256 of the stored bytes (on worker threads: that is a read of
+ * the whole backup). Each distinct chunk is checked once.
  */
 export async function checkStoredChunks(
   repo: Repository,
@@ -81,29 +120,12 @@ export async function checkStoredChunks(
   options: { hash: boolean; concurrency?: number },
 ): Promise<ChunkProblem[]> {
   const unique = [...new Map(chunks.map((c) => [c.id, c])).values()];
+  if (options.hash) return checkStoredInThreads(repo, chain, unique);
   const problems: ChunkProblem[] = [];
   const check = async (ref: ChunkRef) => {
-    if (!options.hash) {
-      const size = await repo.chunkSize(chain, ref.id);
-      if (size === undefined) problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
-      else if (size !== ref.stored_size) problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${size} bytes, expected ${ref.stored_size}` });
-      return;
-    }
-    let stored: Buffer;
-    try {
-      stored = await repo.readChunk(chain, ref.id);
-    } catch (error) {
-      if (error instanceof StackbackError && error.code === 'CHUNK_MISSING') {
-        problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
-        return;
-      }
-      throw error;
-    }
-    if (stored.length !== ref.stored_size) {
-      problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${stored.length} bytes, expected ${ref.stored_size}` });
-    } else if (createHash('sha256').update(stored).digest('hex') !== ref.stored_sha256) {
-      problems.push({ chunk: ref.id, problem: 'damaged', detail: 'stored bytes do not match their recorded sha256' });
-    }
+    const size = await repo.chunkSize(chain, ref.id);
+    if (size === undefined) problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
+    else if (size !== ref.stored_size) problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${size} bytes, expected ${ref.stored_size}` });
   };
   // A sliding window, not batches: one slow read must not idle the other slots.
   let next = 0;

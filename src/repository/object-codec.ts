@@ -29,9 +29,18 @@ export async function encodeObject(plain: Buffer, level: number): Promise<Buffer
 
 /** `expectedSize` (from the manifest) sizes the output buffer; it is not trusted for anything else. */
 export async function decodeObject(stored: Buffer, expectedSize: number): Promise<Buffer> {
+  return decodeTagged(stored, (payload) => zstdDecompress(payload, { chunkSize: outputSlice(expectedSize) }));
+}
+
+/** The same on the calling thread: for the worker that feeds restores (src/repository/artifact-pipe.ts). */
+export function decodeObjectSync(stored: Buffer, expectedSize: number): Buffer {
+  return decodeTagged(stored, (payload) => zlib.zstdDecompressSync(payload, { chunkSize: outputSlice(expectedSize) }));
+}
+
+function decodeTagged<T>(stored: Buffer, zstd: (payload: Buffer) => T): T | Buffer {
   const tag = stored[0];
   const payload = stored.subarray(1);
   if (tag === TAG_RAW) return payload;
-  if (tag === TAG_ZSTD) return zstdDecompress(payload, { chunkSize: outputSlice(expectedSize) });
+  if (tag === TAG_ZSTD) return zstd(payload);
   throw new Error(`unknown object encoding tag ${String(tag)}`);
 }

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { StackbackError } from '../errors.ts';
+import { missingChunk } from './artifact-reader.ts';
 import { replaceFileDurably, syncFolder, writeFileDurably } from './atomic-file.ts';
 import { type ChunkerParams, DEFAULT_CHUNKER } from './chunker.ts';
 import { acquireDaemonLock, acquireReaderLock, acquireWriterLock, type Lock, type WriterLockOptions } from './lock.ts';
@@ -158,7 +159,7 @@ export class Repository {
       return await fs.readFile(this.chunkPath(chain, id));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new StackbackError('CHUNK_MISSING', `chunk ${id} of chain ${chain} is missing from the repository`);
+        throw missingChunk(chain, id);
       }
       throw error;
     }

@@ -1,4 +1,5 @@
 import type { PostgresSourceConfig } from '../config/load.ts';
+import type { ArtifactData } from '../repository/artifact-reader.ts';
 import type { ArtifactKind, ArtifactManifest } from '../repository/manifest.ts';
 
 /**
@@ -56,8 +57,10 @@ export interface RestoreRequest {
   artifacts: ArtifactManifest[];
   options: RestoreOptions;
   /** Opens an artifact's data: verified chunk by chunk and as a whole. */
-  open(artifact: ArtifactManifest): AsyncIterable<Buffer>;
+  open(artifact: ArtifactManifest): ArtifactData;
   now: Date;
+  /** Where restores may put temporary things (named pipes): work_dir. */
+  workDir: string;
   signal?: AbortSignal | undefined;
   /** Free space to keep on a restore target beyond what the restore needs (restore.reserve_free). */
   reserveBytes: number;
@@ -88,7 +91,7 @@ export interface RestorePlan {
 
 /** A restore drill of one artifact: into a scratch target, compared, then removed. */
 export interface DrillRequest {
-  open(): AsyncIterable<Buffer>;
+  open(): ArtifactData;
   now: Date;
   signal?: AbortSignal | undefined;
   /** Names of scratch databases/collections start with this; files drills unpack under workDir. */

@@ -1,7 +1,10 @@
+import { constants, promises as fs } from 'node:fs';
+import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { type ErrorCode, StackbackError } from '../errors.ts';
+import type { ArtifactData } from '../repository/artifact-reader.ts';
 
 /**
  * Runs an external tool (pg_dump, pg_restore, psql, …) whose stdout is streamed rather
@@ -64,9 +67,57 @@ export function runTool(file: string, args: string[], options: ToolOptions): Too
 
 /** Feeds `data` to a tool's stdin; reports the data's own error before the tool's complaint about a cut input. */
 export async function feedTool(data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, stdin: NodeJS.WritableStream, exited: Promise<unknown>): Promise<void> {
-  const [fed, exit] = await Promise.allSettled([pipeline(Readable.from(data), stdin), exited]);
-  if (fed.status === 'rejected' && (fed.reason as NodeJS.ErrnoException).code !== 'EPIPE') throw fed.reason;
+  await settleFeed(pipeline(Readable.from(data), stdin), exited);
+}
+
+async function settleFeed(fed: Promise<void>, exited: Promise<unknown>): Promise<void> {
+  const [feeding, exit] = await Promise.allSettled([fed, exited]);
+  if (feeding.status === 'rejected' && (feeding.reason as NodeJS.ErrnoException).code !== 'EPIPE') throw feeding.reason;
   if (exit.status === 'rejected') throw exit.reason;
+}
+
+let pipeCount = 0;
+
+/**
+ * Runs a tool that reads an artifact on its stdin, fed from a worker thread through a named
+ * pipe in `workDir` (see repository/artifact-pipe.ts for why). The shell opens the pipe as
+ * the tool's stdin: pg_restore reopens a named input file, which a pipe cannot survive.
+ */
+export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions): Promise<void> {
+  await fs.mkdir(workDir, { recursive: true, mode: 0o750 });
+  const pipe = path.join(workDir, `pipe-${process.pid}-${++pipeCount}`);
+  try {
+    await execa('mkfifo', ['-m', '600', pipe]);
+  } catch (error) {
+    throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${(error as { stderr?: string }).stderr || (error as Error).message}`, 'work_dir must be a writable local folder');
+  }
+  try {
+    const run = runTool('/bin/sh', ['-c', 'exec "$0" "$@" < "$STACKBACK_PIPE"', file, ...args], { ...options, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
+    const written = data.writeToPipe(pipe);
+    void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
+    await settleFeed(written, run.exited);
+  } finally {
+    await fs.rm(pipe, { force: true });
+  }
+}
+
+/**
+ * A tool that ended before opening the pipe leaves the writer blocked in open(2): open the
+ * reading end ourselves (without blocking) and close it again until the writer has moved on;
+ * it then fails with EPIPE, as it does when the tool stops reading mid-way.
+ */
+async function releaseWriter(pipe: string, written: Promise<void>): Promise<void> {
+  let settled = false;
+  void written.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  while (!settled) {
+    const handle = await fs.open(pipe, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
+    await handle?.close();
+    if (!handle) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /**

@@ -136,6 +136,7 @@ export class PostgresSource implements Source {
       reserveBytes: request.reserveBytes,
       signal: request.signal,
       now: request.now,
+      workDir: request.workDir,
     };
     const plans: { artifact: ArtifactManifest; plan: DatabaseRestorePlan }[] = [];
     for (const artifact of dumps) {
@@ -212,7 +213,7 @@ export class PostgresSource implements Source {
     // The source server itself, or the one drill.postgres_server names.
     const server = request.postgresServer ? new PgServer(request.postgresServer) : this.server;
     await dropScratchDatabase(server, scratch, marker);
-    const options = { targetDb: scratch, forceDisconnect: false, rolesToCreate: new Set<string>(), reserveBytes: request.reserveBytes, signal: request.signal, now: request.now, drillMarker: marker };
+    const options = { targetDb: scratch, forceDisconnect: false, rolesToCreate: new Set<string>(), reserveBytes: request.reserveBytes, signal: request.signal, now: request.now, workDir: request.workDir, drillMarker: marker };
     const plan = await planDatabaseRestore(server, meta, options);
     const blocking = plan.findings.filter((f) => f.level === 'error');
     if (blocking.length > 0) return { ok: false, detail: `the drill could not restore on ${server.describe()}`, differences: blocking.map((f) => `${f.message} (${f.hint})`) };

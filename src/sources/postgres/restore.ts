@@ -2,8 +2,9 @@ import { existsSync, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
+import type { ArtifactData } from '../../repository/artifact-reader.ts';
 import { restoreStamp } from '../stamp.ts';
-import { feedTool, runTool } from '../tool.ts';
+import { feedTool, runTool, runToolOnArtifact } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { type PgServer, quoteIdent, quoteLiteral } from './connection.ts';
@@ -23,6 +24,8 @@ export interface DatabaseRestoreOptions {
   rolesToCreate: Set<string>;
   signal?: AbortSignal | undefined;
   now: Date;
+  /** Where the named pipe into pg_restore is made. */
+  workDir: string;
 }
 
 export interface DatabaseRestorePlan {
@@ -167,7 +170,7 @@ async function dropDatabase(client: pg.Client, name: string, serverMajorVersion:
  * (original → safety copy, scratch → original, in one transaction). On any failure the
  * scratch database is dropped and the original is left as it was.
  */
-export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePlan, data: AsyncIterable<Uint8Array>, options: DatabaseRestoreOptions): Promise<DatabaseRestoreResult> {
+export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePlan, data: ArtifactData, options: DatabaseRestoreOptions): Promise<DatabaseRestoreResult> {
   const started = Date.now();
   const admin = await server.connect(server.config.maintenanceDb);
   let created = false;
@@ -178,15 +181,12 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
     const args = ['--no-password', '--exit-on-error', `--dbname=${dbnameConninfo(plan.scratch)}`];
     // A drill must not slow production down: lowest CPU and I/O priority for its pg_restore.
     const [file, argv] = options.drillMarker ? lowPriority(plan.bins.path('pg_restore'), args) : [plan.bins.path('pg_restore'), args];
-    const run = runTool(file, argv, {
+    await runToolOnArtifact(data, options.workDir, file, argv, {
       env: server.toolEnv(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
-      stdin: 'pipe',
-      stdout: 'ignore',
     });
-    await feedTool(data, run.stdin!, run.exited);
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await server.with(plan.scratch, (client) => client.query('ANALYZE'));
     if (!options.drillMarker) for (const statement of applyPropertiesSql(plan.scratch, plan.properties)) await admin.query(statement);

@@ -1,4 +1,4 @@
-import { QdrantClient } from '@qdrant/js-client-rest';
+import type { QdrantClient } from '@qdrant/js-client-rest';
 import type { QdrantSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import { secretFromFile } from '../secret-file.ts';
@@ -22,7 +22,9 @@ export class QdrantServer {
     return `qdrant source ${this.config.name} (${this.config.url})`;
   }
 
-  client(): QdrantClient {
+  /** Loaded on first use: the client library costs ~50 ms of start-up that PostgreSQL-only setups should not pay. */
+  async client(): Promise<QdrantClient> {
+    const { QdrantClient } = await import('@qdrant/js-client-rest');
     const apiKey = this.apiKey();
     // Our own version check replaces the client's, which only prints a warning.
     this.cachedClient ??= new QdrantClient({ url: this.config.url, timeout: this.config.timeoutMs, checkCompatibility: false, ...(apiKey ? { apiKey } : {}) });

@@ -50,7 +50,7 @@ export class QdrantSource implements Source {
 
   async check(): Promise<Record<string, unknown>> {
     const version = await this.server.version();
-    await this.call('listing collections', () => this.server.client().getCollections());
+    await this.call('listing collections', async () => (await this.server.client()).getCollections());
     return { qdrant_version: version };
   }
 
@@ -63,7 +63,7 @@ export class QdrantSource implements Source {
   }
 
   async plan(): Promise<PlannedArtifact[]> {
-    const { collections } = await this.call('listing collections', () => this.server.client().getCollections());
+    const { collections } = await this.call('listing collections', async () => (await this.server.client()).getCollections());
     const present = collections.map((c) => c.name).sort();
     const wanted = this.server.config.collections;
     if (wanted !== 'all') {
@@ -75,7 +75,7 @@ export class QdrantSource implements Source {
     const names = wanted === 'all' ? present : wanted;
     const artifacts: PlannedArtifact[] = [];
     for (const collection of names) {
-      const info = await this.call(`reading collection "${collection}"`, () => this.server.client().getCollection(collection));
+      const info = await this.call(`reading collection "${collection}"`, async () => (await this.server.client()).getCollection(collection));
       // A rough size for the free-space check: points times a typical stored size.
       artifacts.push({ id: `${this.name}/collection/${collection}`, kind: 'qdrant_snapshot', target: collection, estimatedBytes: (info.points_count ?? 0) * 4096 });
     }
@@ -84,7 +84,7 @@ export class QdrantSource implements Source {
 
   async dump(artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump> {
     const collection = artifact.target;
-    const client = this.server.client();
+    const client = await this.server.client();
     const version = await this.server.version();
     const info = await this.call(`reading collection "${collection}"`, () => client.getCollection(collection));
     const { count } = await this.call(`counting points of "${collection}"`, () => client.count(collection, { exact: true }));
@@ -144,7 +144,7 @@ export class QdrantSource implements Source {
             hint: 'restore on a Qdrant of the recorded version (or the next minor), then upgrade',
           };
     });
-    const client = this.server.client();
+    const client = await this.server.client();
     const targets = await Promise.all(
       snapshots.map(async (artifact) => {
         const target = options.targetCollection ?? artifact.target;
@@ -178,7 +178,7 @@ export class QdrantSource implements Source {
     const version = await this.server.version();
     if (!canLoad(version, recorded)) return { ok: false, detail: 'the drill could not restore', differences: [`Qdrant ${version} cannot load a snapshot made by Qdrant ${recorded}`] };
     const scratch = `${request.scratchPrefix}${artifact.target}_${restoreStamp(request.now)}`;
-    const client = this.server.client();
+    const client = await this.server.client();
     if ((await this.call(`checking collection "${scratch}"`, () => client.collectionExists(scratch))).exists) {
       throw new StackbackError('QDRANT_FAILED', `collection "${scratch}" exists already: a drill never touches a collection it did not create`, 'remove it, or choose another drill.qdrant_collection_prefix');
     }
@@ -213,9 +213,9 @@ export class QdrantSource implements Source {
       } as RequestInit);
     } finally {
       // Qdrant keeps uploaded files in the collection's snapshot folder: remove ours.
-      await this.server.client().deleteSnapshot(target, filename).catch(() => undefined);
+      await (await this.server.client()).deleteSnapshot(target, filename).catch(() => undefined);
     }
-    const { count } = await this.call(`counting points of "${target}"`, () => this.server.client().count(target, { exact: true }));
+    const { count } = await this.call(`counting points of "${target}"`, async () => (await this.server.client()).count(target, { exact: true }));
     const expected = Number(artifact.meta.points_count);
     if (count !== expected) {
       throw new StackbackError('QDRANT_FAILED', `collection "${target}" holds ${count} points after the restore; the backup recorded ${expected}`);
