@@ -16,6 +16,7 @@ import { SystemdNotifier } from './notify.ts';
 import { JobQueue, type JobRunner } from './queue.ts';
 import { type ScheduleName, scheduleInfo } from './schedule-info.ts';
 import { Scheduler } from './scheduler.ts';
+import { ForegroundActivity } from './foreground.ts';
 import { type ControlApi, createControlServer } from './server.ts';
 import { listenOnSocket } from './socket.ts';
 import { buildStatus, statusLine } from './status.ts';
@@ -52,7 +53,8 @@ export async function runDaemon(configFile: string): Promise<number> {
   const catalog = new Catalog(config.catalog.path);
   let sources: Source[] = createSources(config);
   const startedAt = new Date();
-  const services: DaemonServices = { config: () => config, sources: () => sources, catalog, log };
+  const foreground = new ForegroundActivity();
+  const services: DaemonServices = { config: () => config, sources: () => sources, catalog, log, foreground };
   const queue = new JobQueue();
   const notifier = new SystemdNotifier(log);
 
@@ -163,7 +165,7 @@ export async function runDaemon(configFile: string): Promise<number> {
     reload,
   };
 
-  const server = createControlServer(api, log);
+  const server = createControlServer(api, log, foreground);
   try {
     await listenOnSocket(server, config.control.socket, config.control.socketMode, config.control.socketGroup);
   } catch (error) {

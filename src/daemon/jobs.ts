@@ -10,6 +10,7 @@ import { runVerify, type VerifyLevel } from '../jobs/verify.ts';
 import type { Logger } from '../log.ts';
 import type { BackupKind } from '../repository/manifest.ts';
 import type { Source } from '../sources/source.ts';
+import type { ForegroundActivity } from './foreground.ts';
 import type { JobRunner } from './queue.ts';
 
 /** What the daemon holds and jobs use; config and sources change on reload. */
@@ -18,10 +19,21 @@ export interface DaemonServices {
   sources(): Source[];
   catalog: Catalog;
   log: Logger;
+  /** Control requests in flight: backups step aside for them. */
+  foreground: ForegroundActivity;
 }
 
 function context(services: DaemonServices, signal: AbortSignal, progress: JobContext['progress']): JobContext {
-  return { config: services.config(), sources: services.sources(), catalog: services.catalog, log: services.log, signal, progress, now: () => new Date() };
+  return {
+    config: services.config(),
+    sources: services.sources(),
+    catalog: services.catalog,
+    log: services.log,
+    signal,
+    progress,
+    now: () => new Date(),
+    yieldToForeground: () => services.foreground.yieldTo(),
+  };
 }
 
 export function backupJob(services: DaemonServices, kind: BackupKind, sources: string[] | undefined): JobRunner {

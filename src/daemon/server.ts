@@ -2,6 +2,7 @@ import http from 'node:http';
 import { type ErrorDetails, errorDetails, StackbackError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { JobEvent, JobView } from './queue.ts';
+import type { ForegroundActivity } from './foreground.ts';
 import type { StatusDocument } from './status.ts';
 
 /**
@@ -89,7 +90,10 @@ async function readJson(request: http.IncomingMessage): Promise<Record<string, u
 
 type Handler = (match: RegExpExecArray, request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<void> | void;
 
-export function createControlServer(api: ControlApi, log: Logger): http.Server {
+/** Progress streams last as long as their job: they are not requests that background work waits for. */
+const EVENTS_ROUTE = /^\/api\/jobs\/(\d+)\/events$/;
+
+export function createControlServer(api: ControlApi, log: Logger, foreground: ForegroundActivity): http.Server {
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/api\/backup\/status$/, (_m, _q, res) => send(res, 200, api.status())],
     ['GET', /^\/api\/backup\/list$/, (_m, _q, res) => send(res, 200, api.listBackups())],
@@ -100,7 +104,7 @@ export function createControlServer(api: ControlApi, log: Logger): http.Server {
     ['GET', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
     ['GET', /^\/api\/jobs$/, (_m, _q, res) => send(res, 200, api.jobs())],
     ['GET', /^\/api\/jobs\/(\d+)$/, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
-    ['GET', /^\/api\/jobs\/(\d+)\/events$/, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
+    ['GET', EVENTS_ROUTE, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
     ['POST', /^\/api\/jobs\/(\d+)\/cancel$/, (m, _q, res) => {
       jobOr404(api, Number(m[1]));
       send(res, 200, { cancelled: api.cancel(Number(m[1])) });
@@ -115,6 +119,7 @@ export function createControlServer(api: ControlApi, log: Logger): http.Server {
 
   return http.createServer(async (request, response) => {
     const url = new URL(request.url ?? '/', 'http://stackback');
+    if (!EVENTS_ROUTE.test(url.pathname)) response.once('close', foreground.enter());
     try {
       const matching = routes.filter(([, pattern]) => pattern.test(url.pathname));
       if (matching.length === 0) throw new StackbackError('NOT_FOUND', `no route ${request.method} ${url.pathname}`);

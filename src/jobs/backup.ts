@@ -100,7 +100,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     for (const source of sources) plans.push(await planSource(ctx, source, request.artifacts));
     await checkFreeSpace(ctx, repo, kind, plans);
 
-    const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel });
+    const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel, yieldToForeground: ctx.yieldToForeground });
     const outcomes: SourceOutcome[] = [];
     const artifacts: ArtifactManifest[] = [];
     try {

@@ -13,6 +13,8 @@ export interface JobContext {
   now(): Date;
   /** Where a job reports how far it got (the daemon streams it to clients); called often, must be cheap. */
   progress?: ((update: ProgressUpdate) => void) | undefined;
+  /** The daemon's: resolves once the control requests in flight are answered (undefined: none are). Backups await it between reads. */
+  yieldToForeground?: (() => Promise<void> | undefined) | undefined;
 }
 
 export interface ProgressUpdate {

@@ -40,18 +40,20 @@ export class BackupWriter {
   private readonly index: ChunkIndex;
   private readonly compressionLevel: number;
   private readonly concurrency: number;
+  private readonly yieldToForeground: (() => Promise<void> | undefined) | undefined;
   private readonly touchedFolders = new Set<string>();
   private readonly written = new Map<string, Promise<ChunkRef>>();
   private readonly inFlight = new Set<Promise<unknown>>();
   /** The first failed write: reading stops at the next chunk instead of at the input's end. */
   private failure: unknown;
 
-  constructor(repo: Repository, chain: string, index: ChunkIndex, options: { compressionLevel: number; concurrency?: number }) {
+  constructor(repo: Repository, chain: string, index: ChunkIndex, options: { compressionLevel: number; concurrency?: number; yieldToForeground?: (() => Promise<void> | undefined) | undefined }) {
     this.repo = repo;
     this.chain = chain;
     this.index = index;
     this.compressionLevel = options.compressionLevel;
     this.concurrency = options.concurrency ?? 4;
+    this.yieldToForeground = options.yieldToForeground;
   }
 
   /** Reads `input` to its end and stores it; resolves once every chunk is durable. */
@@ -61,6 +63,9 @@ export class BackupWriter {
     const refs: Promise<ChunkRef>[] = [];
     let size = 0;
     for await (const data of input) {
+      // Hashing and chunking are the main thread's heaviest work: let control requests go first.
+      const pause = this.yieldToForeground?.();
+      if (pause) await pause;
       whole.update(data);
       size += data.length;
       this.stats.bytesRead += data.length;
