@@ -128,7 +128,7 @@ export const SCHEMA = {
     },
   },
   work_dir: {
-    doc: 'Scratch folder for steps that need temporary files (kept out of /tmp, which may be small or in memory).',
+    doc: 'Scratch folder for temporary files and the named pipes restores feed pg_restore through (kept out of /tmp, which may be small or in memory); must be local.',
     format: 'nonempty-string',
     default: '/var/lib/stackback/tmp',
   },
