@@ -143,15 +143,18 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     return { id: `${chain}/artifact`, source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
   }
   const toolOptions = { env: {}, errorCode: 'PG_RESTORE_FAILED' as const, what: 'the test tool' };
+  // Copies stdin to a file 64 KiB at a time with pauses, so the writer fills the pipe and has to wait.
+  const SLOW_READER = `const fs = require('node:fs'); const out = fs.openSync(process.argv[1], 'w'); const buffer = Buffer.alloc(65536);
+    (function step() { const n = fs.readSync(0, buffer); if (n === 0) return fs.closeSync(out); fs.writeSync(out, buffer, 0, n); setTimeout(step, 1); })();`;
   const workDir = () => join(dir, 'work');
 
-  test('the tool reads the artifact byte for byte, and the pipe is removed afterwards', async () => {
+  test('the tool reads the artifact byte for byte, through a 1 MiB pipe or a default one, and the pipe is removed afterwards', async () => {
     const data = Buffer.concat([dumpLikeData(3 * 1024 * 1024, 7), randomBytes(600_000)]);
     const artifact = await storeArtifact('pipe-a', data);
     const out = join(dir, 'out-a');
-    for (const check of ['stored', 'content'] as const) {
-      await runToolOnArtifact(openArtifact(repo, 'pipe-a', artifact, check), workDir(), '/bin/sh', ['-c', 'cat > "$0"', out], toolOptions);
-      assert.deepEqual(await readFile(out), data);
+    for (const [check, bigPipe] of [['stored', true], ['content', true], ['stored', false]] as const) {
+      await runToolOnArtifact(openArtifact(repo, 'pipe-a', artifact, check), workDir(), process.execPath, ['-e', SLOW_READER, out], { ...toolOptions, bigPipe });
+      assert.deepEqual(await readFile(out), data, `check ${check}, big pipe ${bigPipe}`);
     }
     assert.deepEqual(await readdir(workDir()), []);
   });

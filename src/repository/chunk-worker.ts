@@ -3,7 +3,7 @@
 // to nothing however many bytes pass through (in the main thread, every collection marks
 // the whole program's heap), and the main thread's event loop stays free for its sockets.
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StackbackError } from '../errors.ts';
 import { type ChunkProblem, type ReadCheck, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, undecodable } from './artifact-reader.ts';
@@ -19,6 +19,8 @@ export interface PipeJob {
   paths: string[];
   check: ReadCheck;
   pipe: string;
+  /** Set to 1 by the main thread once the reading tool has exited: stop waiting for it to open the pipe. */
+  readerGone: SharedArrayBuffer;
 }
 
 /** Check stored objects against their recorded size and sha256; the answer lists the problems. */
@@ -67,14 +69,59 @@ function readObject(file: string): Buffer | undefined {
   }
 }
 
-function writeAll(fd: number, data: Buffer): void {
-  let written = 0;
-  while (written < data.length) written += writeSync(fd, data, written);
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms: number) => Atomics.wait(sleeper, 0, 0, ms);
+const readerGoneError = () => Object.assign(new Error('the tool reading the pipe has exited'), { code: 'EPIPE' });
+
+/** Opened without blocking, so that a tool that never opens its end cannot hold this thread forever. */
+function openPipe(pipe: string, readerGone: Int32Array): number {
+  for (;;) {
+    try {
+      return openSync(pipe, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (error) {
+      // ENXIO: no reader yet.
+      if ((error as NodeJS.ErrnoException).code !== 'ENXIO') throw error;
+      if (Atomics.load(readerGone, 0) === 1) throw readerGoneError();
+      sleep(1);
+    }
+  }
 }
 
-function writePipe({ chain, artifact, paths, check, pipe }: PipeJob): void {
-  // Blocks until the reading tool has opened its end.
-  const out = openSync(pipe, 'w');
+/**
+ * Writes without blocking and sleeps while the pipe is full. A writer blocked in write(2) is
+ * woken for every 4 KiB pg_restore reads: some 130,000 wake-ups (each a pair of context
+ * switches) per 500 MiB, on cores the database server needs. The pipe's size shows the first
+ * time it fills: a 1 MiB pipe (see runToolOnArtifact) lasts pg_restore several milliseconds,
+ * so 1 ms pauses never leave it waiting; a default 64 KiB one gets 0.1 ms pauses.
+ */
+class PacedWriter {
+  private readonly fd: number;
+  private written = 0;
+  private pauseMs: number | undefined;
+
+  constructor(fd: number) {
+    this.fd = fd;
+  }
+
+  write(data: Buffer): void {
+    let offset = 0;
+    while (offset < data.length) {
+      try {
+        const bytes = writeSync(this.fd, data, offset);
+        offset += bytes;
+        this.written += bytes;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+        this.pauseMs ??= this.written >= 512 * 1024 ? 1 : 0.1;
+        sleep(this.pauseMs);
+      }
+    }
+  }
+}
+
+function writePipe({ chain, artifact, paths, check, pipe, readerGone }: PipeJob): void {
+  const out = openPipe(pipe, new Int32Array(readerGone));
+  const writer = new PacedWriter(out);
   try {
     const whole = check === 'content' ? createHash('sha256') : undefined;
     artifact.chunks.forEach((ref, index) => {
@@ -89,7 +136,7 @@ function writePipe({ chain, artifact, paths, check, pipe }: PipeJob): void {
       }
       checkPlainBytes(chain, ref, plain, check);
       whole?.update(plain);
-      writeAll(out, plain);
+      writer.write(plain);
     });
     if (whole) checkArtifactDigest(artifact, whole.digest('hex'));
   } finally {

@@ -1,4 +1,4 @@
-import { constants, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -78,12 +78,31 @@ async function settleFeed(fed: Promise<void>, exited: Promise<unknown>): Promise
 
 let pipeCount = 0;
 
+/** Where perl is (Debian's perl-base is essential): it can give the pipe a bigger buffer, Node cannot. */
+const PERL = '/usr/bin/perl';
+
+/**
+ * The command line that runs `file` with the named pipe as its stdin. pg_restore reopens a
+ * named input file, which a pipe cannot survive, so something else must open it: perl when
+ * present, which also grows the pipe from 64 KiB to 1 MiB (fcntl F_SETPIPE_SZ = 1031; a
+ * refusal, e.g. past the user's pipe quota, keeps the default) so the writer can fill it and
+ * sleep instead of being woken for every 4 KiB read; else the shell. Either replaces itself
+ * with the tool (exec), so signals and the exit status are the tool's own.
+ */
+function withPipeAsStdin(file: string, args: string[], bigPipe: boolean): [string, string[]] {
+  if (bigPipe && existsSync(PERL)) {
+    const script = 'open(STDIN, "<", $ENV{STACKBACK_PIPE}) or die "cannot open $ENV{STACKBACK_PIPE}: $!\n"; fcntl(STDIN, 1031, 1048576); exec { $ARGV[0] } @ARGV or die "cannot run $ARGV[0]: $!\n";';
+    return [PERL, ['-e', script, file, ...args]];
+  }
+  return ['/bin/sh', ['-c', 'exec "$0" "$@" < "$STACKBACK_PIPE"', file, ...args]];
+}
+
 /**
  * Runs a tool that reads an artifact on its stdin, fed from a worker thread through a named
- * pipe in `workDir` (see repository/artifact-pipe.ts for why). The shell opens the pipe as
- * the tool's stdin: pg_restore reopens a named input file, which a pipe cannot survive.
+ * pipe in `workDir` (see repository/chunk-threads.ts for why). `bigPipe: false` keeps the
+ * default pipe size (the path of machines without perl).
  */
-export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions): Promise<void> {
+export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions & { bigPipe?: boolean }): Promise<void> {
   await fs.mkdir(workDir, { recursive: true, mode: 0o750 });
   const pipe = path.join(workDir, `pipe-${process.pid}-${++pipeCount}`);
   try {
@@ -92,31 +111,13 @@ export async function runToolOnArtifact(data: ArtifactData, workDir: string, fil
     throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${(error as { stderr?: string }).stderr || (error as Error).message}`, 'work_dir must be a writable local folder');
   }
   try {
-    const run = runTool('/bin/sh', ['-c', 'exec "$0" "$@" < "$STACKBACK_PIPE"', file, ...args], { ...options, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
-    const written = data.writeToPipe(pipe);
-    void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
-    await settleFeed(written, run.exited);
+    const [opener, argv] = withPipeAsStdin(file, args, options.bigPipe ?? true);
+    const run = runTool(opener, argv, { ...options, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
+    const readerGone = new AbortController();
+    void run.exited.catch(() => undefined).finally(() => readerGone.abort());
+    await settleFeed(data.writeToPipe(pipe, readerGone.signal), run.exited);
   } finally {
     await fs.rm(pipe, { force: true });
-  }
-}
-
-/**
- * A tool that ended before opening the pipe leaves the writer blocked in open(2): open the
- * reading end ourselves (without blocking) and close it again until the writer has moved on;
- * it then fails with EPIPE, as it does when the tool stops reading mid-way.
- */
-async function releaseWriter(pipe: string, written: Promise<void>): Promise<void> {
-  let settled = false;
-  void written.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  while (!settled) {
-    const handle = await fs.open(pipe, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
-    await handle?.close();
-    if (!handle) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
