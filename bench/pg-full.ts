@@ -20,6 +20,7 @@ import {
   run,
   runBenchmark,
   seconds,
+  settle,
   stackback,
   treeBytes,
   verdict,
@@ -102,10 +103,26 @@ async function runOnce(bench: Bench, index: number): Promise<Sample> {
     log('stackback backup --full');
     const { config, repository } = await writeConfig(bench, dir);
     const backup = await stackbackBackup(bench, config, repository);
-    log('pg_restore + ANALYZE');
-    const pgRestore = await pgRestoreAnalyze(bench, dumpFile);
-    log('stackback restore');
-    const restore = await stackbackRestore(bench, config, backup.name);
+    const timePgRestore = async () => {
+      log('pg_restore + ANALYZE');
+      await settle(bench);
+      return pgRestoreAnalyze(bench, dumpFile);
+    };
+    const timeRestore = async () => {
+      log('stackback restore');
+      await settle(bench);
+      return stackbackRestore(bench, config, backup.name);
+    };
+    // Alternating which restore goes first, so that neither always runs on a warmer machine.
+    let pgRestore: Measure;
+    let restore: Measure;
+    if (index % 2 === 1) {
+      pgRestore = await timePgRestore();
+      restore = await timeRestore();
+    } else {
+      restore = await timeRestore();
+      pgRestore = await timePgRestore();
+    }
     return { pgDumpFc: pgDump, zstd, backup, pgRestore, restore };
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -124,6 +124,16 @@ export function stackback(label: string, args: string[], rss = false): Step {
   return { label, file: NODE, args: [CLI, ...args], rss };
 }
 
+/**
+ * Flushes what earlier steps left dirty (the server's buffers and WAL, the kernel's page
+ * cache) before a timed write-heavy step: otherwise a restore pays for the checkpoint and
+ * writeback of whatever ran before it, and the order of the steps decides the ratio.
+ */
+export async function settle(bench: Bench): Promise<void> {
+  await bench.cluster.psql('postgres', 'CHECKPOINT');
+  await execa('sync');
+}
+
 /** The realistic pgbench database of bench-data.md: pgbench's schema, rows that compress ~2.3x. */
 async function buildDatabase(bench: Bench): Promise<void> {
   const { scale } = bench.options;
