@@ -35,6 +35,10 @@ describe('control requests go before backup work', () => {
     await foreground.yieldTo();
     const waited = Date.now() - started;
     assert.ok(waited >= 40 && waited < 1000, `waited ${waited} ms`);
+    // After a wait that ran out, the work goes on without waiting for a while.
+    assert.equal(foreground.yieldTo(), undefined);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.notEqual(foreground.yieldTo(), undefined, 'and steps aside again later');
   });
 
   test('a backup writer reads no input while a request is in flight', async () => {

@@ -180,6 +180,16 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     );
   });
 
+  test('a writer that fails before opening the pipe stops the tool waiting for it', { timeout: 20_000 }, async () => {
+    const artifact = await storeArtifact('pipe-e', dumpLikeData(1024 * 1024, 11));
+    const broken = { ...artifact, chunks: [{ ...artifact.chunks[0]!, id: 'not-a-chunk-id' }] };
+    await assert.rejects(
+      runToolOnArtifact(openArtifact(repo, 'pipe-e', broken, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
+      (error: Error & { code?: string }) => error.code === 'REPO_CORRUPT',
+    );
+    assert.deepEqual(await readdir(workDir()), []);
+  });
+
   test('a cancelled restore ends promptly, even before the tool opened the pipe', { timeout: 20_000 }, async () => {
     const artifact = await storeArtifact('pipe-d', dumpLikeData(2 * 1024 * 1024, 10));
     const controller = new AbortController();

@@ -13,9 +13,5 @@ if (major < MINIMUM[0] || (major === MINIMUM[0] && minor < MINIMUM[1])) {
 // Chunk compression and the fsyncs of chunk writes share libuv's thread pool; the default
 // of 4 threads leaves the CPUs idle while writes wait on the disk. Must be set before first use.
 process.env.UV_THREADPOOL_SIZE ??= '8';
-// Every command starts by loading the same ~200 ms of modules: keep V8's compiled code on
-// disk (in the system temp folder; best effort, any failure just means a cold start).
-const { enableCompileCache } = await import('node:module');
-enableCompileCache?.();
 const { main } = await import('./program.ts');
 process.exitCode = await main(process.argv);

@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../log.ts';
 import { validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import { createSources } from '../sources/registry.ts';
+import { isDeadProcessPipe } from '../sources/tool.ts';
 import type { Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import { backupJob, type DaemonServices, deleteJob, pruneJob, restoreJob, verifyJob } from './jobs.ts';
@@ -249,17 +250,5 @@ function catchUp(config: Config, catalog: Catalog, log: Logger, runFull: () => v
   if (period !== null && period !== undefined && age > period) {
     log.info(lastFull ? `the last successful full backup is older than the full schedule's period: catching up now` : 'no full backup yet: catching up now');
     runFull();
-  }
-}
-
-/** A restore's named pipe (pipe-<pid>-<n>) whose process is gone; a CLI restore may be using a live one. */
-function isDeadProcessPipe(name: string): boolean {
-  const match = /^pipe-(\d+)-\d+$/.exec(name);
-  if (!match) return false;
-  try {
-    process.kill(Number(match[1]), 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }

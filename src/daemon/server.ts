@@ -117,7 +117,8 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
     }],
   ];
 
-  return http.createServer(async (request, response) => {
+  // Bodies here are small JSON: a client that takes longer than this to send its request is stuck.
+  return http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, async (request, response) => {
     const url = new URL(request.url ?? '/', 'http://stackback');
     if (!EVENTS_ROUTE.test(url.pathname)) response.once('close', foreground.enter());
     try {

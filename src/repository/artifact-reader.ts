@@ -17,7 +17,7 @@ export type ReadCheck = 'content' | 'stored';
 
 /**
  * An artifact's checked plaintext: iterate it in-process, or have it written into a named
- * pipe that an external tool reads (the fast path for big restores, see artifact-pipe.ts).
+ * pipe that an external tool reads (the fast path for big restores, see chunk-threads.ts).
  */
 export interface ArtifactData extends AsyncIterable<Buffer> {
   /** `readerGone` fires once the tool reading the pipe has exited (it may never have opened it). */
@@ -103,6 +103,13 @@ export function checkArtifactDigest(artifact: ArtifactManifest, digest: string):
   }
 }
 
+/** Missing or of the wrong size: what a stored object's size alone tells. */
+export function sizeProblem(ref: ChunkRef, size: number | undefined): ChunkProblem | undefined {
+  if (size === undefined) return { chunk: ref.id, problem: 'missing', detail: 'object file not found' };
+  if (size !== ref.stored_size) return { chunk: ref.id, problem: 'wrong size', detail: `${size} bytes, expected ${ref.stored_size}` };
+  return undefined;
+}
+
 export interface ChunkProblem {
   chunk: string;
   problem: 'missing' | 'wrong size' | 'damaged';
@@ -124,9 +131,8 @@ export async function checkStoredChunks(
   if (options.hash) return checkStoredInThreads(repo, chain, unique);
   const problems: ChunkProblem[] = [];
   const check = async (ref: ChunkRef) => {
-    const size = await repo.chunkSize(chain, ref.id);
-    if (size === undefined) problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
-    else if (size !== ref.stored_size) problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${size} bytes, expected ${ref.stored_size}` });
+    const problem = sizeProblem(ref, await repo.chunkSize(chain, ref.id));
+    if (problem) problems.push(problem);
   };
   // A sliding window, not batches: one slow read must not idle the other slots.
   let next = 0;

@@ -1,16 +1,17 @@
-// The thread body behind chunk-threads.ts: the byte-heavy loops of restores and deep checks.
-// It imports only what it needs, so its heap stays tiny and garbage collection costs next
-// to nothing however many bytes pass through (in the main thread, every collection marks
-// the whole program's heap), and the main thread's event loop stays free for its sockets.
+// The thread body behind chunk-threads.ts: the byte-heavy loops of restores and restore
+// prechecks. It loads a handful of small modules, so its heap stays tiny and garbage
+// collection costs next to nothing however many bytes pass through (in the main thread,
+// every collection marks the whole program's heap), and the main thread's event loop stays
+// free for its sockets.
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StackbackError } from '../errors.ts';
-import { type ChunkProblem, type ReadCheck, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, undecodable } from './artifact-reader.ts';
+import { type ChunkProblem, type ReadCheck, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, undecodable } from './artifact-reader.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { decodeObjectSync } from './object-codec.ts';
 
-/** Write an artifact's checked plaintext into a named pipe, with blocking writes. */
+/** Write an artifact's checked plaintext into a named pipe. */
 export interface PipeJob {
   kind: 'pipe';
   chain: string;
@@ -90,14 +91,19 @@ function openPipe(pipe: string, readerGone: Int32Array): number {
 /**
  * Writes without blocking and sleeps while the pipe is full. A writer blocked in write(2) is
  * woken for every 4 KiB pg_restore reads: some 130,000 wake-ups (each a pair of context
- * switches) per 500 MiB, on cores the database server needs. The pipe's size shows the first
- * time it fills: a 1 MiB pipe (see runToolOnArtifact) lasts pg_restore several milliseconds,
- * so 1 ms pauses never leave it waiting; a default 64 KiB one gets 0.1 ms pauses.
+ * switches) per 500 MiB, on cores the database server needs. The pause adapts so that the
+ * reader has drained about half the pipe when the writer comes back: long enough to batch
+ * the work, short enough that the reader never waits (with the 1 MiB pipe runToolOnArtifact
+ * asks for, ~1 ms at pg_restore's pace; shorter for a default 64 KiB pipe or a faster reader).
  */
 class PacedWriter {
   private readonly fd: number;
-  private written = 0;
-  private pauseMs: number | undefined;
+  private pauseMs = 0.1;
+  /** The most the pipe took in one go after a pause: about its size. */
+  private capacity = 0;
+  /** Bytes written since the last pause. */
+  private burst = 0;
+  private paused = false;
 
   constructor(fd: number) {
     this.fd = fd;
@@ -109,13 +115,26 @@ class PacedWriter {
       try {
         const bytes = writeSync(this.fd, data, offset);
         offset += bytes;
-        this.written += bytes;
+        this.burst += bytes;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-        this.pauseMs ??= this.written >= 512 * 1024 ? 1 : 0.1;
+        this.adapt();
         sleep(this.pauseMs);
       }
     }
+  }
+
+  private adapt(): void {
+    // The fill before the first pause also counts what the reader took meanwhile: no measure of the pipe.
+    if (this.paused) {
+      this.capacity = Math.max(this.capacity, this.burst);
+      const drained = this.burst / this.capacity;
+      // Nearly empty on return: the reader may have waited, come back sooner. Barely drained: sleep longer.
+      if (drained > 0.75) this.pauseMs = Math.max(0.05, this.pauseMs / 2);
+      else if (drained < 0.25) this.pauseMs = Math.min(2, this.pauseMs * 1.5);
+    }
+    this.paused = true;
+    this.burst = 0;
   }
 }
 
@@ -148,9 +167,9 @@ function checkStored({ chunks, paths }: CheckJob): ChunkProblem[] {
   const problems: ChunkProblem[] = [];
   chunks.forEach((ref, index) => {
     const stored = readObject(paths[index]!);
-    if (!stored) problems.push({ chunk: ref.id, problem: 'missing', detail: 'object file not found' });
-    else if (stored.length !== ref.stored_size) problems.push({ chunk: ref.id, problem: 'wrong size', detail: `${stored.length} bytes, expected ${ref.stored_size}` });
-    else if (createHash('sha256').update(stored).digest('hex') !== ref.stored_sha256) {
+    const problem = sizeProblem(ref, stored?.length);
+    if (problem) problems.push(problem);
+    else if (createHash('sha256').update(stored!).digest('hex') !== ref.stored_sha256) {
       problems.push({ chunk: ref.id, problem: 'damaged', detail: 'stored bytes do not match their recorded sha256' });
     }
   });

@@ -32,7 +32,7 @@ export async function decodeObject(stored: Buffer, expectedSize: number): Promis
   return decodeTagged(stored, (payload) => zstdDecompress(payload, { chunkSize: outputSlice(expectedSize) }));
 }
 
-/** The same on the calling thread: for the worker that feeds restores (src/repository/artifact-pipe.ts). */
+/** The same on the calling thread: for the worker that feeds restores (src/repository/chunk-worker.ts). */
 export function decodeObjectSync(stored: Buffer, expectedSize: number): Buffer {
   return decodeTagged(stored, (payload) => zlib.zstdDecompressSync(payload, { chunkSize: outputSlice(expectedSize) }));
 }

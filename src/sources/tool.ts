@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -76,7 +77,24 @@ async function settleFeed(fed: Promise<void>, exited: Promise<unknown>): Promise
   if (exit.status === 'rejected') throw exit.reason;
 }
 
-let pipeCount = 0;
+/** Named pipes are `pipe-<pid>-<random>` in work_dir, so that leftovers can be told apart by owner. */
+function newPipePath(workDir: string): string {
+  return path.join(workDir, `pipe-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/** A restore pipe (see newPipePath) left by a process that is gone, or by an earlier life of this one (same pid). */
+export function isDeadProcessPipe(name: string): boolean {
+  const match = /^pipe-(\d+)-[0-9a-f]+$/.exec(name);
+  if (!match) return false;
+  const pid = Number(match[1]);
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 /** Where perl is (Debian's perl-base is essential): it can give the pipe a bigger buffer, Node cannot. */
 const PERL = '/usr/bin/perl';
@@ -99,23 +117,30 @@ function withPipeAsStdin(file: string, args: string[], bigPipe: boolean): [strin
 
 /**
  * Runs a tool that reads an artifact on its stdin, fed from a worker thread through a named
- * pipe in `workDir` (see repository/chunk-threads.ts for why). `bigPipe: false` keeps the
- * default pipe size (the path of machines without perl).
+ * pipe in `workDir` (see repository/chunk-threads.ts for why). `bigPipe: false` leaves the
+ * pipe at its default size, as on machines without perl (the tests use it to cover that path).
  */
 export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions & { bigPipe?: boolean }): Promise<void> {
-  await fs.mkdir(workDir, { recursive: true, mode: 0o750 });
-  const pipe = path.join(workDir, `pipe-${process.pid}-${++pipeCount}`);
+  const pipe = newPipePath(workDir);
   try {
+    await fs.mkdir(workDir, { recursive: true, mode: 0o750 });
     await execa('mkfifo', ['-m', '600', pipe]);
   } catch (error) {
-    throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${(error as { stderr?: string }).stderr || (error as Error).message}`, 'work_dir must be a writable local folder');
+    const reason = (error as { stderr?: string }).stderr || (error as Error).message;
+    throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${reason}`, 'work_dir must be a writable local folder');
   }
   try {
     const [opener, argv] = withPipeAsStdin(file, args, options.bigPipe ?? true);
-    const run = runTool(opener, argv, { ...options, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
+    // A writer that fails before opening its end would leave the tool waiting in open(2) for ever: stop the tool then.
+    const writerFailed = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, writerFailed.signal]) : writerFailed.signal;
+    const run = runTool(opener, argv, { ...options, signal, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
     const readerGone = new AbortController();
     void run.exited.catch(() => undefined).finally(() => readerGone.abort());
-    await settleFeed(data.writeToPipe(pipe, readerGone.signal), run.exited);
+    const written = data.writeToPipe(pipe, readerGone.signal);
+    // EPIPE: the tool closed the pipe itself, and its own exit status tells why.
+    written.catch((error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && writerFailed.abort());
+    await settleFeed(written, run.exited);
   } finally {
     await fs.rm(pipe, { force: true });
   }

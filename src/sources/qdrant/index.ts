@@ -213,7 +213,7 @@ export class QdrantSource implements Source {
       } as RequestInit);
     } finally {
       // Qdrant keeps uploaded files in the collection's snapshot folder: remove ours.
-      await (await this.server.client()).deleteSnapshot(target, filename).catch(() => undefined);
+      await this.server.client().then((client) => client.deleteSnapshot(target, filename)).catch(() => undefined);
     }
     const { count } = await this.call(`counting points of "${target}"`, async () => (await this.server.client()).count(target, { exact: true }));
     const expected = Number(artifact.meta.points_count);
