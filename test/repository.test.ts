@@ -66,62 +66,67 @@ describe('chunker', () => {
   });
 });
 
-describe('repository store and read back', () => {
-  let dir: string;
-  let repo: Repository;
+/** A fresh repository in a temp folder for the enclosing describe block, removed after it. */
+function tempRepository(prefix: string): { dir: string; repo: Repository } {
+  const temp = {} as { dir: string; repo: Repository };
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'stackback-repo-'));
-    repo = await Repository.open(join(dir, 'repo'), { create: true });
+    temp.dir = await mkdtemp(join(tmpdir(), prefix));
+    temp.repo = await Repository.open(join(temp.dir, 'repo'), { create: true });
   });
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(() => rm(temp.dir, { recursive: true, force: true }));
+  return temp;
+}
+
+describe('repository store and read back', () => {
+  const temp = tempRepository('stackback-repo-');
 
   test('an artifact round-trips byte for byte, compressed, with each chunk stored once', async () => {
     // The same 4 MiB four times: content-defined cuts realign within the repeats (whatever the repository's seed).
     const block = dumpLikeData(4 * 1024 * 1024);
     const data = Buffer.concat([block, block, block, block]);
-    const writer = new BackupWriter(repo, 'chain-a', noChunks, { compressionLevel: 3 });
+    const writer = new BackupWriter(temp.repo, 'chain-a', noChunks, { compressionLevel: 3 });
     const stored = await writer.storeArtifact(inPieces(data));
     assert.equal(stored.size, data.length);
     assert.equal(stored.sha256, createHash('sha256').update(data).digest('hex'));
     assert.ok(writer.stats.bytesStored < data.length / 2, `compressed and deduplicated: ${writer.stats.bytesStored} of ${data.length}`);
     assert.ok(writer.stats.chunksNew < stored.chunks.length, 'the repeats reuse chunks');
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
-    assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(repo, 'chain-a', artifact, 'content'))), data);
-    assert.deepEqual(await checkStoredChunks(repo, 'chain-a', stored.chunks, { hash: true }), []);
+    assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(temp.repo, 'chain-a', artifact, 'content'))), data);
+    assert.deepEqual(await checkStoredChunks(temp.repo, 'chain-a', stored.chunks, { hash: true }), []);
   });
 
   test('incompressible data is stored raw, never larger than it was (plus one tag byte)', async () => {
     const data = randomBytes(3 * 1024 * 1024);
-    const writer = new BackupWriter(repo, 'chain-b', noChunks, { compressionLevel: 3 });
+    const writer = new BackupWriter(temp.repo, 'chain-b', noChunks, { compressionLevel: 3 });
     const stored = await writer.storeArtifact(inPieces(data));
     assert.ok(writer.stats.bytesStored <= data.length + stored.chunks.length);
   });
 
   test('a flipped byte is found by the stored-bytes check and by reading back', async () => {
     const data = dumpLikeData(2 * 1024 * 1024, 99);
-    const writer = new BackupWriter(repo, 'chain-c', noChunks, { compressionLevel: 1 });
+    const writer = new BackupWriter(temp.repo, 'chain-c', noChunks, { compressionLevel: 1 });
     const stored = await writer.storeArtifact(inPieces(data));
     const victim = stored.chunks[0]!;
-    const file = repo.chunkPath('chain-c', victim.id);
+    const file = temp.repo.chunkPath('chain-c', victim.id);
     const bytes = await readFile(file);
     bytes[10] = bytes[10]! ^ 0x40;
     await writeFile(file, bytes);
-    const problems = await checkStoredChunks(repo, 'chain-c', stored.chunks, { hash: true });
+    const problems = await checkStoredChunks(temp.repo, 'chain-c', stored.chunks, { hash: true });
     assert.deepEqual(problems.map((p) => [p.chunk, p.problem]), [[victim.id, 'damaged']]);
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
-    await assert.rejects(Array.fromAsync(readArtifact(repo, 'chain-c', artifact, 'content')), /damaged|cannot be decoded/);
-    await assert.rejects(Array.fromAsync(readArtifact(repo, 'chain-c', artifact, 'stored')), /stored bytes do not match/);
+    await assert.rejects(Array.fromAsync(readArtifact(temp.repo, 'chain-c', artifact, 'content')), /damaged|cannot be decoded/);
+    await assert.rejects(Array.fromAsync(readArtifact(temp.repo, 'chain-c', artifact, 'stored')), /stored bytes do not match/);
     await rm(file);
-    const missing = await checkStoredChunks(repo, 'chain-c', stored.chunks, { hash: false });
+    const missing = await checkStoredChunks(temp.repo, 'chain-c', stored.chunks, { hash: false });
     assert.equal(missing[0]!.problem, 'missing');
   });
 
   test('a chunk the chain already holds is not written again', async () => {
     const data = dumpLikeData(3 * 1024 * 1024, 5);
-    const first = new BackupWriter(repo, 'chain-d', noChunks, { compressionLevel: 3 });
+    const first = new BackupWriter(temp.repo, 'chain-d', noChunks, { compressionLevel: 3 });
     const stored = await first.storeArtifact(inPieces(data));
     const known = new Map(stored.chunks.map((c) => [c.id, c]));
-    const second = new BackupWriter(repo, 'chain-d', { lookup: (_chain, id) => known.get(id) }, { compressionLevel: 3 });
+    const second = new BackupWriter(temp.repo, 'chain-d', { lookup: (_chain, id) => known.get(id) }, { compressionLevel: 3 });
     await second.storeArtifact(inPieces(data));
     assert.equal(second.stats.chunksNew, 0);
     assert.equal(second.stats.bytesStored, 0);
@@ -129,16 +134,10 @@ describe('repository store and read back', () => {
 });
 
 describe('an artifact fed to a tool through a named pipe (the restore path)', () => {
-  let dir: string;
-  let repo: Repository;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'stackback-pipe-'));
-    repo = await Repository.open(join(dir, 'repo'), { create: true });
-  });
-  after(() => rm(dir, { recursive: true, force: true }));
+  const temp = tempRepository('stackback-pipe-');
 
   async function storeArtifact(chain: string, data: Buffer) {
-    const writer = new BackupWriter(repo, chain, noChunks, { compressionLevel: 1 });
+    const writer = new BackupWriter(temp.repo, chain, noChunks, { compressionLevel: 1 });
     const stored = await writer.storeArtifact(inPieces(data));
     return { id: `${chain}/artifact`, source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
   }
@@ -146,14 +145,14 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   // Copies stdin to a file 64 KiB at a time with pauses, so the writer fills the pipe and has to wait.
   const SLOW_READER = `const fs = require('node:fs'); const out = fs.openSync(process.argv[1], 'w'); const buffer = Buffer.alloc(65536);
     (function step() { const n = fs.readSync(0, buffer); if (n === 0) return fs.closeSync(out); fs.writeSync(out, buffer, 0, n); setTimeout(step, 1); })();`;
-  const workDir = () => join(dir, 'work');
+  const workDir = () => join(temp.dir, 'work');
 
   test('the tool reads the artifact byte for byte, through a 1 MiB pipe or a default one, and the pipe is removed afterwards', async () => {
     const data = Buffer.concat([dumpLikeData(3 * 1024 * 1024, 7), randomBytes(600_000)]);
     const artifact = await storeArtifact('pipe-a', data);
-    const out = join(dir, 'out-a');
+    const out = join(temp.dir, 'out-a');
     for (const [check, bigPipe] of [['stored', true], ['content', true], ['stored', false]] as const) {
-      await runToolOnArtifact(openArtifact(repo, 'pipe-a', artifact, check), workDir(), process.execPath, ['-e', SLOW_READER, out], { ...toolOptions, bigPipe });
+      await runToolOnArtifact(openArtifact(temp.repo, 'pipe-a', artifact, check), workDir(), process.execPath, ['-e', SLOW_READER, out], { ...toolOptions, bigPipe });
       assert.deepEqual(await readFile(out), data, `check ${check}, big pipe ${bigPipe}`);
     }
     assert.deepEqual(await readdir(workDir()), []);
@@ -162,12 +161,12 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   test('a chunk damaged after the restore preflight fails the feed with CHUNK_CORRUPT', async () => {
     const data = dumpLikeData(3 * 1024 * 1024, 8);
     const artifact = await storeArtifact('pipe-b', data);
-    const victim = repo.chunkPath('pipe-b', artifact.chunks.at(-1)!.id);
+    const victim = temp.repo.chunkPath('pipe-b', artifact.chunks.at(-1)!.id);
     const bytes = await readFile(victim);
     bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
     await writeFile(victim, bytes);
     await assert.rejects(
-      runToolOnArtifact(openArtifact(repo, 'pipe-b', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
+      runToolOnArtifact(openArtifact(temp.repo, 'pipe-b', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
       (error: Error & { code?: string }) => error.code === 'CHUNK_CORRUPT' && /stored bytes do not match/.test(error.message),
     );
   });
@@ -175,7 +174,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   test('a tool that fails mid-way is reported with its own message, and the writer does not hang', { timeout: 20_000 }, async () => {
     const artifact = await storeArtifact('pipe-c', dumpLikeData(4 * 1024 * 1024, 9));
     await assert.rejects(
-      runToolOnArtifact(openArtifact(repo, 'pipe-c', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'head -c 1000 > /dev/null; echo "gave up" >&2; exit 3'], toolOptions),
+      runToolOnArtifact(openArtifact(temp.repo, 'pipe-c', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'head -c 1000 > /dev/null; echo "gave up" >&2; exit 3'], toolOptions),
       /the test tool failed \(exit status 3\): gave up/,
     );
   });
@@ -184,7 +183,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     const artifact = await storeArtifact('pipe-e', dumpLikeData(1024 * 1024, 11));
     const broken = { ...artifact, chunks: [{ ...artifact.chunks[0]!, id: 'not-a-chunk-id' }] };
     await assert.rejects(
-      runToolOnArtifact(openArtifact(repo, 'pipe-e', broken, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
+      runToolOnArtifact(openArtifact(temp.repo, 'pipe-e', broken, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
       (error: Error & { code?: string }) => error.code === 'REPO_CORRUPT',
     );
     assert.deepEqual(await readdir(workDir()), []);
@@ -194,7 +193,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     const artifact = await storeArtifact('pipe-d', dumpLikeData(2 * 1024 * 1024, 10));
     const controller = new AbortController();
     controller.abort(new Error('stop'));
-    await assert.rejects(runToolOnArtifact(openArtifact(repo, 'pipe-d', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'sleep 30'], { ...toolOptions, signal: controller.signal }), /cancelled/);
+    await assert.rejects(runToolOnArtifact(openArtifact(temp.repo, 'pipe-d', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'sleep 30'], { ...toolOptions, signal: controller.signal }), /cancelled/);
     assert.deepEqual(await readdir(workDir()), []);
   });
 });
