@@ -91,6 +91,8 @@ describe('the daemon', () => {
     assert.equal(status.value.daemon.pid, daemon.child.pid);
     assert.equal(status.value.last.full.status, 'ok');
     assert.ok(status.value.schedules.find((s) => s.name === 'incremental')!.next);
+    // Its schedules keep backing up "small" every few seconds: those sessions would trip later tests' restore preflights.
+    await daemon.stop();
   });
 
   test('jobs queue one at a time and identical waiting jobs collapse; progress streams as NDJSON', async () => {
@@ -154,7 +156,7 @@ describe('the daemon', () => {
     assert.equal(await cluster.psql('small_from_daemon', 'SELECT count(*) FROM t'), '20000');
     const swap = await daemon.request('POST', `/api/backup/restore/${name}`, {});
     const refused = await finished(daemon, (swap.body as Submitted).job.id);
-    assert.deepEqual([refused.state, refused.error?.code], ['failed', 'USAGE'], 'replacing data needs yes: true');
+    assert.deepEqual([refused.state, refused.error?.code], ['failed', 'USAGE'], `replacing data needs yes: true; got ${JSON.stringify(refused.error)}`);
     assert.equal((await daemon.request('GET', '/api/jobs/999999')).status, 404);
     assert.equal((await daemon.request('POST', '/api/config/reload')).status, 200);
     const del = await daemon.request('DELETE', `/api/backup/${name}`);
