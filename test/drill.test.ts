@@ -112,7 +112,7 @@ describe('restore drills and the restore preflight', () => {
     await cluster.psql('postgres', `DROP DATABASE stackback_drill_app_${stamp}`);
   });
 
-  test('restore --check names a missing role, a missing extension, too little disk and a busy database, each with what to do', async () => {
+  test('restore --check names a missing role, a missing extension, too little disk, a busy database and an unusable work_dir, each with what to do', async () => {
     const file = join(sandbox.repoPath, 'manifests', `${backupName}.json`);
     const original = await readFile(file, 'utf8');
     const manifest = JSON.parse(original) as { artifacts: { id: string; meta: { extensions: { name: string; version: string }[]; roles?: string[] } }[] };
@@ -123,7 +123,10 @@ describe('restore drills and the restore preflight', () => {
     // A session on the database to replace.
     const session = execa(join(cluster.binDir, 'psql'), ['-X', '-h', cluster.socketDir, '-p', String(cluster.port), '-U', 'postgres', '-d', 'app'], { input: 'SELECT pg_sleep(30);', reject: false });
     const config = await readFile(sandbox.configPath, 'utf8');
-    await writeFile(sandbox.configPath, `${config}\nrestore: { reserve_free: 900TB }\n`);
+    // A work_dir below a regular file: no folder, so no pipe into pg_restore, can be made there.
+    const notAFolder = join(sandbox.dir, 'not-a-folder');
+    await writeFile(notAFolder, '');
+    await writeFile(sandbox.configPath, `${config.replace(/^work_dir: .*$/m, `work_dir: ${notAFolder}/work`)}\nrestore: { reserve_free: 900TB }\n`);
     try {
       await new Promise((r) => setTimeout(r, 500));
       const check = await sandbox.json<CheckJson>(['restore', backupName, '--source', 'main', '--check']);
@@ -138,6 +141,7 @@ describe('restore drills and the restore preflight', () => {
       assert.match(find(/not enough free disk/)!.message, /bytes free, about \d+ needed/);
       assert.match(find(/other session/)!.message, /database "app" has 1 other session/);
       assert.match(find(/other session/)!.hint!, /--force-disconnect/);
+      assert.match(find(/work_dir/)!.message, /not-a-folder\/work cannot hold the pipe that feeds pg_restore: .*ENOTDIR/);
       assert.ok(check.value.findings.some((f) => f.level === 'ok' && /pg_restore 15/.test(f.message)), 'the client tools check passes');
       const text = await sandbox.run(['restore', backupName, '--source', 'main', '--check']);
       assert.match(text.stdout, /NOT ready: fix the problems above first; nothing was touched/);

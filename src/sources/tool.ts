@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { constants, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -113,6 +113,17 @@ function withPipeAsStdin(file: string, args: string[], bigPipe: boolean): [strin
     return [PERL, ['-e', script, file, ...args]];
   }
   return ['/bin/sh', ['-c', 'exec "$0" "$@" < "$STACKBACK_PIPE"', file, ...args]];
+}
+
+/** Why `workDir` cannot hold the named pipes of restores, or undefined when it can (it is made if missing). */
+export async function pipeFolderProblem(workDir: string): Promise<string | undefined> {
+  try {
+    await fs.mkdir(workDir, { recursive: true, mode: 0o750 });
+    await fs.access(workDir, constants.W_OK);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
 }
 
 /**

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactData } from '../../repository/artifact-reader.ts';
 import { restoreStamp } from '../stamp.ts';
-import { feedTool, runTool, runToolOnArtifact } from '../tool.ts';
+import { feedTool, pipeFolderProblem, runTool, runToolOnArtifact } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { type PgServer, quoteIdent, quoteLiteral } from './connection.ts';
@@ -145,6 +145,10 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
     const lacking = meta.extensions.map((e) => e.name).filter((name) => !availableNames.has(name));
     if (lacking.length > 0) error(`extension(s) ${lacking.map((e) => `"${e}"`).join(', ')} used by the dump are not available on the server`, 'install the package that provides them (e.g. postgresql-contrib, postgis) on the server');
     else ok(`the ${meta.extensions.length} extension(s) the dump uses are available`);
+
+    const pipeProblem = await pipeFolderProblem(options.workDir);
+    if (pipeProblem) error(`work_dir ${options.workDir} cannot hold the pipe that feeds pg_restore: ${pipeProblem}`, 'point work_dir at a writable local folder');
+    else ok(`work_dir ${options.workDir} can hold the pipe that feeds pg_restore`);
 
     const disk = await dataDirectoryFree(client);
     const needBytes = Math.max(meta.database_size, 0) + options.reserveBytes;
