@@ -20,14 +20,13 @@ export type ReadCheck = 'content' | 'stored';
  * pipe that an external tool reads (the fast path for big restores, see chunk-threads.ts).
  */
 export interface ArtifactData extends AsyncIterable<Buffer> {
-  /** `readerGone` fires once the tool reading the pipe has exited (it may never have opened it). */
-  writeToPipe(pipe: string, readerGone: AbortSignal): Promise<void>;
+  writeToPipe(pipe: string): Promise<void>;
 }
 
 export function openArtifact(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck): ArtifactData {
   return {
     [Symbol.asyncIterator]: () => readArtifact(repo, chain, artifact, check),
-    writeToPipe: (pipe, readerGone) => writeArtifactToPipe(repo, chain, artifact, check, pipe, readerGone),
+    writeToPipe: (pipe) => writeArtifactToPipe(repo, chain, artifact, check, pipe),
   };
 }
 

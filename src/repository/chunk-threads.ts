@@ -42,20 +42,16 @@ function rebuild(failure: ThreadFailure): Error {
 
 /**
  * Writes an artifact's checked plaintext into the named pipe `pipe` from a worker thread,
- * as readArtifact would yield it; `readerGone` fires once the reading tool has exited. This
+ * as readArtifact would yield it, with blocking writes. This
  * is the restore path into external tools: the tool (and the database server behind it)
  * waits on every gap in its input, and a thread with a tiny heap that does nothing but read,
  * check, decode and write leaves far fewer gaps than a busy main thread between garbage
  * collections. Rejects with the first problem: a damaged chunk (CHUNK_CORRUPT, …) or the
  * pipe's reader gone (an error with code EPIPE).
  */
-export async function writeArtifactToPipe(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, pipe: string, readerGone: AbortSignal): Promise<void> {
+export async function writeArtifactToPipe(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, pipe: string): Promise<void> {
   const paths = artifact.chunks.map((c) => repo.chunkPath(chain, c.id));
-  const gone = new SharedArrayBuffer(4);
-  const flag = () => Atomics.store(new Int32Array(gone), 0, 1);
-  if (readerGone.aborted) flag();
-  else readerGone.addEventListener('abort', flag, { once: true });
-  await startThread({ kind: 'pipe', chain, artifact, paths, check, pipe, readerGone: gone }, `writing artifact ${artifact.id}`).done;
+  await startThread({ kind: 'pipe', chain, artifact, paths, check, pipe }, `writing artifact ${artifact.id}`).done;
 }
 
 /** Reads and hashes stored objects on as many threads as the machine has cores (at most 4). */

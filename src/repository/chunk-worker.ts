@@ -4,7 +4,7 @@
 // every collection marks the whole program's heap), and the main thread's event loop stays
 // free for its sockets.
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StackbackError } from '../errors.ts';
 import { type ChunkProblem, type ReadCheck, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, undecodable } from './artifact-reader.ts';
@@ -20,8 +20,6 @@ export interface PipeJob {
   paths: string[];
   check: ReadCheck;
   pipe: string;
-  /** Set to 1 by the main thread once the reading tool has exited: stop waiting for it to open the pipe. */
-  readerGone: SharedArrayBuffer;
 }
 
 /** Check stored objects against their recorded size and sha256; the answer lists the problems. */
@@ -70,77 +68,14 @@ function readObject(file: string): Buffer | undefined {
   }
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-const sleep = (ms: number) => Atomics.wait(sleeper, 0, 0, ms);
-const readerGoneError = () => Object.assign(new Error('the tool reading the pipe has exited'), { code: 'EPIPE' });
-
-/** Opened without blocking, so that a tool that never opens its end cannot hold this thread forever. */
-function openPipe(pipe: string, readerGone: Int32Array): number {
-  for (;;) {
-    try {
-      return openSync(pipe, constants.O_WRONLY | constants.O_NONBLOCK);
-    } catch (error) {
-      // ENXIO: no reader yet.
-      if ((error as NodeJS.ErrnoException).code !== 'ENXIO') throw error;
-      if (Atomics.load(readerGone, 0) === 1) throw readerGoneError();
-      sleep(1);
-    }
-  }
+function writeAll(fd: number, data: Buffer): void {
+  let written = 0;
+  while (written < data.length) written += writeSync(fd, data, written);
 }
 
-/**
- * Writes without blocking and sleeps while the pipe is full. A writer blocked in write(2) is
- * woken for every 4 KiB pg_restore reads: some 130,000 wake-ups (each a pair of context
- * switches) per 500 MiB, on cores the database server needs. The pause adapts so that the
- * reader has drained about half the pipe when the writer comes back: long enough to batch
- * the work, short enough that the reader never waits (with the 1 MiB pipe runToolOnArtifact
- * asks for, ~1 ms at pg_restore's pace; shorter for a default 64 KiB pipe or a faster reader).
- */
-class PacedWriter {
-  private readonly fd: number;
-  private pauseMs = 0.1;
-  /** The most the pipe took in one go after a pause: about its size. */
-  private capacity = 0;
-  /** Bytes written since the last pause. */
-  private burst = 0;
-  private paused = false;
-
-  constructor(fd: number) {
-    this.fd = fd;
-  }
-
-  write(data: Buffer): void {
-    let offset = 0;
-    while (offset < data.length) {
-      try {
-        const bytes = writeSync(this.fd, data, offset);
-        offset += bytes;
-        this.burst += bytes;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-        this.adapt();
-        sleep(this.pauseMs);
-      }
-    }
-  }
-
-  private adapt(): void {
-    // The fill before the first pause also counts what the reader took meanwhile: no measure of the pipe.
-    if (this.paused) {
-      this.capacity = Math.max(this.capacity, this.burst);
-      const drained = this.burst / this.capacity;
-      // Nearly empty on return: the reader may have waited, come back sooner. Barely drained: sleep longer.
-      if (drained > 0.75) this.pauseMs = Math.max(0.05, this.pauseMs / 2);
-      else if (drained < 0.25) this.pauseMs = Math.min(2, this.pauseMs * 1.5);
-    }
-    this.paused = true;
-    this.burst = 0;
-  }
-}
-
-function writePipe({ chain, artifact, paths, check, pipe, readerGone }: PipeJob): void {
-  const out = openPipe(pipe, new Int32Array(readerGone));
-  const writer = new PacedWriter(out);
+function writePipe({ chain, artifact, paths, check, pipe }: PipeJob): void {
+  // Blocks until the reading tool has opened its end (runToolOnArtifact releases it if the tool never does).
+  const out = openSync(pipe, 'w');
   try {
     const whole = check === 'content' ? createHash('sha256') : undefined;
     artifact.chunks.forEach((ref, index) => {
@@ -155,7 +90,7 @@ function writePipe({ chain, artifact, paths, check, pipe, readerGone }: PipeJob)
       }
       checkPlainBytes(chain, ref, plain, check);
       whole?.update(plain);
-      writer.write(plain);
+      writeAll(out, plain);
     });
     if (whole) checkArtifactDigest(artifact, whole.digest('hex'));
   } finally {

@@ -103,8 +103,8 @@ const PERL = '/usr/bin/perl';
  * The command line that runs `file` with the named pipe as its stdin. pg_restore reopens a
  * named input file, which a pipe cannot survive, so something else must open it: perl when
  * present, which also grows the pipe from 64 KiB to 1 MiB (fcntl F_SETPIPE_SZ = 1031; a
- * refusal, e.g. past the user's pipe quota, keeps the default) so the writer can fill it and
- * sleep instead of being woken for every 4 KiB read; else the shell. Either replaces itself
+ * refusal, e.g. past the user's pipe quota, keeps the default), so that the writer's short
+ * gaps between chunks never leave pg_restore waiting; else the shell. Either replaces itself
  * with the tool (exec), so signals and the exit status are the tool's own.
  */
 function withPipeAsStdin(file: string, args: string[], bigPipe: boolean): [string, string[]] {
@@ -146,14 +146,32 @@ export async function runToolOnArtifact(data: ArtifactData, workDir: string, fil
     const writerFailed = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, writerFailed.signal]) : writerFailed.signal;
     const run = runTool(opener, argv, { ...options, signal, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
-    const readerGone = new AbortController();
-    void run.exited.catch(() => undefined).finally(() => readerGone.abort());
-    const written = data.writeToPipe(pipe, readerGone.signal);
+    const written = data.writeToPipe(pipe);
+    void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
     // EPIPE: the tool closed the pipe itself, and its own exit status tells why.
     written.catch((error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && writerFailed.abort());
     await settleFeed(written, run.exited);
   } finally {
     await fs.rm(pipe, { force: true });
+  }
+}
+
+/**
+ * A tool that ended before opening the pipe leaves the writer blocked in open(2): open the
+ * reading end ourselves (without blocking) and close it again until the writer has moved on;
+ * it then fails with EPIPE, as it does when the tool stops reading mid-way.
+ */
+async function releaseWriter(pipe: string, written: Promise<void>): Promise<void> {
+  let settled = false;
+  void written.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  while (!settled) {
+    const handle = await fs.open(pipe, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
+    await handle?.close();
+    if (!handle) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
