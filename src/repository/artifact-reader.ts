@@ -115,6 +115,8 @@ export interface ChunkProblem {
   detail: string;
 }
 
+const SIZE_CHECKS_AT_ONCE = 8;
+
 /**
  * Checks the stored objects without decoding them: present, right size and, with
  * `hash`, the recorded SHA-256 of the stored bytes (on worker threads: that is a read of
@@ -124,7 +126,7 @@ export async function checkStoredChunks(
   repo: Repository,
   chain: string,
   chunks: ChunkRef[],
-  options: { hash: boolean; concurrency?: number },
+  options: { hash: boolean },
 ): Promise<ChunkProblem[]> {
   const unique = [...new Map(chunks.map((c) => [c.id, c])).values()];
   if (options.hash) return checkStoredInThreads(repo, chain, unique);
@@ -138,6 +140,6 @@ export async function checkStoredChunks(
   const worker = async () => {
     while (next < unique.length) await check(unique[next++]!);
   };
-  await Promise.all(Array.from({ length: options.concurrency ?? 8 }, worker));
+  await Promise.all(Array.from({ length: SIZE_CHECKS_AT_ONCE }, worker));
   return problems;
 }

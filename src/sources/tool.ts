@@ -126,6 +126,16 @@ export async function pipeFolderProblem(workDir: string): Promise<string | undef
   }
 }
 
+/** Makes the named pipe (readable and writable by this user only); says why when it cannot. */
+async function makeFifo(pipe: string): Promise<string | undefined> {
+  try {
+    await execa('mkfifo', ['-m', '600', pipe]);
+    return undefined;
+  } catch (error) {
+    return (error as { stderr?: string }).stderr || (error as Error).message;
+  }
+}
+
 /**
  * Runs a tool that reads an artifact on its stdin, fed from a worker thread through a named
  * pipe in `workDir` (see repository/chunk-threads.ts for why). `bigPipe: false` leaves the
@@ -133,13 +143,8 @@ export async function pipeFolderProblem(workDir: string): Promise<string | undef
  */
 export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions & { bigPipe?: boolean }): Promise<void> {
   const pipe = newPipePath(workDir);
-  try {
-    await fs.mkdir(workDir, { recursive: true, mode: 0o750 });
-    await execa('mkfifo', ['-m', '600', pipe]);
-  } catch (error) {
-    const reason = (error as { stderr?: string }).stderr || (error as Error).message;
-    throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${reason}`, 'work_dir must be a writable local folder');
-  }
+  const problem = (await pipeFolderProblem(workDir)) ?? (await makeFifo(pipe));
+  if (problem) throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${problem}`, 'work_dir must be a writable local folder');
   try {
     const [opener, argv] = withPipeAsStdin(file, args, options.bigPipe ?? true);
     // A writer that fails before opening its end would leave the tool waiting in open(2) for ever: stop the tool then.
