@@ -13,6 +13,7 @@ import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts'
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
 import { runToolOnArtifact } from '../src/sources/tool.ts';
+import { swapCase, TRAILER } from './support/swapcase-transform.ts';
 
 /** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
 function dumpLikeData(bytes: number, seed = 1): Buffer {
@@ -156,6 +157,24 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
       assert.deepEqual(await readFile(out), data, `check ${check}, big pipe ${bigPipe}`);
     }
     assert.deepEqual(await readdir(workDir()), []);
+  });
+
+  test('the feeding thread runs at the given lower CPU priority, and a transform module rewrites the stream', async () => {
+    const data = dumpLikeData(2 * 1024 * 1024, 12);
+    const artifact = await storeArtifact('pipe-f', data);
+    const out = join(temp.dir, 'out-f');
+    const priorities = join(temp.dir, 'nice-f');
+    // Once the first bytes arrive, the feeder is at work: note the nice value of every thread of the feeding process.
+    const tool = `const fs = require('node:fs'); fs.readSync(0, Buffer.alloc(1));
+      const nice = fs.readdirSync('/proc/' + process.ppid + '/task').map((t) => fs.readFileSync('/proc/' + process.ppid + '/task/' + t + '/stat', 'utf8').split(') ')[1].split(' ')[16]);
+      fs.writeFileSync(process.argv[1], nice.join(' ')); const rest = fs.readFileSync(0); fs.writeFileSync(process.argv[2], rest);`;
+    const transform = new URL('./support/swapcase-transform.ts', import.meta.url).href;
+    await runToolOnArtifact(openArtifact(temp.repo, 'pipe-f', artifact, 'stored'), workDir(), process.execPath, ['-e', tool, priorities, out], { ...toolOptions, feederNice: 7, transform });
+    const seen = (await readFile(priorities, 'utf8')).split(' ').map(Number);
+    assert.ok(seen.includes(7), `one thread at nice 7: ${seen.join(' ')}`);
+    assert.equal(seen.filter((n) => n === 7).length, 1, 'only the feeding thread');
+    const expected = Buffer.concat([swapCase(Buffer.from(data)), Buffer.from(TRAILER)]);
+    assert.deepEqual(await readFile(out), expected.subarray(1));
   });
 
   test('a chunk damaged after the restore preflight fails the feed with CHUNK_CORRUPT', async () => {

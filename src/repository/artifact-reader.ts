@@ -16,17 +16,36 @@ import type { Repository } from './repository.ts';
 export type ReadCheck = 'content' | 'stored';
 
 /**
+ * Rewrites a plaintext stream on its way into a tool without changing what the tool makes of
+ * it (sources/postgres/archive-blocks.ts merges pg_dump's per-row blocks). A module that
+ * provides one exports `createTransform()`; it is loaded in the thread that writes the pipe.
+ */
+export interface StreamTransform {
+  /** The bytes to write for `data`; valid until the next call. */
+  push(data: Buffer): Buffer;
+  /** What is still held back at the end of the stream. */
+  end(): Buffer;
+}
+
+/**
  * An artifact's checked plaintext: iterate it in-process, or have it written into a named
  * pipe that an external tool reads (the fast path for big restores, see chunk-threads.ts).
  */
 export interface ArtifactData extends AsyncIterable<Buffer> {
-  writeToPipe(pipe: string): Promise<void>;
+  writeToPipe(pipe: string, options: PipeWriteOptions): Promise<void>;
+}
+
+export interface PipeWriteOptions {
+  /** CPU priority of the writing thread (see chunk-threads.ts). */
+  nice: number;
+  /** URL of a module whose `createTransform()` rewrites the stream (see StreamTransform). */
+  transform?: string | undefined;
 }
 
 export function openArtifact(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck): ArtifactData {
   return {
     [Symbol.asyncIterator]: () => readArtifact(repo, chain, artifact, check),
-    writeToPipe: (pipe) => writeArtifactToPipe(repo, chain, artifact, check, pipe),
+    writeToPipe: (pipe, options) => writeArtifactToPipe(repo, chain, artifact, check, pipe, options),
   };
 }
 

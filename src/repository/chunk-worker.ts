@@ -5,9 +5,10 @@
 // free for its sockets.
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StackbackError } from '../errors.ts';
-import { type ChunkProblem, type ReadCheck, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, undecodable } from './artifact-reader.ts';
+import { type ChunkProblem, type ReadCheck, type StreamTransform, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, undecodable } from './artifact-reader.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { decodeObjectSync } from './object-codec.ts';
 
@@ -20,6 +21,10 @@ export interface PipeJob {
   paths: string[];
   check: ReadCheck;
   pipe: string;
+  /** CPU priority of this thread while it writes (0 = unchanged). */
+  nice: number;
+  /** URL of a module exporting createTransform(): the stream is rewritten on its way out. */
+  transform?: string | undefined;
 }
 
 /** Check stored objects against their recorded size and sha256; the answer lists the problems. */
@@ -73,7 +78,10 @@ function writeAll(fd: number, data: Buffer): void {
   while (written < data.length) written += writeSync(fd, data, written);
 }
 
-function writePipe({ chain, artifact, paths, check, pipe }: PipeJob): void {
+function writePipe({ chain, artifact, paths, check, pipe, nice }: PipeJob, transform: StreamTransform | undefined): void {
+  // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
+  // change the whole process, so the priority is left alone there.
+  if (nice > 0 && process.platform === 'linux') setPriority(nice);
   // Blocks until the reading tool has opened its end (runToolOnArtifact releases it if the tool never does).
   const out = openSync(pipe, 'w');
   try {
@@ -90,8 +98,10 @@ function writePipe({ chain, artifact, paths, check, pipe }: PipeJob): void {
       }
       checkPlainBytes(chain, ref, plain, check);
       whole?.update(plain);
-      writeAll(out, plain);
+      // After the checks: a transform may rewrite `plain` in place.
+      writeAll(out, transform ? transform.push(plain) : plain);
     });
+    if (transform) writeAll(out, transform.end());
     if (whole) checkArtifactDigest(artifact, whole.digest('hex'));
   } finally {
     closeSync(out);
@@ -111,10 +121,11 @@ function checkStored({ chunks, paths }: CheckJob): ChunkProblem[] {
   return problems;
 }
 
-function outcome(job: ChunkJob): ChunkJobOutcome {
+async function outcome(job: ChunkJob): Promise<ChunkJobOutcome> {
   try {
     if (job.kind === 'pipe') {
-      writePipe(job);
+      const transform = job.transform ? ((await import(job.transform)) as { createTransform(): StreamTransform }).createTransform() : undefined;
+      writePipe(job, transform);
       return { ok: true };
     }
     return { ok: true, problems: checkStored(job) };
@@ -131,4 +142,4 @@ function outcome(job: ChunkJob): ChunkJobOutcome {
   }
 }
 
-parentPort!.postMessage(outcome(workerData as ChunkJob));
+parentPort!.postMessage(await outcome(workerData as ChunkJob));

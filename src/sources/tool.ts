@@ -136,12 +136,17 @@ async function makeFifo(pipe: string): Promise<string | undefined> {
   }
 }
 
+/** The CPU priority of the thread that feeds the tool: below it, so the tool never waits for it (see chunk-threads.ts). */
+const FEEDER_NICE = 10;
+
 /**
  * Runs a tool that reads an artifact on its stdin, fed from a worker thread through a named
  * pipe in `workDir` (see repository/chunk-threads.ts for why). `bigPipe: false` leaves the
  * pipe at its default size, as on machines without perl (the tests use it to cover that path).
+ * `feederNice` is the feeding thread's CPU priority; `transform` a module that rewrites the
+ * stream on its way (see StreamTransform).
  */
-export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions & { bigPipe?: boolean }): Promise<void> {
+export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions & { bigPipe?: boolean; feederNice?: number; transform?: string }): Promise<void> {
   const pipe = newPipePath(workDir);
   const problem = (await pipeFolderProblem(workDir)) ?? (await makeFifo(pipe));
   if (problem) throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${problem}`, 'work_dir must be a writable local folder');
@@ -151,7 +156,7 @@ export async function runToolOnArtifact(data: ArtifactData, workDir: string, fil
     const writerFailed = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, writerFailed.signal]) : writerFailed.signal;
     const run = runTool(opener, argv, { ...options, signal, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
-    const written = data.writeToPipe(pipe);
+    const written = data.writeToPipe(pipe, { nice: options.feederNice ?? FEEDER_NICE, transform: options.transform });
     void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
     // EPIPE: the tool closed the pipe itself, and its own exit status tells why.
     written.catch((error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && writerFailed.abort());

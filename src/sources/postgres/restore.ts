@@ -1,4 +1,6 @@
 import { existsSync, promises as fs } from 'node:fs';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
@@ -52,6 +54,9 @@ export interface DatabaseRestoreResult {
 }
 
 const MAX_IDENT_BYTES = 63;
+
+/** Merges pg_dump's per-row data blocks on the way into pg_restore; beside this file, .ts from source, .js once built. */
+const ARCHIVE_BLOCK_MERGER = new URL(`./archive-blocks${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href;
 
 /** "<db><suffix>", cutting the database part so the whole fits PostgreSQL's 63-byte names. */
 export function derivedName(database: string, suffix: string): string {
@@ -190,6 +195,8 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
+      transform: ARCHIVE_BLOCK_MERGER,
+      ...(options.drillMarker ? { feederNice: 19 } : {}),
     });
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await server.with(plan.scratch, (client) => client.query('ANALYZE'));
