@@ -6,13 +6,13 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { checkStoredChunks, openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
+import { type ArtifactData, checkStoredChunks, openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
 import { BackupWriter, type ChunkIndex } from '../src/repository/backup-writer.ts';
 import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
-import { runToolOnArtifact } from '../src/sources/tool.ts';
+import { type FeedOptions, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
 import { swapCase, TRAILER } from './support/swapcase-transform.ts';
 
 /** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
@@ -137,6 +137,13 @@ describe('repository store and read back', () => {
 describe('an artifact fed to a tool through a named pipe (the restore path)', () => {
   const temp = tempRepository('stackback-pipe-');
 
+  /** As a restore does it: the feed first (its thread starts and waits for a reader), then the tool. */
+  async function runToolOnArtifact(data: ArtifactData, dir: string, file: string, args: string[], options: ToolOptions & FeedOptions & { bigPipe?: boolean }) {
+    const { feederNice, transform, ...toolOptions } = options;
+    const feed = await startArtifactFeed(data, dir, { ...(feederNice !== undefined ? { feederNice } : {}), ...(transform ? { transform } : {}) });
+    await feed.run(file, args, toolOptions);
+  }
+
   async function storeArtifact(chain: string, data: Buffer) {
     const writer = new BackupWriter(temp.repo, chain, noChunks, { compressionLevel: 1 });
     const stored = await writer.storeArtifact(inPieces(data));
@@ -205,6 +212,14 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
       runToolOnArtifact(openArtifact(temp.repo, 'pipe-e', broken, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
       (error: Error & { code?: string }) => error.code === 'REPO_CORRUPT',
     );
+    assert.deepEqual(await readdir(workDir()), []);
+  });
+
+  test('a feed cancelled before any tool runs (the target could not be prepared) ends promptly and removes its pipe', { timeout: 20_000 }, async () => {
+    const artifact = await storeArtifact('pipe-g', dumpLikeData(2 * 1024 * 1024, 13));
+    const feed = await startArtifactFeed(openArtifact(temp.repo, 'pipe-g', artifact, 'stored'), workDir());
+    assert.equal((await readdir(workDir())).length, 1);
+    await feed.cancel();
     assert.deepEqual(await readdir(workDir()), []);
   });
 

@@ -139,31 +139,64 @@ async function makeFifo(pipe: string): Promise<string | undefined> {
 /** The CPU priority of the thread that feeds the tool: below it, so the tool never waits for it (see chunk-threads.ts). */
 const FEEDER_NICE = 10;
 
+export interface FeedOptions {
+  /** CPU priority of the feeding thread (default FEEDER_NICE; drills use 19). */
+  feederNice?: number;
+  /** A module that rewrites the stream on its way (see StreamTransform). */
+  transform?: string;
+}
+
 /**
- * Runs a tool that reads an artifact on its stdin, fed from a worker thread through a named
- * pipe in `workDir` (see repository/chunk-threads.ts for why). `bigPipe: false` leaves the
- * pipe at its default size, as on machines without perl (the tests use it to cover that path).
- * `feederNice` is the feeding thread's CPU priority; `transform` a module that rewrites the
- * stream on its way (see StreamTransform).
+ * An artifact on its way into a tool's stdin through a named pipe in work_dir, fed from a
+ * worker thread (see repository/chunk-threads.ts for why). The thread starts at once and
+ * waits in open(2) for the reader, so its start-up overlaps whatever the caller prepares
+ * before it runs the tool (creating the target database). Exactly one of run() or cancel()
+ * must follow: both remove the pipe.
  */
-export async function runToolOnArtifact(data: ArtifactData, workDir: string, file: string, args: string[], options: ToolOptions & { bigPipe?: boolean; feederNice?: number; transform?: string }): Promise<void> {
+export interface ArtifactFeed {
+  /**
+   * Runs the tool with the pipe as its stdin (`bigPipe: false` leaves the pipe at its default
+   * size, as on machines without perl; the tests use it to cover that path). Settles when both
+   * the feed and the tool are done; a damaged chunk is reported before the tool's complaint
+   * about its cut input.
+   */
+  run(file: string, args: string[], options: ToolOptions & { bigPipe?: boolean }): Promise<void>;
+  /** Stops the feed without running a tool. */
+  cancel(): Promise<void>;
+}
+
+export async function startArtifactFeed(data: ArtifactData, workDir: string, options: FeedOptions = {}): Promise<ArtifactFeed> {
   const pipe = newPipePath(workDir);
   const problem = (await pipeFolderProblem(workDir)) ?? (await makeFifo(pipe));
   if (problem) throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${problem}`, 'work_dir must be a writable local folder');
-  try {
-    const [opener, argv] = withPipeAsStdin(file, args, options.bigPipe ?? true);
-    // A writer that fails before opening its end would leave the tool waiting in open(2) for ever: stop the tool then.
-    const writerFailed = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, writerFailed.signal]) : writerFailed.signal;
-    const run = runTool(opener, argv, { ...options, signal, env: { ...options.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
-    const written = data.writeToPipe(pipe, { nice: options.feederNice ?? FEEDER_NICE, transform: options.transform });
-    void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
-    // EPIPE: the tool closed the pipe itself, and its own exit status tells why.
-    written.catch((error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && writerFailed.abort());
-    await settleFeed(written, run.exited);
-  } finally {
-    await fs.rm(pipe, { force: true });
-  }
+  const written = data.writeToPipe(pipe, { nice: options.feederNice ?? FEEDER_NICE, transform: options.transform });
+  // Observed by run() or cancel(); until then a failure must not count as unhandled.
+  written.catch(() => undefined);
+  const removePipe = () => fs.rm(pipe, { force: true });
+  return {
+    async run(file, args, toolOptions) {
+      try {
+        const [opener, argv] = withPipeAsStdin(file, args, toolOptions.bigPipe ?? true);
+        // A writer that fails before opening its end would leave the tool waiting in open(2) for ever: stop the tool then.
+        const writerFailed = new AbortController();
+        const signal = toolOptions.signal ? AbortSignal.any([toolOptions.signal, writerFailed.signal]) : writerFailed.signal;
+        const run = runTool(opener, argv, { ...toolOptions, signal, env: { ...toolOptions.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
+        void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
+        // EPIPE: the tool closed the pipe itself, and its own exit status tells why.
+        written.catch((error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && writerFailed.abort());
+        await settleFeed(written, run.exited);
+      } finally {
+        await removePipe();
+      }
+    },
+    async cancel() {
+      try {
+        await releaseWriter(pipe, written);
+      } finally {
+        await removePipe();
+      }
+    },
+  };
 }
 
 /**

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactData } from '../../repository/artifact-reader.ts';
 import { restoreStamp } from '../stamp.ts';
-import { feedTool, pipeFolderProblem, runTool, runToolOnArtifact } from '../tool.ts';
+import { feedTool, pipeFolderProblem, runTool, startArtifactFeed } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { type PgServer, quoteIdent, quoteLiteral } from './connection.ts';
@@ -181,22 +181,25 @@ async function dropDatabase(client: pg.Client, name: string, serverMajorVersion:
  */
 export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePlan, data: ArtifactData, options: DatabaseRestoreOptions): Promise<DatabaseRestoreResult> {
   const started = Date.now();
-  const admin = await server.connect(server.config.maintenanceDb);
+  // The feeding thread starts up while the connection is made and the database created.
+  const feed = await startArtifactFeed(data, options.workDir, { transform: ARCHIVE_BLOCK_MERGER, ...(options.drillMarker ? { feederNice: 19 } : {}) });
+  let feeding = false;
+  let admin: pg.Client | undefined;
   let created = false;
   try {
+    admin = await server.connect(server.config.maintenanceDb);
     await admin.query(createDatabaseSql(plan.scratch, plan.properties));
     created = true;
     if (options.drillMarker) await admin.query(`COMMENT ON DATABASE ${quoteIdent(plan.scratch)} IS ${quoteLiteral(options.drillMarker)}`);
     const args = ['--no-password', '--exit-on-error', `--dbname=${dbnameConninfo(plan.scratch)}`];
     // A drill must not slow production down: lowest CPU and I/O priority for its pg_restore.
     const [file, argv] = options.drillMarker ? lowPriority(plan.bins.path('pg_restore'), args) : [plan.bins.path('pg_restore'), args];
-    await runToolOnArtifact(data, options.workDir, file, argv, {
+    feeding = true;
+    await feed.run(file, argv, {
       env: server.toolEnv(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
-      transform: ARCHIVE_BLOCK_MERGER,
-      ...(options.drillMarker ? { feederNice: 19 } : {}),
     });
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await server.with(plan.scratch, (client) => client.query('ANALYZE'));
@@ -204,10 +207,11 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
     if (plan.mode !== 'target') await swapIn(admin, plan, options);
     return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000 };
   } catch (error) {
-    if (created) await dropDatabase(admin, plan.scratch, plan.serverMajor).catch(() => undefined);
+    if (!feeding) await feed.cancel();
+    if (created) await dropDatabase(admin!, plan.scratch, plan.serverMajor).catch(() => undefined);
     throw error;
   } finally {
-    await admin.end().catch(() => undefined);
+    await admin?.end().catch(() => undefined);
   }
 }
 
