@@ -16,7 +16,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // The project's Node 24: the system Node is too old to run src/ with type stripping.
 const NODE = join(ROOT, 'node_modules/.bin/node');
 // The built CLI, as `npx stackback` runs it (the npm scripts build it first).
-const CLI = join(ROOT, 'dist/cli/main.js');
+const CLI = join(ROOT, 'dist/stackback.js');
 const GNU_TIME = '/usr/bin/time';
 export const DB = 'bench';
 export const MIB = 1024 * 1024;

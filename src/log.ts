@@ -1,5 +1,9 @@
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+/** pino-pretty takes ~15 ms to load: only when a person watches a terminal. */
+const loadPretty = () => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 export type { Logger };
 
@@ -10,6 +14,6 @@ export type { Logger };
 export function createLogger(level: string, options: { pretty?: boolean } = {}): Logger {
   const usePretty = options.pretty ?? process.stderr.isTTY === true;
   const base = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
-  if (usePretty) return pino(base, pretty({ destination: 2, colorize: true, ignore: 'pid,hostname', sync: true }));
+  if (usePretty) return pino(base, loadPretty()({ destination: 2, colorize: true, ignore: 'pid,hostname', sync: true }));
   return pino(base, pino.destination({ dest: 2, sync: true }));
 }

@@ -109,7 +109,7 @@ describe('config', () => {
 describe('runtime', () => {
   // The machine's own Node (20 here) is past end of life: the built CLI must refuse it clearly.
   const oldNode = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => existsSync(p));
-  const built = join(PROJECT_ROOT, 'dist/cli/main.js');
+  const built = join(PROJECT_ROOT, 'dist/stackback.js');
 
   test('the CLI refuses a Node older than 22.15 with a clear message', { skip: !oldNode || !existsSync(built) ? 'no system Node binary or no dist/ build to try it with' : false }, async () => {
     const version = (await execa(oldNode!, ['--version'])).stdout.trim();

@@ -13,12 +13,16 @@ if (major < MINIMUM[0] || (major === MINIMUM[0] && minor < MINIMUM[1])) {
 // Chunk compression and the fsyncs of chunk writes share libuv's thread pool; the default
 // of 4 threads leaves the CPUs idle while writes wait on the disk. Must be set before first use.
 process.env.UV_THREADPOOL_SIZE ??= '8';
-// V8's compiled code of our modules, kept beside them (.cache/ in the install folder): start-up
-// is ~40 ms faster from the second run on. Not in a shared folder such as /tmp, where another
-// user could plant compiled code for a CLI that root runs; whoever can write beside dist/ can
+// V8's compiled code of our modules, kept in .cache/ of the install folder: start-up is ~40 ms
+// faster from the second run on. Not in a shared folder such as /tmp, where another user could
+// plant compiled code for a CLI that root runs; whoever can write in the install folder can
 // change the code itself. Node goes on without it when the folder cannot be written.
 const { enableCompileCache } = await import('node:module');
+const { existsSync } = await import('node:fs');
 const { fileURLToPath } = await import('node:url');
-enableCompileCache(fileURLToPath(new URL('../../.cache/compile', import.meta.url)));
+// The install folder holds package.json: one level above dist/stackback.js, two above src/cli/main.ts.
+let installFolder = new URL('..', import.meta.url);
+if (!existsSync(new URL('package.json', installFolder))) installFolder = new URL('..', installFolder);
+enableCompileCache(fileURLToPath(new URL('.cache/compile', installFolder)));
 const { main } = await import('./program.ts');
 process.exitCode = await main(process.argv);

@@ -8,6 +8,8 @@ import type { PgCluster } from './pg-cluster.ts';
 
 export const PROJECT_ROOT = new URL('../..', import.meta.url).pathname;
 const CLI = join(PROJECT_ROOT, 'src/cli/main.ts');
+/** The bundle `npm run build` makes: what `npm ci` installs and the systemd unit runs. */
+export const BUILT_CLI = join(PROJECT_ROOT, 'dist/stackback.js');
 
 export interface CliResult {
   code: number;
@@ -69,7 +71,7 @@ export function filesSourceYaml(paths: string[], source: { name?: string; exclud
 /** A config in a temp folder with the given postgres entries (may be '') and, optionally, qdrant and files entries. */
 export async function makeSandbox(
   postgresYaml: string,
-  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string } = {},
+  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string; cli?: string } = {},
 ): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
   const configPath = join(dir, 'stackback.yaml');
@@ -79,8 +81,9 @@ export async function makeSandbox(
     configPath,
     [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ...(options.filesYaml ? ['  files:', options.filesYaml] : []), ''].join('\n'),
   );
+  const cli = options.cli ?? CLI;
   const run = async (args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> => {
-    const result = await execa(process.execPath, [CLI, ...args, '--config', configPath], {
+    const result = await execa(process.execPath, [cli, ...args, '--config', configPath], {
       reject: false,
       cwd: PROJECT_ROOT,
       env: options.env ?? {},
