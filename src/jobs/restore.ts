@@ -1,6 +1,6 @@
 import { StackbackError, errorMessage } from '../errors.ts';
-import { checkStoredChunks, openArtifact } from '../repository/artifact-reader.ts';
-import { type Manifest, validateBackupName } from '../repository/manifest.ts';
+import { type ChunkProblem, checkStoredChunks, openArtifact } from '../repository/artifact-reader.ts';
+import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { Lock } from '../repository/lock.ts';
 import type { Finding, RestoreOptions, RestorePlan } from '../sources/source.ts';
@@ -41,6 +41,7 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
   validateBackupName(name);
   const repo = await Repository.open(ctx.config.repository.path, { create: false });
   const lock = await repo.lockReader(`restore ${name}`, ctx.config.lockTimeoutMs);
+  let damage: DamageCheck | undefined;
   try {
     const manifest = await repo.readManifest(name);
     // The catalog copy is restored by `stackback catalog restore`, not here.
@@ -50,6 +51,9 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
       throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(restorable.map((a) => a.source))].join(', ')}`);
     }
     const open = (artifact: Manifest['artifacts'][number]) => openArtifact(repo, manifest.chain, artifact, RESTORE_READ_CHECK);
+    const damageCheck = new DamageCheck(repo, manifest.chain);
+    damage = damageCheck;
+    const willRead = (artifacts: ArtifactManifest[]) => damageCheck.start(artifacts);
     const plans: RestorePlan[] = [];
     for (const sourceName of sourceNames) {
       const source = ctx.sources.find((s) => s.name === sourceName);
@@ -57,9 +61,9 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
         throw new StackbackError('SOURCE_NOT_FOUND', `backup ${name} holds source "${sourceName}", which is not in the config`, 'add the source back to the config (its connection settings are needed to restore it)');
       }
       const artifacts = manifest.artifacts.filter((a) => a.source === sourceName);
-      plans.push(await source.planRestore({ artifacts, options: selection, open, now: ctx.now(), workDir: ctx.config.workDir, signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
+      plans.push(await source.planRestore({ artifacts, options: selection, open, willRead, now: ctx.now(), workDir: ctx.config.workDir, signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
     }
-    const findings: RestoreFinding[] = [...plans.flatMap((p) => p.findings.map((f) => ({ source: p.source, ...f }))), ...(await damageFindings(repo, manifest, plans))];
+    const findings: RestoreFinding[] = [...plans.flatMap((p) => p.findings.map((f) => ({ source: p.source, ...f }))), ...(await damageCheck.findings(manifest, plans))];
     const errors = findings.filter((f) => f.level === 'error');
     if (errors.length > 0 && !check) {
       throw new StackbackError(
@@ -75,15 +79,49 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
       abandon: () => lock.release(),
     };
   } catch (error) {
+    // Checks still reading the repository end before its lock is released.
+    await damage?.settled();
     await lock.release();
     throw error;
   }
 }
 
-/** Every chunk the restore needs, checked against its stored sha256 before any target is touched. */
-async function damageFindings(repo: Repository, manifest: Manifest, plans: RestorePlan[]): Promise<RestoreFinding[]> {
-  const artifacts = plans.flatMap((p) => p.artifacts);
-  const problems = await checkStoredChunks(repo, manifest.chain, artifacts.flatMap((a) => a.chunks), { hash: true });
+/**
+ * Every chunk the restore needs, checked against its stored sha256 before any target is
+ * touched; started per batch of artifacts as soon as a plan announces them.
+ */
+class DamageCheck {
+  private readonly checks = new Map<string, Promise<ChunkProblem[]>>();
+  private readonly repo: Repository;
+  private readonly chain: string;
+
+  constructor(repo: Repository, chain: string) {
+    this.repo = repo;
+    this.chain = chain;
+  }
+
+  start(artifacts: ArtifactManifest[]): void {
+    const fresh = artifacts.filter((a) => !this.checks.has(a.id));
+    if (fresh.length === 0) return;
+    const running = checkStoredChunks(this.repo, this.chain, fresh.flatMap((a) => a.chunks), { hash: true });
+    running.catch(() => undefined); // awaited in findings() or settled()
+    for (const artifact of fresh) this.checks.set(artifact.id, running);
+  }
+
+  async settled(): Promise<void> {
+    await Promise.allSettled(this.checks.values());
+  }
+
+  async findings(manifest: Manifest, plans: RestorePlan[]): Promise<RestoreFinding[]> {
+    const artifacts = plans.flatMap((p) => p.artifacts);
+    this.start(artifacts);
+    // Artifacts checked together share one promise: each batch's problems count once.
+    const problems = (await Promise.all([...new Set(artifacts.map((a) => this.checks.get(a.id)!))])).flat();
+    return damageFindings(manifest, artifacts, problems);
+  }
+}
+
+function damageFindings(manifest: Manifest, artifacts: ArtifactManifest[], problems: ChunkProblem[]): RestoreFinding[] {
   if (problems.length === 0) return [{ source: 'repository', level: 'ok', message: `all chunks of ${artifacts.map((a) => a.id).join(', ')} are present and intact` }];
   const bad = new Set(problems.map((p) => p.chunk));
   const affected = artifacts.filter((a) => a.chunks.some((c) => bad.has(c.id))).map((a) => a.id);

@@ -64,6 +64,12 @@ export interface RestoreRequest {
   signal?: AbortSignal | undefined;
   /** Free space to keep on a restore target beyond what the restore needs (restore.reserve_free). */
   reserveBytes: number;
+  /**
+   * Call as soon as it is known which artifacts the plan will read, before the preflight's
+   * round trips: their chunks are checked for damage meanwhile. (Artifacts a plan reads but
+   * did not announce are checked after planning.)
+   */
+  willRead(artifacts: ArtifactManifest[]): void;
 }
 
 /** One result of a restore preflight; every problem says what to do about it. */

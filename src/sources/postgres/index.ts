@@ -128,6 +128,7 @@ export class PostgresSource implements Source {
     if (options.withGlobals && !globals) {
       throw new StackbackError('ARTIFACT_NOT_FOUND', `--with-globals: the backup holds no globals of source ${this.name} (globals: false when it was taken?)`);
     }
+    request.willRead([...(globals ? [globals] : []), ...dumps]);
     const globalsSql = globals ? Buffer.concat(await Array.fromAsync(request.open(globals))).toString('utf8') : '';
     const databaseOptions = {
       targetDb: options.targetDb,

@@ -133,6 +133,7 @@ export class QdrantSource implements Source {
     if (options.targetCollection !== undefined && snapshots.length !== 1) {
       throw new StackbackError('USAGE', `--target-collection restores one collection, but ${snapshots.length} are selected (${snapshots.map((s) => s.target).join(', ')})`, 'add --collection NAME');
     }
+    request.willRead(snapshots);
     const version = await this.server.version();
     const findings: Finding[] = snapshots.map((artifact) => {
       const recorded = String(artifact.meta.qdrant_version);
