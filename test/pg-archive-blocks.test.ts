@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { CopyBlockMerger } from '../src/sources/postgres/archive-blocks.ts';
+import { CopyBlockMerger, MAX_HEAD_BYTES, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 
 /** Pushes `data` through a new merger in pieces of the given sizes (cycled), then ends it. */
@@ -100,6 +100,25 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     const future = Buffer.from(archive);
     future[6] = 99; // archive version 1.99
     assert.deepEqual(merge(future), future, 'an archive version it does not know');
+  });
+
+  test('the table of contents is read as pg_restore reads it: the entries with data are the ones it lists', async () => {
+    const { stdout } = await execa(`${cluster.binDir}/pg_restore`, ['-l'], { input: archive });
+    const listed = [...stdout.matchAll(/^(\d+); \d+ \d+ (TABLE DATA|BLOBS|LARGE OBJECTS) /gm)].map((m) => Number(m[1]));
+    assert.ok(listed.length >= 5, stdout);
+    const head = parseArchiveHead(archive)!;
+    assert.deepEqual([...head.dataIds].filter((id) => listed.includes(id)).sort(), [...listed].sort());
+    // The first data block starts right after it, with a dump id of an entry that has data.
+    assert.equal(archive[head.dataStart], 1);
+    assert.ok(head.dataIds.has(archive.readUInt32LE(head.dataStart + 2)));
+  });
+
+  test('a table of contents that does not end within 64 MiB is not held back: everything passes', () => {
+    const int = (value: number) => Buffer.concat([Buffer.of(0), Buffer.from(Uint32Array.of(value).buffer)]);
+    // Version 1.14, 4-byte integers, uncompressed, a million entries promised, then only zero bytes.
+    const header = Buffer.concat([Buffer.from('PGDMP'), Buffer.of(1, 14, 0, 4, 8, 1), int(0), ...Array.from({ length: 7 }, () => int(0)), int(0), int(0), int(0), int(1_000_000)]);
+    const endless = Buffer.concat([header, Buffer.alloc(MAX_HEAD_BYTES + 5 * 1024 * 1024)]);
+    assert.ok(merge(endless, [1024 * 1024]).equals(endless));
   });
 
   test('an archive cut off inside its data stays cut off: pg_restore reports it', async () => {

@@ -19,6 +19,8 @@ import type { StreamTransform } from '../../repository/artifact-reader.ts';
 
 /** Merged data blocks are flushed once they reach this size. */
 const MERGE_BYTES = 8192;
+/** A table of contents not parsed within this many bytes is taken for something else: it passes through. */
+export const MAX_HEAD_BYTES = 64 * 1024 * 1024;
 /** Archive versions (1.major.minor) whose header and table of contents this parser knows. */
 const OLDEST_VERSION = 0x010c00; // 1.12: PostgreSQL 9.5
 const NEWEST_VERSION = 0x011000; // 1.16: PostgreSQL 17
@@ -28,8 +30,16 @@ const BLK_BLOBS = 3;
 
 class NeedMore extends Error {}
 
-/** Reads the header and table of contents; returns where the data blocks start and the integer size, or null if unsupported. */
-export function parseArchiveHead(data: Buffer): { dataStart: number; intSize: number } | null {
+export interface ArchiveHead {
+  /** Where the data blocks start. */
+  dataStart: number;
+  intSize: number;
+  /** Dump ids of the entries that have data: the only ids a data block may carry. */
+  dataIds: Set<number>;
+}
+
+/** Reads the header and table of contents; null if this is not an archive it knows. */
+export function parseArchiveHead(data: Buffer): ArchiveHead | null {
   let pos = 0;
   const take = (n: number) => {
     if (pos + n > data.length) throw new NeedMore();
@@ -54,9 +64,10 @@ export function parseArchiveHead(data: Buffer): { dataStart: number; intSize: nu
   for (let i = 0; i < 7; i++) readInt(); // creation time
   for (let i = 0; i < 3; i++) readString(); // database name, server version, pg_dump version
   const entries = readInt();
+  const dataIds = new Set<number>();
   for (let e = 0; e < entries; e++) {
-    readInt(); // dump id
-    readInt(); // had dumper
+    const dumpId = readInt();
+    if (readInt() !== 0) dataIds.add(dumpId); // had a data dumper
     for (let i = 0; i < 4; i++) readString(); // table oid, oid, tag, desc
     readInt(); // section
     for (let i = 0; i < 6; i++) readString(); // defn, drop, copy statement, namespace, tablespace, table access method
@@ -66,7 +77,7 @@ export function parseArchiveHead(data: Buffer): { dataStart: number; intSize: nu
     while (readString()); // dependencies, ended by a null string
     take(1 + offSize); // data offset flag and offset
   }
-  return { dataStart: pos, intSize };
+  return { dataStart: pos, intSize, dataIds };
 }
 
 type State =
@@ -92,6 +103,7 @@ export class CopyBlockMerger implements StreamTransform {
   private headBytes = 0;
   private nextHeadAttempt = 0;
   private intSize = 4;
+  private dataIds = new Set<number>();
   /** An integer split across pushes, gathered to learn its value (its bytes pass through). */
   private intScratch = Buffer.alloc(16);
   private intFilled = 0;
@@ -124,8 +136,11 @@ export class CopyBlockMerger implements StreamTransform {
       parsed = parseArchiveHead(buffered);
     } catch (error) {
       if (!(error instanceof NeedMore)) throw error;
-      this.nextHeadAttempt = buffered.length * 2;
-      return Buffer.alloc(0);
+      if (buffered.length <= MAX_HEAD_BYTES) {
+        this.nextHeadAttempt = buffered.length * 2;
+        return Buffer.alloc(0);
+      }
+      parsed = null;
     }
     this.head = [];
     if (!parsed) {
@@ -133,6 +148,7 @@ export class CopyBlockMerger implements StreamTransform {
       return buffered;
     }
     this.intSize = parsed.intSize;
+    this.dataIds = parsed.dataIds;
     this.state = 'blockType';
     const blocks = this.reframe(buffered.subarray(parsed.dataStart));
     return buffered.subarray(0, parsed.dataStart + blocks.length);
@@ -202,7 +218,9 @@ export class CopyBlockMerger implements StreamTransform {
   private onInt(value: number): void {
     switch (this.state) {
       case 'blockId':
-        this.state = this.blockType === BLK_DATA ? 'dataLength' : 'blobOid';
+        // An id the table of contents has no data for: this is not the layout we think it is.
+        if (!this.dataIds.has(value)) this.state = 'pass';
+        else this.state = this.blockType === BLK_DATA ? 'dataLength' : 'blobOid';
         return;
       case 'blobOid':
         this.state = value === 0 ? 'blockType' : 'blobLength';
