@@ -14,6 +14,7 @@ import {
   fastest,
   formatTable,
   largest,
+  median,
   megabytes,
   pgTool,
   ratio,
@@ -160,6 +161,9 @@ function summarize(samples: Sample[]) {
     { what: 'backup wall: stackback / pg_dump | zstd', unit: 'ratio', value: ratio(rows.stackback_backup.wall_s, rows.pg_dump_zstd?.wall_s), limit: null },
     { what: 'stored bytes: stackback / zstd -3', unit: 'ratio', value: ratio(rows.stackback_backup.bytes, rows.pg_dump_zstd?.bytes), limit: 1.05 },
     { what: 'restore wall: stackback / pg_restore+ANALYZE', unit: 'ratio', value: ratio(rows.stackback_restore.wall_s, rows.pg_restore_analyze.wall_s), limit: 1.1 },
+    // Each run times both sides back to back: the median of those paired ratios shrugs off a slow stretch that hit one side only.
+    { what: 'backup wall, median of per-run ratios', unit: 'ratio', value: median(samples.map((s) => s.backup.seconds / s.pgDumpFc.seconds)), limit: 0.35 },
+    { what: 'restore wall, median of per-run ratios', unit: 'ratio', value: median(samples.map((s) => s.restore.seconds / s.pgRestore.seconds)), limit: 1.1 },
     { what: 'peak RSS: stackback backup', unit: 'MiB', value: mib(rows.stackback_backup.peak_rss_bytes), limit: mib(rssLimit) },
     { what: 'peak RSS: stackback restore', unit: 'MiB', value: mib(rows.stackback_restore.peak_rss_bytes), limit: mib(rssLimit) },
   ].map((t) => ({ ...t, verdict: verdict(t.value, t.limit) }));
@@ -177,7 +181,7 @@ function formatTarget(value: number | null, unit: string): string {
   return unit === 'MiB' ? `${value.toFixed(1)} MiB` : value.toFixed(2);
 }
 
-function report(options: Options, databaseBytes: number, summary: Summary): string {
+function report(options: Options, databaseBytes: number, summary: Summary, samples: Sample[]): string {
   const { rows, targets } = summary;
   const r = rows;
   const measured = formatTable([
@@ -201,6 +205,12 @@ function report(options: Options, databaseBytes: number, summary: Summary): stri
     measured,
     `(stackback stored = chains/ + manifests/ on disk; \`stackback list\` says ${megabytes(r.stackback_backup.bytes_stored_listed)} MiB)`,
     '',
+    ...samples.map(
+      (s, i) =>
+        `run ${i + 1}: backup ${seconds(s.backup.seconds)} s vs pg_dump -Fc ${seconds(s.pgDumpFc.seconds)} s (${(s.backup.seconds / s.pgDumpFc.seconds).toFixed(2)}); ` +
+        `restore ${seconds(s.restore.seconds)} s vs pg_restore+ANALYZE ${seconds(s.pgRestore.seconds)} s (${(s.restore.seconds / s.pgRestore.seconds).toFixed(2)})`,
+    ),
+    '',
     ratios,
     '',
   ].join('\n');
@@ -209,5 +219,5 @@ function report(options: Options, databaseBytes: number, summary: Summary): stri
 // Two repetitions by default: the fastest of two is steadier on these shared machines.
 runBenchmark(2, runOnce, (options, databaseBytes, samples) => {
   const summary = summarize(samples);
-  return { text: report(options, databaseBytes, summary), summary };
+  return { text: report(options, databaseBytes, summary, samples), summary };
 });

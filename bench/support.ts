@@ -195,6 +195,11 @@ export async function writeConfig(bench: Bench, dir: string, database = DB, extr
 // of peak RSS and bytes (bytes differ between runs only by the dump's timestamps).
 export const fastest = (xs: number[]) => Math.min(...xs);
 export const largest = (xs: number[]) => Math.max(...xs);
+export const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
 export const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : a / b);
 
 export function verdict(value: number | null, limit: number | null): string {
