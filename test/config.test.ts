@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
+import { isTimeZone } from '../src/config/formats.ts';
 import { ConfigInvalidError, loadConfig, parseConfig, type PostgresSourceConfig, type QdrantSourceConfig, resolveConfigPath } from '../src/config/load.ts';
 import { PROJECT_ROOT } from './support/stackback.ts';
 
@@ -103,6 +104,13 @@ describe('config', () => {
     for (const key of ['repository.path', 'catalog.path', 'work_dir', 'log.level', 'sources.postgres', 'sources.postgres[].password_file', 'sources.postgres[].bin_dir']) {
       assert.ok(keys.includes(key), key);
     }
+  });
+});
+
+describe('time zones', () => {
+  test('UTC, canonical IANA names and their aliases pass; unknown names fail', () => {
+    for (const zone of ['UTC', 'Europe/Berlin', 'America/Argentina/Buenos_Aires', 'Etc/UTC', 'US/Eastern', 'Asia/Calcutta']) assert.equal(isTimeZone(zone), true, zone);
+    for (const zone of ['Mars/Olympus', 'utc+2', '', 'Europe/Berlinn']) assert.equal(isTimeZone(zone), false, zone);
   });
 });
 
