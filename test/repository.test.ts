@@ -122,6 +122,16 @@ describe('repository store and read back', () => {
     assert.equal(missing[0]!.problem, 'missing');
   });
 
+  test('a hash check stopped through its signal ends with the signal\'s reason', async () => {
+    const stored = await new BackupWriter(temp.repo, 'chain-e', noChunks, { compressionLevel: 1 }).storeArtifact(inPieces(dumpLikeData(4 * 1024 * 1024, 14)));
+    const controller = new AbortController();
+    const checking = checkStoredChunks(temp.repo, 'chain-e', stored.chunks, { hash: true, signal: controller.signal });
+    controller.abort(new Error('restore abandoned'));
+    await assert.rejects(checking, /restore abandoned/);
+    // An already stopped signal starts nothing.
+    await assert.rejects(checkStoredChunks(temp.repo, 'chain-e', stored.chunks, { hash: true, signal: controller.signal }), /restore abandoned/);
+  });
+
   test('a chunk the chain already holds is not written again', async () => {
     const data = dumpLikeData(3 * 1024 * 1024, 5);
     const first = new BackupWriter(temp.repo, 'chain-d', noChunks, { compressionLevel: 3 });

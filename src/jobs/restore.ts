@@ -79,8 +79,8 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
       abandon: () => lock.release(),
     };
   } catch (error) {
-    // Checks still reading the repository end before its lock is released.
-    await damage?.settled();
+    // Checks still reading the repository are stopped before its lock is released.
+    await damage?.cancel();
     await lock.release();
     throw error;
   }
@@ -92,6 +92,7 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
  */
 class DamageCheck {
   private readonly checks = new Map<string, Promise<ChunkProblem[]>>();
+  private readonly stop = new AbortController();
   private readonly repo: Repository;
   private readonly chain: string;
 
@@ -103,20 +104,23 @@ class DamageCheck {
   start(artifacts: ArtifactManifest[]): void {
     const fresh = artifacts.filter((a) => !this.checks.has(a.id));
     if (fresh.length === 0) return;
-    const running = checkStoredChunks(this.repo, this.chain, fresh.flatMap((a) => a.chunks), { hash: true });
-    running.catch(() => undefined); // awaited in findings() or settled()
+    const running = checkStoredChunks(this.repo, this.chain, fresh.flatMap((a) => a.chunks), { hash: true, signal: this.stop.signal });
+    running.catch(() => undefined); // awaited in findings() or cancel()
     for (const artifact of fresh) this.checks.set(artifact.id, running);
   }
 
-  async settled(): Promise<void> {
+  /** The restore is not going ahead: stop the checks and wait until their threads are gone. */
+  async cancel(): Promise<void> {
+    this.stop.abort(new Error('restore abandoned'));
     await Promise.allSettled(this.checks.values());
   }
 
   async findings(manifest: Manifest, plans: RestorePlan[]): Promise<RestoreFinding[]> {
     const artifacts = plans.flatMap((p) => p.artifacts);
     this.start(artifacts);
-    // Artifacts checked together share one promise: each batch's problems count once.
-    const problems = (await Promise.all([...new Set(artifacts.map((a) => this.checks.get(a.id)!))])).flat();
+    // Artifacts checked together share one promise: each batch's problems count once, and a chunk found in two batches once.
+    const batches = await Promise.all([...new Set(artifacts.map((a) => this.checks.get(a.id)!))]);
+    const problems = [...new Map(batches.flat().map((p) => [p.chunk, p])).values()];
     return damageFindings(manifest, artifacts, problems);
   }
 }

@@ -21,7 +21,10 @@ export type ReadCheck = 'content' | 'stored';
  * provides one exports `createTransform()`; it is loaded in the thread that writes the pipe.
  */
 export interface StreamTransform {
-  /** The bytes to write for `data`; valid until the next call. */
+  /**
+   * The bytes to write for `data`; valid until the next call. `data` may be rewritten in
+   * place, and is the caller's again once push() returns: keep a copy of anything held back.
+   */
   push(data: Buffer): Buffer;
   /** What is still held back at the end of the stream. */
   end(): Buffer;
@@ -145,10 +148,10 @@ export async function checkStoredChunks(
   repo: Repository,
   chain: string,
   chunks: ChunkRef[],
-  options: { hash: boolean },
+  options: { hash: boolean; signal?: AbortSignal },
 ): Promise<ChunkProblem[]> {
   const unique = [...new Map(chunks.map((c) => [c.id, c])).values()];
-  if (options.hash) return checkStoredInThreads(repo, chain, unique);
+  if (options.hash) return checkStoredInThreads(repo, chain, unique, options.signal);
   const problems: ChunkProblem[] = [];
   const check = async (ref: ChunkRef) => {
     const problem = sizeProblem(ref, await repo.chunkSize(chain, ref.id));

@@ -60,18 +60,23 @@ export async function writeArtifactToPipe(repo: Repository, chain: string, artif
   await startThread({ kind: 'pipe', chain, artifact, paths, check, pipe, ...options }, `writing artifact ${artifact.id}`).done;
 }
 
-/** Reads and hashes stored objects on as many threads as the machine has cores (at most 4). */
-export async function checkStoredInThreads(repo: Repository, chain: string, chunks: ChunkRef[]): Promise<ChunkProblem[]> {
+/** Reads and hashes stored objects on as many threads as the machine has cores (at most 4); `signal` stops them. */
+export async function checkStoredInThreads(repo: Repository, chain: string, chunks: ChunkRef[], signal?: AbortSignal): Promise<ChunkProblem[]> {
   if (chunks.length === 0) return [];
+  signal?.throwIfAborted();
   const threads = Math.min(4, availableParallelism(), chunks.length);
   // Dealt round-robin: neighbouring chunks have similar sizes, so every thread gets a fair share.
   const shares = Array.from({ length: threads }, (_, t) => chunks.filter((_, index) => index % threads === t));
   const runs = shares.map((share) => startThread({ kind: 'check', chunks: share, paths: share.map((c) => repo.chunkPath(chain, c.id)) }, `checking chunks of chain ${chain}`));
+  const stopAll = () => runs.forEach((run) => run.stop());
+  signal?.addEventListener('abort', stopAll, { once: true });
   try {
     return (await Promise.all(runs.map((r) => r.done))).flat();
   } catch (error) {
     // One failed: the others would go on reading the repository after the caller gave up.
-    for (const run of runs) run.stop();
-    throw error;
+    stopAll();
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    signal?.removeEventListener('abort', stopAll);
   }
 }

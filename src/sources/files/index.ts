@@ -88,9 +88,9 @@ export class FilesSource implements Source {
   async planRestore(request: RestoreRequest): Promise<RestorePlan> {
     const artifact = request.artifacts.find((a) => a.kind === 'files_tar');
     if (!artifact) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds no files of source ${this.name}`);
-    request.willRead([artifact]);
     const { targetDir, path: only } = request.options;
     if (only !== undefined && !path.isAbsolute(only)) throw new StackbackError('USAGE', `--path must be an absolute path as it was backed up (got ${only})`);
+    request.willRead([artifact]);
     const root = targetDir === undefined ? '/' : path.resolve(targetDir);
     const scan = await scanArchive(request.open(artifact), { root, only });
     if (scan.entries === 0) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds nothing under ${only ?? '/'} from source ${this.name}`);

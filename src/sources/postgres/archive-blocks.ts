@@ -70,8 +70,9 @@ export function parseArchiveHead(data: Buffer): ArchiveHead | null {
     if (readInt() !== 0) dataIds.add(dumpId); // had a data dumper
     for (let i = 0; i < 4; i++) readString(); // table oid, oid, tag, desc
     readInt(); // section
-    for (let i = 0; i < 6; i++) readString(); // defn, drop, copy statement, namespace, tablespace, table access method
-    if (version >= 0x011000) readInt(); // relkind
+    for (let i = 0; i < 5; i++) readString(); // defn, drop, copy statement, namespace, tablespace
+    if (version >= 0x010e00) readString(); // table access method (1.14)
+    if (version >= 0x011000) readInt(); // relkind (1.16)
     readString(); // owner
     readString(); // "with oids"
     while (readString()); // dependencies, ended by a null string
@@ -125,7 +126,8 @@ export class CopyBlockMerger implements StreamTransform {
   }
 
   private pushHead(data: Buffer): Buffer {
-    this.head.push(data);
+    // A copy: the caller may reuse `data` once push() returns (the worker reads raw chunks into one buffer).
+    this.head.push(Buffer.from(data));
     this.headBytes += data.length;
     // Re-parsing from the start each time would be quadratic for a huge table of contents: retry when the buffer has doubled.
     if (this.headBytes < this.nextHeadAttempt) return Buffer.alloc(0);
@@ -137,7 +139,7 @@ export class CopyBlockMerger implements StreamTransform {
     } catch (error) {
       if (!(error instanceof NeedMore)) throw error;
       if (buffered.length <= MAX_HEAD_BYTES) {
-        this.nextHeadAttempt = buffered.length * 2;
+        this.nextHeadAttempt = Math.min(buffered.length * 2, MAX_HEAD_BYTES + 1);
         return Buffer.alloc(0);
       }
       parsed = null;

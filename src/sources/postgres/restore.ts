@@ -207,7 +207,7 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
     if (plan.mode !== 'target') await swapIn(admin, plan, options);
     return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000 };
   } catch (error) {
-    if (!feeding) await feed.cancel();
+    if (!feeding) await feed.cancel().catch(() => undefined);
     if (created) await dropDatabase(admin!, plan.scratch, plan.serverMajor).catch(() => undefined);
     throw error;
   } finally {
