@@ -97,9 +97,14 @@ export function missingChunk(chain: string, id: string): StackbackError {
   return new StackbackError('CHUNK_MISSING', `chunk ${id} of chain ${chain} is missing from the repository`);
 }
 
+/** Whether a chunk's stored bytes hash to their recorded sha256. */
+export function storedBytesMatch(ref: ChunkRef, stored: Buffer): boolean {
+  return createHash('sha256').update(stored).digest('hex') === ref.stored_sha256;
+}
+
 /** Throws CHUNK_CORRUPT unless a chunk's stored bytes match their recorded sha256. */
 export function checkStoredBytes(chain: string, ref: ChunkRef, stored: Buffer): void {
-  if (createHash('sha256').update(stored).digest('hex') !== ref.stored_sha256) {
+  if (!storedBytesMatch(ref, stored)) {
     throw new StackbackError('CHUNK_CORRUPT', `chunk ${ref.id} of chain ${chain} is damaged (stored bytes do not match their recorded sha256)`);
   }
 }

@@ -1,15 +1,14 @@
 import { availableParallelism } from 'node:os';
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { StackbackError, type ErrorCode } from '../errors.ts';
+import { siblingModule } from '../sibling-module.ts';
 import type { ChunkProblem, PipeWriteOptions, ReadCheck } from './artifact-reader.ts';
 import type { ChunkJob, ChunkJobOutcome, ThreadFailure } from './chunk-worker.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import type { Repository } from './repository.ts';
 
-// Beside this file: .ts when run from source (tests), .js once built.
-const WORKER = new URL(`./chunk-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+// The thread body, beside this file.
+const WORKER = siblingModule(import.meta.url, 'chunk-worker');
 
 interface ThreadRun {
   /** Resolves with the problems list (check jobs) or nothing; rejects with the job's error. */

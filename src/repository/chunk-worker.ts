@@ -8,7 +8,7 @@ import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StackbackError } from '../errors.ts';
-import { type ChunkProblem, type ReadCheck, type StreamTransform, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, undecodable } from './artifact-reader.ts';
+import { type ChunkProblem, type ReadCheck, type StreamTransform, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, storedBytesMatch, undecodable } from './artifact-reader.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { decodeObjectSync } from './object-codec.ts';
 
@@ -82,7 +82,7 @@ function writePipe({ chain, artifact, paths, check, pipe, nice }: PipeJob, trans
   // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
   // change the whole process, so the priority is left alone there.
   if (nice > 0 && process.platform === 'linux') setPriority(nice);
-  // Blocks until the reading tool has opened its end (runToolOnArtifact releases it if the tool never does).
+  // Blocks until the reading tool has opened its end (the feed's releaseWriter in sources/tool.ts frees it if the tool never does).
   const out = openSync(pipe, 'w');
   try {
     const whole = check === 'content' ? createHash('sha256') : undefined;
@@ -114,7 +114,7 @@ function checkStored({ chunks, paths }: CheckJob): ChunkProblem[] {
     const stored = readObject(paths[index]!);
     const problem = sizeProblem(ref, stored?.length);
     if (problem) problems.push(problem);
-    else if (createHash('sha256').update(stored!).digest('hex') !== ref.stored_sha256) {
+    else if (!storedBytesMatch(ref, stored!)) {
       problems.push({ chunk: ref.id, problem: 'damaged', detail: 'stored bytes do not match their recorded sha256' });
     }
   });

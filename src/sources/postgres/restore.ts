@@ -1,10 +1,9 @@
 import { existsSync, promises as fs } from 'node:fs';
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactData } from '../../repository/artifact-reader.ts';
+import { siblingModule } from '../../sibling-module.ts';
 import { restoreStamp } from '../stamp.ts';
 import { feedTool, pipeFolderProblem, runTool, startArtifactFeed } from '../tool.ts';
 import type { Finding } from '../source.ts';
@@ -56,7 +55,7 @@ export interface DatabaseRestoreResult {
 const MAX_IDENT_BYTES = 63;
 
 /** Merges pg_dump's per-row data blocks on the way into pg_restore; beside this file, .ts from source, .js once built. */
-const ARCHIVE_BLOCK_MERGER = new URL(`./archive-blocks${extname(fileURLToPath(import.meta.url))}`, import.meta.url).href;
+const ARCHIVE_BLOCK_MERGER = siblingModule(import.meta.url, 'archive-blocks').href;
 
 /** "<db><suffix>", cutting the database part so the whole fits PostgreSQL's 63-byte names. */
 export function derivedName(database: string, suffix: string): string {
