@@ -32,6 +32,7 @@ describe('config', () => {
     const main = config.sources[0] as PostgresSourceConfig;
     assert.deepEqual([main.name, main.host, main.port, main.databases, main.globals], ['main', '/var/run/postgresql', 5432, ['app'], true]);
     assert.equal(main.exactCountMaxBytes, 128 * 1024 * 1024);
+    assert.deepEqual([main.restoreCopySessions, main.restoreCopySplitAfterBytes], [2, 64 * 1024 * 1024]);
     const vectors = config.sources[1] as QdrantSourceConfig;
     assert.deepEqual([vectors.mode, vectors.url, vectors.apiKeyFile, vectors.collections, vectors.timeoutMs, vectors.keepServerSnapshots], ['api', 'http://127.0.0.1:6333', null, 'all', 30 * 60_000, false]);
   });
@@ -47,7 +48,7 @@ describe('config', () => {
   test('every problem is reported at once, each with its key path and the value', () => {
     const problems = problemsOf(
       ['repository: { path: /r, compression_level: 40 }', 'lock_timeout: soon', 'log: { level: loud }', 'extra_key: 1', 'sources:', '  postgres:',
-        '    - { name: main, port: "abc" }', '    - { name: "Bad Name", databases: "some" }', '    - { name: main, exact_count_max_size: lots }'].join('\n'),
+        '    - { name: main, port: "abc" }', '    - { name: "Bad Name", databases: "some" }', '    - { name: main, exact_count_max_size: lots, restore_copy_sessions: two }'].join('\n'),
     );
     assert.deepEqual(problems.sort(), [
       'extra_key: unknown key',
@@ -58,6 +59,7 @@ describe('config', () => {
       'sources.postgres[1].databases: must be "all" or a non-empty list of names, got "some"',
       'sources.postgres[1].name: must match [a-z0-9_-]+ (lower case letters, digits, _ and -), got "Bad Name"',
       'sources.postgres[2].exact_count_max_size: must be a size such as 512MiB, 2GB or a number of bytes, got "lots"',
+      'sources.postgres[2].restore_copy_sessions: must be a whole number, 0 or more, got "two"',
     ]);
   });
 

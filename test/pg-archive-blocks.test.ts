@@ -1,19 +1,19 @@
 // The merger of pg_dump's per-row data blocks (src/sources/postgres/archive-blocks.ts), on real
 // archives: pg_restore must make exactly the same of the merged stream as of the original,
-// however the stream is cut into pushes, and whatever it does not recognise passes unchanged.
+// however the stream is cut into pushes, and whatever it does not recognise passes unchanged;
+// with side streams, the rows of big tables are dealt out whole and every row arrives once.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { CopyBlockMerger, MAX_HEAD_BYTES, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
+import { CopyBlockMerger, MAX_HEAD_BYTES, MIN_SPLIT_AFTER, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 
 /**
- * Pushes `data` through a new merger in pieces of the given sizes (cycled), then ends it. As
- * in the restore's feeding thread, every piece arrives in one reused buffer (raw chunks are
- * read into the same memory), which is overwritten as soon as push() returns.
+ * Pushes `data` through `merger` in pieces of the given sizes (cycled), then ends it. As in
+ * the restore's feeding thread, every piece arrives in one reused buffer (raw chunks are read
+ * into the same memory), which is overwritten as soon as push() returns.
  */
-function merge(data: Buffer, pieceSizes: number[] = [data.length]): Buffer {
-  const merger = new CopyBlockMerger();
+function pushThrough(merger: CopyBlockMerger, data: Buffer, pieceSizes: number[]): Buffer {
   const out: Buffer[] = [];
   const reused = Buffer.alloc(Math.max(...pieceSizes));
   for (let offset = 0, i = 0; offset < data.length; i++) {
@@ -25,6 +25,26 @@ function merge(data: Buffer, pieceSizes: number[] = [data.length]): Buffer {
   }
   out.push(Buffer.from(merger.end()));
   return Buffer.concat(out);
+}
+
+function merge(data: Buffer, pieceSizes: number[] = [data.length]): Buffer {
+  return pushThrough(new CopyBlockMerger(), data, pieceSizes);
+}
+
+/** Like merge(), with side streams (at the least split point): what pg_restore gets, and what each side stream gets. */
+function split(data: Buffer, pieceSizes: number[], sideCount: number): { main: Buffer; sides: Buffer[] } {
+  const written: Buffer[][] = Array.from({ length: sideCount }, () => []);
+  const sides = { count: sideCount, write: (index: number, bytes: Buffer) => void written[index]!.push(Buffer.from(bytes)) };
+  const main = pushThrough(new CopyBlockMerger({ sides, options: { splitAfter: 0, serverMajor: 15 } }), data, pieceSizes);
+  return { main, sides: written.map((pieces) => Buffer.concat(pieces)) };
+}
+
+/** The rows of `table` in a pg_restore or psql script, in order: the lines between its COPY line and the end-of-data line. */
+function copyRows(script: string, table: string): string[] {
+  const start = script.indexOf(`COPY ${table} `);
+  if (start < 0) return [];
+  const first = script.indexOf('\n', start) + 1;
+  return script.slice(first, script.indexOf('\n\\.\n', first - 1) + 1).split('\n').slice(0, -1);
 }
 
 /** A minimal custom-format archive as pg_dump writes it (version 1.major), one table with one row per data block. */
@@ -74,6 +94,9 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
        CREATE TABLE mixed (id int, body text);
        INSERT INTO mixed SELECT g, CASE WHEN g % 50 = 0 THEN repeat('x', 9000 + g) ELSE 'short ' || g END FROM generate_series(1, 3000) g;
        CREATE TABLE empty (id int);
+       CREATE TABLE big (id int, body text, tags text[], doc jsonb);
+       INSERT INTO big SELECT g, CASE g % 5 WHEN 0 THEN E'\\\\.' WHEN 1 THEN E'line\\nbreak, tab\\t, ü' WHEN 2 THEN NULL ELSE repeat('x', g % 300) END,
+         ARRAY['a', g::text], jsonb_build_object('n', g, 's', repeat('é', g % 30)) FROM generate_series(1, 80000) g;
        SELECT lo_from_bytea(0, decode(repeat('ab', 30000), 'hex'));
        SELECT lo_from_bytea(0, 'tiny large object'::bytea);`,
     );
@@ -140,10 +163,15 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     const listed = [...stdout.matchAll(/^(\d+); \d+ \d+ (TABLE DATA|BLOBS|LARGE OBJECTS) /gm)].map((m) => Number(m[1]));
     assert.ok(listed.length >= 5, stdout);
     const head = parseArchiveHead(archive)!;
-    assert.deepEqual([...head.dataIds].filter((id) => listed.includes(id)).sort(), [...listed].sort());
+    assert.deepEqual([...head.dataEntries.keys()].filter((id) => listed.includes(id)).sort(), [...listed].sort());
     // The first data block starts right after it, with a dump id of an entry that has data.
     assert.equal(archive[head.dataStart], 1);
-    assert.ok(head.dataIds.has(archive.readUInt32LE(head.dataStart + 2)));
+    assert.ok(head.dataEntries.has(archive.readUInt32LE(head.dataStart + 2)));
+    // Table data comes with its COPY statement (bytes as in the archive), large objects without.
+    const statements = [...head.dataEntries.values()].map((statement) => statement?.toString('utf8') ?? null);
+    assert.ok(statements.includes('COPY "Grüße".wide (id, body, raw) FROM stdin;\n'), statements.join(' | '));
+    assert.ok(statements.includes(null), 'the large objects');
+    assert.match(head.sessionSql.toString(), /^SET client_encoding = 'UTF8';\nSET standard_conforming_strings = 'on';\nSELECT pg_catalog.set_config\('search_path', '', false\);\n$/);
   });
 
   test('a table of contents that does not end within 64 MiB is not held back: everything passes', () => {
@@ -152,6 +180,40 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     const header = Buffer.concat([Buffer.from('PGDMP'), Buffer.of(1, 14, 0, 4, 8, 1), int(0), ...Array.from({ length: 7 }, () => int(0)), int(0), int(0), int(0), int(1_000_000)]);
     const endless = Buffer.concat([header, Buffer.alloc(MAX_HEAD_BYTES + 5 * 1024 * 1024)]);
     assert.ok(merge(endless, [1024 * 1024]).equals(endless));
+  });
+
+  test('with side streams, a big table\'s rows are dealt out whole between pg_restore and psql scripts; the rest is as before', async () => {
+    const originalRows = copyRows(script, 'public.big');
+    assert.ok(Buffer.byteLength(originalRows.join('\n')) > MIN_SPLIT_AFTER + 1024 * 1024, `big is well past the least split point: ${originalRows.length} rows, ${originalRows.join('\n').length} bytes`);
+    assert.ok(originalRows.some((row) => row.includes('\t\\\\.\t')), 'a value that is a backslash and a period');
+    for (const [seed, pieces] of [[0, [1024 * 1024]], [6, randomPieces(6)]] as const) {
+      const { main, sides } = split(archive, [...pieces], 2);
+      const mainScript = await pgRestoreScript(main);
+      // Every other table (all below the split point) and the large objects are exactly as before.
+      const others = (text: string) => text.replace(/COPY public\.big [^]*?\n\\\.\n/, '');
+      assert.equal(others(mainScript), others(script), `seed ${seed}: all but big`);
+      const mainRows = copyRows(mainScript, 'public.big');
+      assert.deepEqual(mainRows.slice(0, 1000), originalRows.slice(0, 1000), `seed ${seed}: pg_restore gets the first rows`);
+      const shares = sides.map((side) => side.toString('utf8'));
+      for (const share of shares) {
+        assert.match(share.slice(0, 1000), /^SET statement_timeout = 0;\n[^]*SET row_security = off;\nSET client_encoding = 'UTF8';\n[^]*COPY public\.big \(id, body, tags, doc\) FROM stdin;\n/, `seed ${seed}: a side script's start: ${JSON.stringify(share.slice(0, 700))}`);
+        assert.ok(share.endsWith('\n\\.\n') && !share.includes('\n\\.\n\n'), `seed ${seed}: one end-of-data line, its own`);
+      }
+      const sideRows = shares.map((share) => copyRows(share, 'public.big'));
+      assert.ok(sideRows.every((rows) => rows.length > 1000), `seed ${seed}: each side got a share: ${sideRows.map((r) => r.length).join(', ')}`);
+      // Dealt out whole: together, every row once.
+      assert.deepEqual([...mainRows, ...sideRows.flat()].sort(), [...originalRows].sort(), `seed ${seed}: every row exactly once`);
+    }
+  });
+
+  test('the side scripts load into the table what they hold, as psql runs them', async () => {
+    const { main, sides } = split(archive, randomPieces(7), 2);
+    await cluster.psql('postgres', 'CREATE DATABASE split_target');
+    const env = { PGHOST: cluster.socketDir, PGPORT: String(cluster.port), PGUSER: cluster.superuser, PGDATABASE: 'split_target' };
+    await execa(`${cluster.binDir}/pg_restore`, ['--exit-on-error', '-d', 'split_target'], { input: main, env });
+    for (const side of sides) await execa(`${cluster.binDir}/psql`, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], { input: side, env });
+    const digest = "SELECT count(*) || ' ' || md5(string_agg(b::text, '|' ORDER BY id)) FROM big b";
+    assert.equal(await cluster.psql('split_target', digest), await cluster.psql('blocks', digest));
   });
 
   test('an archive cut off inside its data stays cut off: pg_restore reports it', async () => {

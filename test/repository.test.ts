@@ -12,7 +12,7 @@ import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
-import { type FeedOptions, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
+import { type FeedOptions, type SideTool, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
 import { swapCase, TRAILER } from './support/swapcase-transform.ts';
 
 /** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
@@ -148,9 +148,9 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   const temp = tempRepository('stackback-pipe-');
 
   /** As a restore does it: the feed first (its thread starts and waits for a reader), then the tool. */
-  async function runToolOnArtifact(data: ArtifactData, dir: string, file: string, args: string[], options: ToolOptions & FeedOptions & { bigPipe?: boolean }) {
-    const { feederNice, transform, ...toolOptions } = options;
-    const feed = await startArtifactFeed(data, dir, { ...(feederNice !== undefined ? { feederNice } : {}), ...(transform ? { transform } : {}) });
+  async function runToolOnArtifact(data: ArtifactData, dir: string, file: string, args: string[], options: ToolOptions & FeedOptions & { bigPipe?: boolean; sideTools?: SideTool[] }) {
+    const { feederNice, transform, sides, ...toolOptions } = options;
+    const feed = await startArtifactFeed(data, dir, { ...(feederNice !== undefined ? { feederNice } : {}), ...(transform ? { transform } : {}), ...(sides ? { sides } : {}) });
     await feed.run(file, args, toolOptions);
   }
 
@@ -192,6 +192,51 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     assert.equal(seen.filter((n) => n === 7).length, 1, 'only the feeding thread');
     const expected = Buffer.concat([swapCase(Buffer.from(data)), Buffer.from(TRAILER)]);
     assert.deepEqual(await readFile(out), expected.subarray(1));
+  });
+
+  test('side tools each read their side stream, and the main tool\'s input ends only once they have all finished', { timeout: 30_000 }, async () => {
+    const data = dumpLikeData(3 * 1024 * 1024, 14);
+    const artifact = await storeArtifact('pipe-h', data);
+    const transform = new URL('./support/copy-to-sides-transform.ts', import.meta.url).href;
+    const out = (name: string) => join(temp.dir, `out-h-${name}`);
+    // The side tools take their time before they finish; the main tool, like pg_restore, reads as far as the data goes
+    // (not waiting for the end of its input), and notes which of them had finished when it got the last byte.
+    const side = (name: string, ms: number) => ({
+      file: process.execPath,
+      args: ['-e', `const fs = require('node:fs'); const data = fs.readFileSync(0); setTimeout(() => { fs.writeFileSync(process.argv[1], data); fs.writeFileSync(process.argv[1] + '.done', ''); }, ${ms});`, out(name)],
+      what: `side tool ${name}`,
+    });
+    const main = `const fs = require('node:fs'); const data = Buffer.alloc(Number(process.argv[3])); let filled = 0;
+      while (filled < data.length) filled += fs.readSync(0, data, filled, data.length - filled);
+      fs.writeFileSync(process.argv[1] + '.seen', ['one', 'two'].filter((name) => fs.existsSync(process.argv[2] + name + '.done')).join(' '));
+      fs.writeFileSync(process.argv[1], data);`;
+    await runToolOnArtifact(openArtifact(temp.repo, 'pipe-h', artifact, 'stored'), workDir(), process.execPath, ['-e', main, out('main'), out(''), String(data.length)], {
+      ...toolOptions,
+      transform,
+      sides: 2,
+      sideTools: [side('one', 300), side('two', 600)],
+    });
+    for (const name of ['main', 'one', 'two']) assert.deepEqual(await readFile(out(name)), data, name);
+    assert.equal(await readFile(`${out('main')}.seen`, 'utf8'), 'one two', 'both side tools had finished before the main input ended');
+    assert.deepEqual(await readdir(workDir()), []);
+  });
+
+  test('a side tool that fails ends the run with its own message; the main tool is stopped and nothing hangs', { timeout: 30_000 }, async () => {
+    const artifact = await storeArtifact('pipe-i', dumpLikeData(4 * 1024 * 1024, 15));
+    const transform = new URL('./support/copy-to-sides-transform.ts', import.meta.url).href;
+    await assert.rejects(
+      runToolOnArtifact(openArtifact(temp.repo, 'pipe-i', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], {
+        ...toolOptions,
+        transform,
+        sides: 2,
+        sideTools: [
+          { file: '/bin/sh', args: ['-c', 'cat > /dev/null'], what: 'the patient side tool' },
+          { file: '/bin/sh', args: ['-c', 'head -c 1000 > /dev/null; echo "side gave up" >&2; exit 4'], what: 'the failing side tool' },
+        ],
+      }),
+      /the failing side tool failed \(exit status 4\): side gave up/,
+    );
+    assert.deepEqual(await readdir(workDir()), []);
   });
 
   test('a chunk damaged after the restore preflight fails the feed with CHUNK_CORRUPT', async () => {

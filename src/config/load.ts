@@ -20,6 +20,9 @@ export interface PostgresSourceConfig {
   binDir: string | null;
   maintenanceDb: string;
   exactCountMaxBytes: number;
+  /** COPY sessions a big table's rows are loaded through on restore (1: pg_restore's alone). */
+  restoreCopySessions: number;
+  restoreCopySplitAfterBytes: number;
 }
 
 export interface QdrantSourceConfig {
@@ -112,6 +115,8 @@ function postgresConfig(v: Record<string, unknown>, absolute: (p: string) => str
     binDir: v.bin_dir === null ? null : absolute(v.bin_dir as string),
     maintenanceDb: v.maintenance_db as string,
     exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
+    restoreCopySessions: Math.max(1, v.restore_copy_sessions as number),
+    restoreCopySplitAfterBytes: parseSize(v.restore_copy_split_after)!,
   };
 }
 
@@ -254,7 +259,7 @@ export function parseConfig(file: string, text: string): Config {
     drill: {
       postgresDatabasePrefix: props.drill.postgres_database_prefix,
       qdrantCollectionPrefix: props.drill.qdrant_collection_prefix,
-      postgresServer: drillServer ? postgresConfig({ ...drillServer.values, name: 'drill-server', databases: 'all', globals: false, exact_count_max_size: 0 }, absolute) : null,
+      postgresServer: drillServer ? postgresConfig({ ...drillServer.values, name: 'drill-server', databases: 'all', globals: false, exact_count_max_size: 0, restore_copy_sessions: 1, restore_copy_split_after: 0 }, absolute) : null,
     },
     schedule: {
       full: offToNull(props.schedule.full as string),

@@ -44,6 +44,16 @@ export const POSTGRES_SOURCE_SCHEMA = {
     format: 'size',
     default: '128MiB',
   },
+  restore_copy_sessions: {
+    doc: 'Restores load the rows of a big table through this many COPY sessions at once (pg_restore\'s own plus psql ones), which takes the server about as many cores; 1 turns this off (0 counts as 1). Drills always use 1.',
+    format: 'count',
+    default: 2,
+  },
+  restore_copy_split_after: {
+    doc: 'A table\'s rows are shared out between the restore_copy_sessions, in turns of 256 KiB, once this much of them has gone to pg_restore (so small tables stay in one session). At least 4MiB: smaller values count as 4MiB.',
+    format: 'size',
+    default: '64MiB',
+  },
 } as const;
 
 export const QDRANT_SOURCE_SCHEMA = {

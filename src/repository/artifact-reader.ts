@@ -17,8 +17,9 @@ export type ReadCheck = 'content' | 'stored';
 
 /**
  * Rewrites a plaintext stream on its way into a tool without changing what the tool makes of
- * it (sources/postgres/archive-blocks.ts merges pg_dump's per-row blocks). A module that
- * provides one exports `createTransform()`; it is loaded in the thread that writes the pipe.
+ * it (sources/postgres/archive-blocks.ts merges pg_dump's per-row blocks, and may hand rows
+ * to side streams). A module that provides one exports `createTransform` (a
+ * TransformFactory); it is loaded in the thread that writes the pipe.
  */
 export interface StreamTransform {
   /**
@@ -29,6 +30,16 @@ export interface StreamTransform {
   /** What is still held back at the end of the stream. */
   end(): Buffer;
 }
+
+/** Extra output streams a transform may write parts of its input to (see PipeWriteOptions.sides). */
+export interface SideStreams {
+  readonly count: number;
+  /** Writes to side stream `index`, blocking until it is taken; `data` is the caller's again afterwards. */
+  write(index: number, data: Buffer): void;
+}
+
+/** What a transform module exports as `createTransform`; `options` comes from PipeWriteOptions.transformOptions. */
+export type TransformFactory = (options: unknown, sides: SideStreams) => StreamTransform;
 
 /**
  * An artifact's checked plaintext: iterate it in-process, or have it written into a named
@@ -43,6 +54,14 @@ export interface PipeWriteOptions {
   nice: number;
   /** URL of a module whose `createTransform()` rewrites the stream (see StreamTransform). */
   transform?: string | undefined;
+  transformOptions?: unknown;
+  /**
+   * Named pipes the transform may send parts of the stream to, each read by a tool of its own.
+   * The main pipe's last byte is held back until `sidesDone` resolves (the side tools have
+   * finished: their work is complete before the main tool can finish its input); when it
+   * rejects, the main stream stays cut short, so the main tool fails.
+   */
+  sides?: { pipes: string[]; done: Promise<unknown> } | undefined;
 }
 
 export function openArtifact(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck): ArtifactData {

@@ -7,6 +7,13 @@ import type { ChunkJob, ChunkJobOutcome, ThreadFailure } from './chunk-worker.ts
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import type { Repository } from './repository.ts';
 
+/** A pipe job's thread posts this once it has closed its side pipes; it then waits for RELEASE or ABANDON (PipeJob.release). */
+export const SIDES_CLOSED = 'sides-closed';
+export const RELEASE = 1;
+export const ABANDON = 2;
+/** The error code of a feed given up because a side tool failed (that tool's own error says why). */
+export const SIDES_FAILED = 'SIDES_FAILED';
+
 // The thread body, beside this file.
 const WORKER = siblingModule(import.meta.url, 'chunk-worker');
 
@@ -16,15 +23,16 @@ interface ThreadRun {
   stop(): void;
 }
 
-/** Runs one job on a thread of its own. */
-function startThread(job: ChunkJob, what: string): ThreadRun {
+/** Runs one job on a thread of its own; `onSidesClosed` answers a pipe job's SIDES_CLOSED message. */
+function startThread(job: ChunkJob, what: string, onSidesClosed?: () => void): ThreadRun {
   const worker = new Worker(WORKER, { workerData: job });
   const done = new Promise<ChunkProblem[]>((resolve, reject) => {
     let reported = false;
-    worker.once('message', (outcome: ChunkJobOutcome) => {
+    worker.on('message', (message: ChunkJobOutcome | typeof SIDES_CLOSED) => {
+      if (message === SIDES_CLOSED) return onSidesClosed?.();
       reported = true;
-      if (outcome.ok) resolve(outcome.problems ?? []);
-      else reject(rebuild(outcome.failure));
+      if (message.ok) resolve(message.problems ?? []);
+      else reject(rebuild(message.failure));
     });
     worker.once('error', reject);
     worker.once('exit', (code) => {
@@ -56,7 +64,16 @@ function rebuild(failure: ThreadFailure): Error {
  */
 export async function writeArtifactToPipe(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, pipe: string, options: PipeWriteOptions): Promise<void> {
   const paths = artifact.chunks.map((c) => repo.chunkPath(chain, c.id));
-  await startThread({ kind: 'pipe', chain, artifact, paths, check, pipe, ...options }, `writing artifact ${artifact.id}`).done;
+  const { sides, ...rest } = options;
+  // The thread waits on this flag (Atomics.wait) for the verdict on the side tools.
+  const release = sides ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+  const answer = (verdict: number) => {
+    Atomics.store(release!, 0, verdict);
+    Atomics.notify(release!, 0);
+  };
+  const onSidesClosed = () => void sides!.done.then(() => answer(RELEASE), () => answer(ABANDON));
+  const job = { kind: 'pipe' as const, chain, artifact, paths, check, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
+  await startThread(job, `writing artifact ${artifact.id}`, onSidesClosed).done;
 }
 
 /** Reads and hashes stored objects on as many threads as the machine has cores (at most 4); `signal` stops them. */

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { type ErrorCode, StackbackError } from '../errors.ts';
 import type { ArtifactData } from '../repository/artifact-reader.ts';
+import { SIDES_FAILED } from '../repository/chunk-threads.ts';
 
 /**
  * Runs an external tool (pg_dump, pg_restore, psql, …) whose stdout is streamed rather
@@ -144,6 +145,16 @@ export interface FeedOptions {
   feederNice?: number;
   /** A module that rewrites the stream on its way (see StreamTransform). */
   transform?: string;
+  transformOptions?: unknown;
+  /** Side streams the transform may write to; run() then needs as many `sideTools`, one reading each. */
+  sides?: number;
+}
+
+/** A tool that reads one side stream; it runs with the main tool's options, under its own `what`. */
+export interface SideTool {
+  file: string;
+  args: string[];
+  what: string;
 }
 
 /**
@@ -160,40 +171,73 @@ export interface ArtifactFeed {
    * the feed and the tool are done; a damaged chunk is reported before the tool's complaint
    * about its cut input.
    */
-  run(file: string, args: string[], options: ToolOptions & { bigPipe?: boolean }): Promise<void>;
+  run(file: string, args: string[], options: ToolOptions & { bigPipe?: boolean; sideTools?: SideTool[] }): Promise<void>;
   /** Stops the feed without running a tool. */
   cancel(): Promise<void>;
 }
 
 export async function startArtifactFeed(data: ArtifactData, workDir: string, options: FeedOptions = {}): Promise<ArtifactFeed> {
-  const pipe = newPipePath(workDir);
-  const problem = (await pipeFolderProblem(workDir)) ?? (await makeFifo(pipe));
-  if (problem) throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${problem}`, 'work_dir must be a writable local folder');
-  const written = data.writeToPipe(pipe, { nice: options.feederNice ?? FEEDER_NICE, transform: options.transform });
+  const pipes = Array.from({ length: 1 + (options.sides ?? 0) }, () => newPipePath(workDir));
+  let problem = await pipeFolderProblem(workDir);
+  for (const pipe of pipes) problem ??= await makeFifo(pipe);
+  const removePipes = () => Promise.all(pipes.map((pipe) => fs.rm(pipe, { force: true })));
+  if (problem) {
+    await removePipes();
+    throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${problem}`, 'work_dir must be a writable local folder');
+  }
+  const [pipe, ...sidePipes] = pipes as [string, ...string[]];
+  // Settled by run() once the side tools are done (or by cancel()); the thread holds the main stream's end until then.
+  const sidesDone = Promise.withResolvers<void>();
+  sidesDone.promise.catch(() => undefined);
+  const written = data.writeToPipe(pipe, {
+    nice: options.feederNice ?? FEEDER_NICE,
+    transform: options.transform,
+    transformOptions: options.transformOptions,
+    sides: sidePipes.length > 0 ? { pipes: sidePipes, done: sidesDone.promise } : undefined,
+  });
   // Observed by run() or cancel(); until then a failure must not count as unhandled.
   written.catch(() => undefined);
-  const removePipe = () => fs.rm(pipe, { force: true });
   return {
     async run(file, args, toolOptions) {
       try {
-        const [opener, argv] = withPipeAsStdin(file, args, toolOptions.bigPipe ?? true);
-        // A writer that fails before opening its end would leave the tool waiting in open(2) for ever: stop the tool then.
-        const writerFailed = new AbortController();
-        const signal = toolOptions.signal ? AbortSignal.any([toolOptions.signal, writerFailed.signal]) : writerFailed.signal;
-        const run = runTool(opener, argv, { ...toolOptions, signal, env: { ...toolOptions.env, STACKBACK_PIPE: pipe }, stdin: 'ignore', stdout: 'ignore' });
-        void run.exited.catch(() => undefined).finally(() => releaseWriter(pipe, written));
-        // EPIPE: the tool closed the pipe itself, and its own exit status tells why.
-        written.catch((error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && writerFailed.abort());
-        await settleFeed(written, run.exited);
+        const sideTools = toolOptions.sideTools ?? [];
+        if (sideTools.length !== sidePipes.length) throw new Error(`the feed has ${sidePipes.length} side stream(s) but ${sideTools.length} side tool(s)`);
+        // A writer that fails before opening its end would leave the tools waiting in open(2) for ever; one failed tool
+        // makes the others' work pointless: stop them all then.
+        const stopAll = new AbortController();
+        const signal = toolOptions.signal ? AbortSignal.any([toolOptions.signal, stopAll.signal]) : stopAll.signal;
+        let firstFailure: unknown;
+        const start = (tool: SideTool, toolPipe: string) => {
+          const [opener, argv] = withPipeAsStdin(tool.file, tool.args, toolOptions.bigPipe ?? true);
+          const run = runTool(opener, argv, { ...toolOptions, what: tool.what, signal, env: { ...toolOptions.env, STACKBACK_PIPE: toolPipe }, stdin: 'ignore', stdout: 'ignore' });
+          const exited = run.exited.catch((error: unknown) => {
+            firstFailure ??= error;
+            stopAll.abort();
+            throw error;
+          });
+          void exited.catch(() => undefined).finally(() => releaseWriter(toolPipe, written));
+          return exited;
+        };
+        const mainExited = start({ file, args, what: toolOptions.what }, pipe);
+        const sidesExited = sideTools.map((tool, index) => start(tool, sidePipes[index]!));
+        Promise.all(sidesExited).then(() => sidesDone.resolve(), sidesDone.reject);
+        // EPIPE: a tool closed its pipe itself, and its own exit status tells why; SIDES_FAILED: a side tool's does.
+        const ownFailure = (error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && error.code !== SIDES_FAILED;
+        written.catch((error: NodeJS.ErrnoException) => ownFailure(error) && stopAll.abort());
+        const [feeding] = await Promise.allSettled([written, mainExited, ...sidesExited]);
+        // A damaged chunk first: the tools' complaints about their cut input follow from it.
+        if (feeding.status === 'rejected' && ownFailure(feeding.reason as NodeJS.ErrnoException)) throw feeding.reason;
+        if (firstFailure !== undefined) throw firstFailure;
       } finally {
-        await removePipe();
+        await removePipes();
       }
     },
     async cancel() {
       try {
-        await releaseWriter(pipe, written);
+        sidesDone.reject(new Error('cancelled'));
+        await Promise.all(pipes.map((each) => releaseWriter(each, written)));
       } finally {
-        await removePipe();
+        await removePipes();
       }
     },
   };

@@ -15,7 +15,7 @@
 // Anything this module does not recognise — another format, a compressed archive, a version
 // it was not written for, a malformed stream — passes through byte for byte, so pg_restore
 // sees exactly what was stored and reports on it itself.
-import type { StreamTransform } from '../../repository/artifact-reader.ts';
+import type { SideStreams, StreamTransform, TransformFactory } from '../../repository/artifact-reader.ts';
 
 /** Merged data blocks are flushed once they reach this size. */
 const MERGE_BYTES = 8192;
@@ -34,9 +34,14 @@ export interface ArchiveHead {
   /** Where the data blocks start. */
   dataStart: number;
   intSize: number;
-  /** Dump ids of the entries that have data: the only ids a data block may carry. */
-  dataIds: Set<number>;
+  /** Dump ids of the entries that have data (the only ids a data block may carry), with their COPY statement when they are table data. */
+  dataEntries: Map<number, Buffer | null>;
+  /** The archive's own session settings, as pg_restore applies them: its ENCODING, STDSTRINGS and SEARCHPATH entries. */
+  sessionSql: Buffer;
 }
+
+/** Table of contents entries whose SQL pg_restore runs in every session it opens. */
+const SESSION_ENTRIES = new Set(['ENCODING', 'STDSTRINGS', 'SEARCHPATH']);
 
 /** Reads the header and table of contents; null if this is not an archive it knows. */
 export function parseArchiveHead(data: Buffer): ArchiveHead | null {
@@ -54,31 +59,42 @@ export function parseArchiveHead(data: Buffer): ArchiveHead | null {
   const offSize = data[at + 4]!;
   if (version < OLDEST_VERSION || version > NEWEST_VERSION || data[at + 5] !== FORMAT_CUSTOM || intSize < 1 || intSize > 6) return null;
   const readInt = () => readArchiveInt(data, take(1 + intSize), intSize);
-  const readString = () => {
+  /** A string's bytes (kept in the archive's encoding), or null for an absent one. */
+  const readString = (): Buffer | null => {
     const length = readInt();
-    if (length > 0) take(length);
-    return length >= 0;
+    if (length < 0) return null;
+    return data.subarray(take(length), pos);
   };
   const compressed = version >= 0x010f00 ? data[take(1)] !== 0 : readInt() !== 0;
   if (compressed) return null;
   for (let i = 0; i < 7; i++) readInt(); // creation time
   for (let i = 0; i < 3; i++) readString(); // database name, server version, pg_dump version
   const entries = readInt();
-  const dataIds = new Set<number>();
+  const dataEntries = new Map<number, Buffer | null>();
+  const session: Buffer[] = [];
   for (let e = 0; e < entries; e++) {
     const dumpId = readInt();
-    if (readInt() !== 0) dataIds.add(dumpId); // had a data dumper
-    for (let i = 0; i < 4; i++) readString(); // table oid, oid, tag, desc
+    const hasData = readInt() !== 0; // had a data dumper
+    readString(); // table oid
+    readString(); // oid
+    readString(); // tag
+    const desc = readString()?.toString('latin1');
     readInt(); // section
-    for (let i = 0; i < 5; i++) readString(); // defn, drop, copy statement, namespace, tablespace
+    const defn = readString();
+    readString(); // drop statement
+    const copyStatement = readString();
+    readString(); // namespace
+    readString(); // tablespace
     if (version >= 0x010e00) readString(); // table access method (1.14)
     if (version >= 0x011000) readInt(); // relkind (1.16)
     readString(); // owner
     readString(); // "with oids"
-    while (readString()); // dependencies, ended by a null string
+    while (readString() !== null); // dependencies, ended by a null string
     take(1 + offSize); // data offset flag and offset
+    if (hasData) dataEntries.set(dumpId, desc === 'TABLE DATA' && copyStatement?.length ? Buffer.from(copyStatement) : null);
+    if (desc && SESSION_ENTRIES.has(desc) && defn) session.push(Buffer.from(defn));
   }
-  return { dataStart: pos, intSize, dataIds };
+  return { dataStart: pos, intSize, dataEntries, sessionSql: Buffer.concat(session) };
 }
 
 type State =
@@ -86,17 +102,71 @@ type State =
   | 'blockType'
   | 'blockId'
   | 'dataLength'
-  | 'dataBytes' // a piece that is not merged (large, or split across pushes): passed through
+  | 'dataBytes' // a piece that is not merged (large, or split across pushes): passed through, or routed to a side stream
   | 'blobOid'
   | 'blobLength'
   | 'blobBytes'
   | 'pass'; // unrecognised: everything passes through
 
+export interface SplitOptions {
+  /** Once this many bytes of one table's rows went to pg_restore (at least MIN_SPLIT_AFTER), the rest is shared out between it and the side streams. */
+  splitAfter: number;
+  /** Major version of the server restored into (which session settings exist). */
+  serverMajor: number;
+}
+
+/** Rows go to one stream for this many bytes before the next one gets its turn. */
+const TURN_BYTES = 256 * 1024;
+/**
+ * splitAfter is at least this: a side stream's COPY must not reach the server before
+ * pg_restore has created the table (and done everything else before the data). pg_restore
+ * creates all tables before it reads any data, and the feed runs ahead of it by at most its
+ * pipe (1 MiB at most) plus one slice of input (chunk-worker.ts) plus pg_restore's own read
+ * buffer; so once pg_restore has been sent this much of a table's rows, it has begun that table.
+ */
+export const MIN_SPLIT_AFTER = 4 * 1024 * 1024;
+/** Rows for a side stream are gathered up to this size per write. */
+const SIDE_BUFFER_BYTES = 64 * 1024;
+const TO_PG_RESTORE = -1;
+const NEWLINE = 0x0a;
+const END_OF_COPY = Buffer.from('\\.\n');
+
+/**
+ * The fixed part of pg_restore's session state (_doSetFixedOutputState in
+ * pg_backup_archiver.c) that matters to COPY: no timeouts, XML accepted as content, row
+ * security off (COPY fails rather than loading rows a policy would hide).
+ */
+function fixedSessionSql(serverMajor: number): string {
+  return [
+    'SET statement_timeout = 0;',
+    'SET lock_timeout = 0;',
+    'SET idle_in_transaction_session_timeout = 0;',
+    ...(serverMajor >= 17 ? ['SET transaction_timeout = 0;'] : []),
+    'SET check_function_bodies = false;',
+    'SET xmloption = content;',
+    'SET client_min_messages = warning;',
+    'SET row_security = off;',
+    '',
+  ].join('\n');
+}
+
 /**
  * Merges the per-row data blocks of an uncompressed custom-format archive (see the top of
- * this file). Works in place: merging only drops length prefixes, so each push's output is
- * written over its own input. A merged block never spans two pushes; a piece or integer
- * that does passes through as it is.
+ * this file), and with side streams, shares the rows of big tables out between pg_restore
+ * and them.
+ *
+ * Works in place: merging only drops length prefixes and sharing out only drops bytes, so
+ * each push's output is written over its own input. A merged block never spans two pushes;
+ * a piece or integer that does passes through as it is.
+ *
+ * Sharing out: COPY text data ends every row with a newline byte (a newline inside a value
+ * is written as backslash-n), so rows can be dealt out whole. A table's first `splitAfter`
+ * bytes of rows go to pg_restore (at least MIN_SPLIT_AFTER); then turns of TURN_BYTES rotate between pg_restore and
+ * the side streams, each of which gets the archive's session settings, the table's COPY
+ * statement, its rows and the end-of-data line, as a psql script. pg_restore still gets
+ * a well-formed archive (its own share of every table's rows); the caller must keep
+ * pg_restore from going on to indexes, constraints and triggers before the side sessions
+ * have committed (chunk-worker.ts holds back the archive's last byte until they have).
  */
 export class CopyBlockMerger implements StreamTransform {
   private state: State = 'head';
@@ -104,12 +174,42 @@ export class CopyBlockMerger implements StreamTransform {
   private headBytes = 0;
   private nextHeadAttempt = 0;
   private intSize = 4;
-  private dataIds = new Set<number>();
-  /** An integer split across pushes, gathered to learn its value (its bytes pass through). */
+  private dataEntries = new Map<number, Buffer | null>();
+  /** An integer split across pushes, gathered to learn its value (its bytes pass through, unless rows go to a side stream). */
   private intScratch = Buffer.alloc(16);
   private intFilled = 0;
   private blockType = 0;
   private remaining = 0;
+
+  private readonly sides: SideStreams | undefined;
+  private readonly splitAfter: number;
+  private readonly fixedSql: Buffer;
+  private sessionSql = Buffer.alloc(0);
+  /** The COPY statement of the table whose rows are being read, when they may be shared out. */
+  private copyStatement: Buffer | null = null;
+  /** Whose turn it is: TO_PG_RESTORE or a side stream's index. */
+  private destination = TO_PG_RESTORE;
+  /** Where the piece being read goes: mostly `destination`, but see sideMayTake. */
+  private pieceTo = TO_PG_RESTORE;
+  private tableBytes = 0;
+  private turnBytes = 0;
+  /** The last row byte read ended a row: the next piece may go elsewhere. */
+  private atRowEnd = true;
+  private readonly sideBuffers: Buffer[];
+  private readonly sideFill: number[];
+  private readonly sideInTable: boolean[];
+  private readonly sideStarted: boolean[];
+
+  constructor(split?: { sides: SideStreams; options: SplitOptions }) {
+    this.sides = split && split.sides.count > 0 ? split.sides : undefined;
+    this.splitAfter = split ? Math.max(MIN_SPLIT_AFTER, split.options.splitAfter) : Infinity;
+    this.fixedSql = Buffer.from(fixedSessionSql(split?.options.serverMajor ?? 0));
+    const count = this.sides?.count ?? 0;
+    this.sideBuffers = Array.from({ length: count }, () => Buffer.allocUnsafe(SIDE_BUFFER_BYTES));
+    this.sideFill = new Array<number>(count).fill(0);
+    this.sideInTable = new Array<boolean>(count).fill(false);
+    this.sideStarted = new Array<boolean>(count).fill(false);
+  }
 
   /** Rewrites `data` in place and returns the part to write. */
   push(data: Buffer): Buffer {
@@ -122,6 +222,7 @@ export class CopyBlockMerger implements StreamTransform {
     const held = Buffer.concat(this.head);
     this.head = [];
     this.state = 'pass';
+    for (let side = 0; side < this.sideFill.length; side++) this.flushSide(side);
     return held;
   }
 
@@ -150,7 +251,8 @@ export class CopyBlockMerger implements StreamTransform {
       return buffered;
     }
     this.intSize = parsed.intSize;
-    this.dataIds = parsed.dataIds;
+    this.dataEntries = parsed.dataEntries;
+    this.sessionSql = Buffer.concat([this.fixedSql, parsed.sessionSql]);
     this.state = 'blockType';
     const blocks = this.reframe(buffered.subarray(parsed.dataStart));
     return buffered.subarray(0, parsed.dataStart + blocks.length);
@@ -160,8 +262,12 @@ export class CopyBlockMerger implements StreamTransform {
     const intBytes = 1 + this.intSize;
     const length = data.length;
     let read = 0;
-    let write = 0; // never ahead of `read`: every merge drops a length prefix
+    let write = 0; // never ahead of `read`: every merge drops a length prefix, every row sent elsewhere its bytes
     let mergeAt = -1; // where the open merged block's length prefix goes
+    // The end of a table's data, read while its rows went to a side stream, as an integer split across pushes:
+    // its bytes were held back and go into pg_restore's stream here (at most once per push, at its start).
+    let insertAt = -1;
+    let inserted: Buffer | undefined;
     const closeMerge = () => {
       if (mergeAt < 0) return;
       writeArchiveInt(data, mergeAt, write - mergeAt - intBytes, this.intSize);
@@ -179,41 +285,78 @@ export class CopyBlockMerger implements StreamTransform {
         this.state = this.blockType === BLK_DATA || this.blockType === BLK_BLOBS ? 'blockId' : 'pass';
       } else if (this.state === 'dataBytes' || this.state === 'blobBytes') {
         const n = Math.min(this.remaining, length - read);
-        keep(n);
+        if (this.state === 'dataBytes') {
+          this.countRows(data[read + n - 1]!, n);
+          if (this.pieceTo === TO_PG_RESTORE) keep(n);
+          else {
+            this.toSide(this.pieceTo, data, read, read + n);
+            read += n;
+          }
+        } else keep(n);
         this.remaining -= n;
         if (this.remaining === 0) this.state = this.state === 'blobBytes' ? 'blobLength' : 'dataLength';
       } else if (this.intFilled === 0 && read + intBytes <= length) {
         const value = readArchiveInt(data, read, this.intSize);
-        if (this.state === 'dataLength' && value > 0 && value < MERGE_BYTES && read + intBytes + value <= length) {
-          // The hot path, once per row: append the piece to the merged block, dropping its prefix.
-          if (mergeAt < 0) {
-            mergeAt = write;
-            write += intBytes;
+        if (this.state === 'dataLength' && value > 0) {
+          if (this.copyStatement) this.takeTurns();
+          // A row whose start cannot be seen here may be pg_dump's end-of-data line: it goes to pg_restore.
+          this.pieceTo = this.atRowEnd && !sideMayTake(data, read + intBytes, length) ? TO_PG_RESTORE : this.destination;
+          if (this.pieceTo !== TO_PG_RESTORE) {
+            closeMerge();
+            read += intBytes;
+            const n = Math.min(value, length - read);
+            if (n > 0) {
+              this.countRows(data[read + n - 1]!, n);
+              this.toSide(this.pieceTo, data, read, read + n);
+              read += n;
+            }
+            if (n < value) [this.state, this.remaining] = ['dataBytes', value - n];
+            continue;
           }
-          data.copyWithin(write, read + intBytes, read + intBytes + value);
-          write += value;
-          read += intBytes + value;
-          if (write - mergeAt - intBytes >= MERGE_BYTES) closeMerge();
-          continue;
+          if (value < MERGE_BYTES && read + intBytes + value <= length) {
+            // The hot path, once per row: append the piece to the merged block, dropping its prefix.
+            if (mergeAt < 0) {
+              mergeAt = write;
+              write += intBytes;
+            }
+            this.countRows(data[read + intBytes + value - 1]!, value);
+            data.copyWithin(write, read + intBytes, read + intBytes + value);
+            write += value;
+            read += intBytes + value;
+            if (write - mergeAt - intBytes >= MERGE_BYTES) closeMerge();
+            continue;
+          }
         }
         closeMerge();
         keep(intBytes);
         this.onInt(value);
       } else {
         closeMerge();
+        // Rows going to a side stream: this may be a length prefix pg_restore must not see.
+        const held = this.state === 'dataLength' && this.destination !== TO_PG_RESTORE;
         const n = Math.min(intBytes - this.intFilled, length - read);
         data.copy(this.intScratch, this.intFilled, read, read + n);
-        keep(n);
+        if (held) read += n;
+        else keep(n);
         this.intFilled += n;
         if (this.intFilled === intBytes) {
           this.intFilled = 0;
-          this.onInt(readArchiveInt(this.intScratch, 0, this.intSize));
+          const value = readArchiveInt(this.intScratch, 0, this.intSize);
+          // A piece after a split length: a row's start cannot be seen, so a new row goes to pg_restore (see above),
+          // and the rest of an unfinished one where its start went.
+          this.pieceTo = held && !this.atRowEnd ? this.destination : TO_PG_RESTORE;
+          if (this.pieceTo !== TO_PG_RESTORE && value > 0) [this.state, this.remaining] = ['dataBytes', value];
+          else {
+            if (held) [insertAt, inserted] = [write, Buffer.from(this.intScratch.subarray(0, intBytes))];
+            this.onInt(value);
+          }
         }
       }
     }
     closeMerge();
     if (read < length) keep(length - read);
-    return data.subarray(0, write);
+    const out = data.subarray(0, write);
+    return inserted ? Buffer.concat([out.subarray(0, insertAt), inserted, out.subarray(insertAt)]) : out;
   }
 
   /** Moves on after a complete integer (already passed through) according to where in the block structure it was. */
@@ -221,14 +364,18 @@ export class CopyBlockMerger implements StreamTransform {
     switch (this.state) {
       case 'blockId':
         // An id the table of contents has no data for: this is not the layout we think it is.
-        if (!this.dataIds.has(value)) this.state = 'pass';
-        else this.state = this.blockType === BLK_DATA ? 'dataLength' : 'blobOid';
+        if (!this.dataEntries.has(value)) this.state = 'pass';
+        else if (this.blockType === BLK_DATA) {
+          this.state = 'dataLength';
+          this.startTable(this.sides ? (this.dataEntries.get(value) ?? null) : null);
+        } else this.state = 'blobOid';
         return;
       case 'blobOid':
         this.state = value === 0 ? 'blockType' : 'blobLength';
         return;
-      case 'blobLength':
       case 'dataLength':
+      case 'blobLength':
+        if (value === 0 && this.state === 'dataLength') this.endTable();
         if (value < 0) this.state = 'pass';
         else if (value === 0) this.state = this.state === 'blobLength' ? 'blobOid' : 'blockType';
         else [this.state, this.remaining] = [this.state === 'blobLength' ? 'blobBytes' : 'dataBytes', value];
@@ -237,6 +384,74 @@ export class CopyBlockMerger implements StreamTransform {
         throw new Error(`unexpected integer in state ${this.state}`);
     }
   }
+
+  private startTable(copyStatement: Buffer | null): void {
+    this.copyStatement = copyStatement;
+    this.destination = TO_PG_RESTORE;
+    this.tableBytes = 0;
+    this.turnBytes = 0;
+    this.atRowEnd = true;
+  }
+
+  private countRows(lastByte: number, n: number): void {
+    this.tableBytes += n;
+    this.turnBytes += n;
+    this.atRowEnd = lastByte === NEWLINE;
+  }
+
+  /** At a row's end, past the first splitAfter bytes, hands the rows on to the next stream once this one has had its turn. */
+  private takeTurns(): void {
+    if (!this.atRowEnd || this.tableBytes < this.splitAfter || this.turnBytes < TURN_BYTES) return;
+    const sides = this.sides!;
+    if (this.destination !== TO_PG_RESTORE) this.flushSide(this.destination);
+    this.destination = this.destination + 1 < sides.count ? this.destination + 1 : TO_PG_RESTORE;
+    this.turnBytes = 0;
+    const side = this.destination;
+    if (side === TO_PG_RESTORE || this.sideInTable[side]) return;
+    if (!this.sideStarted[side]) this.toSide(side, this.sessionSql, 0, this.sessionSql.length);
+    this.sideStarted[side] = true;
+    this.toSide(side, this.copyStatement!, 0, this.copyStatement!.length);
+    this.sideInTable[side] = true;
+  }
+
+  /** The table's data ended: each side stream that got rows of it ends its COPY. */
+  private endTable(): void {
+    for (let side = 0; side < this.sideInTable.length; side++) {
+      if (!this.sideInTable[side]) continue;
+      this.toSide(side, END_OF_COPY, 0, END_OF_COPY.length);
+      this.flushSide(side);
+      this.sideInTable[side] = false;
+    }
+    this.startTable(null);
+  }
+
+  private toSide(side: number, data: Buffer, start: number, end: number): void {
+    const n = end - start;
+    if (this.sideFill[side]! + n > SIDE_BUFFER_BYTES) this.flushSide(side);
+    if (n >= SIDE_BUFFER_BYTES) {
+      this.sides!.write(side, data.subarray(start, end));
+      return;
+    }
+    data.copy(this.sideBuffers[side]!, this.sideFill[side], start, end);
+    this.sideFill[side]! += n;
+  }
+
+  private flushSide(side: number): void {
+    if (this.sideFill[side] === 0) return;
+    this.sides!.write(side, this.sideBuffers[side]!.subarray(0, this.sideFill[side]));
+    this.sideFill[side] = 0;
+  }
+}
+
+/**
+ * Whether the piece starting at `at` may go to a side stream: its first two bytes are in this
+ * push and are not a backslash and a period, the end-of-data line pg_dump writes after a
+ * table's rows (no row starts so: COPY text doubles backslashes). A side stream's COPY is
+ * ended by its own end-of-data line; pg_dump's would end it early, and the second would then
+ * be a bad psql command.
+ */
+function sideMayTake(data: Buffer, at: number, length: number): boolean {
+  return at + 2 <= length && !(data[at] === 0x5c && data[at + 1] === 0x2e);
 }
 
 /** An archive integer: a sign byte, then `intSize` bytes, least significant first. */
@@ -255,6 +470,6 @@ function writeArchiveInt(data: Buffer, at: number, value: number, intSize: numbe
   }
 }
 
-export function createTransform(): StreamTransform {
-  return new CopyBlockMerger();
-}
+/** The entry point chunk-worker.ts loads: merging always; sharing rows out when given SplitOptions and side streams. */
+export const createTransform: TransformFactory = (options, sides) =>
+  new CopyBlockMerger(options && sides.count > 0 ? { sides, options: options as SplitOptions } : undefined);

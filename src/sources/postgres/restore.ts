@@ -9,6 +9,7 @@ import { feedTool, pipeFolderProblem, runTool, startArtifactFeed } from '../tool
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import { type PgServer, quoteIdent, quoteLiteral } from './connection.ts';
+import type { SplitOptions } from './archive-blocks.ts';
 import type { PgDumpMeta } from './dump.ts';
 import { applyPropertiesSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
 
@@ -180,8 +181,16 @@ async function dropDatabase(client: pg.Client, name: string, serverMajorVersion:
  */
 export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePlan, data: ArtifactData, options: DatabaseRestoreOptions): Promise<DatabaseRestoreResult> {
   const started = Date.now();
+  // Drills must not load the server more than a plain pg_restore would: one session, the feeder at the lowest priority.
+  const sides = options.drillMarker ? 0 : server.config.restoreCopySessions - 1;
+  const splitOptions: SplitOptions = { splitAfter: server.config.restoreCopySplitAfterBytes, serverMajor: plan.serverMajor };
   // The feeding thread starts up while the connection is made and the database created.
-  const feed = await startArtifactFeed(data, options.workDir, { transform: ARCHIVE_BLOCK_MERGER, ...(options.drillMarker ? { feederNice: 19 } : {}) });
+  const feed = await startArtifactFeed(data, options.workDir, {
+    transform: ARCHIVE_BLOCK_MERGER,
+    transformOptions: splitOptions,
+    sides,
+    ...(options.drillMarker ? { feederNice: 19 } : {}),
+  });
   let feeding = false;
   let admin: pg.Client | undefined;
   let created = false;
@@ -194,11 +203,18 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
     // A drill must not slow production down: lowest CPU and I/O priority for its pg_restore.
     const [file, argv] = options.drillMarker ? lowPriority(plan.bins.path('pg_restore'), args) : [plan.bins.path('pg_restore'), args];
     feeding = true;
+    // Each side stream is a psql script (session settings, then COPY … FROM stdin with its share of a big table's rows).
+    const sideTools = Array.from({ length: sides }, (_, index) => ({
+      file: plan.bins.path('psql'),
+      args: ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'],
+      what: `COPY session ${index + 2} of the restore of database "${plan.database}" into "${plan.scratch}"`,
+    }));
     await feed.run(file, argv, {
       env: server.toolEnv(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
+      sideTools,
     });
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await server.with(plan.scratch, (client) => client.query('ANALYZE'));

@@ -1,0 +1,120 @@
+// Restores that load big tables through several COPY sessions (restore_copy_sessions): the
+// restored database must be the original, whatever went through which session; indexes,
+// constraints and triggers come only after every session has committed its rows; a failing
+// session fails the restore cleanly.
+import assert from 'node:assert/strict';
+import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
+import { type DatabaseSnapshot, snapshotDatabase } from './support/pg-fixture.ts';
+import { makeSandbox, postgresSourceYaml, type Sandbox } from './support/stackback.ts';
+
+// Two tables of ~8 MB each, past the 4 MiB split point, with the values COPY text must escape.
+const SCHEMA_AND_DATA = `
+BEGIN;
+CREATE TYPE kind AS ENUM ('click', 'view', 'buy');
+CREATE TABLE kinds (id int PRIMARY KEY, label text NOT NULL);
+INSERT INTO kinds VALUES (1, 'one'), (2, 'two'), (3, 'three');
+CREATE TABLE events (
+  id bigint PRIMARY KEY,
+  kind_id int NOT NULL REFERENCES kinds (id),
+  kind kind NOT NULL,
+  body text,
+  tags text[],
+  doc jsonb,
+  raw bytea,
+  at timestamptz NOT NULL
+);
+INSERT INTO events
+SELECT g, 1 + g % 3, (ARRAY['click', 'view', 'buy']::kind[])[1 + g % 3],
+       CASE g % 6 WHEN 0 THEN E'\\\\.' WHEN 1 THEN E'line\\nbreak\\ttab \\\\ backslash' WHEN 2 THEN NULL WHEN 3 THEN 'Grüße 日本語 🎉' ELSE repeat('x', g % 120) END,
+       ARRAY['t' || g % 7, 'quote"d', NULL], jsonb_build_object('n', g, 's', repeat('é', g % 20)),
+       decode(md5(g::text), 'hex'), timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+FROM generate_series(1, 50000) g;
+CREATE INDEX events_kind ON events (kind, at);
+-- Would change every row loaded after it exists: the restore must create it only after all rows are in.
+CREATE FUNCTION mark_late_rows() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.body := 'loaded after the trigger'; RETURN NEW; END $$;
+CREATE TRIGGER events_mark BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION mark_late_rows();
+CREATE TABLE "Größen" (id int PRIMARY KEY, "wert €" numeric, notiz text);
+INSERT INTO "Größen" SELECT g, g / 7.0, repeat('ß', g % 50) || E'\\r\\n' FROM generate_series(1, 80000) g;
+COMMIT;
+`;
+
+/** How many transactions loaded the table's rows: each COPY session commits its own. */
+async function loadingTransactions(cluster: PgCluster, database: string, table: string): Promise<number> {
+  return Number(await cluster.psql(database, `SELECT count(DISTINCT xmin::text) FROM ${table}`));
+}
+
+describe('restores through several COPY sessions', () => {
+  let cluster: PgCluster;
+  let sandbox: Sandbox;
+  let original: DatabaseSnapshot;
+  let backupName: string;
+  let configText: string;
+
+  const useConfig = (sessions: number, extra = '') =>
+    writeFile(sandbox.configPath, configText.replace('restore_copy_sessions: 3', `restore_copy_sessions: ${sessions}${extra}`));
+
+  before(async () => {
+    cluster = await startPgCluster();
+    await cluster.psql('postgres', 'CREATE DATABASE shop');
+    await cluster.psql('shop', SCHEMA_AND_DATA);
+    original = await snapshotDatabase(cluster, 'shop');
+    sandbox = await makeSandbox(postgresSourceYaml(cluster, { databases: ['shop'], globals: false, extra: '      restore_copy_sessions: 3\n      restore_copy_split_after: 4MiB' }));
+    configText = await readFile(sandbox.configPath, 'utf8');
+    const backup = await sandbox.run(['backup', '--full']);
+    assert.equal(backup.code, 0, backup.stderr);
+    backupName = backup.stdout.trim();
+  });
+
+  after(async () => {
+    await sandbox?.cleanup();
+    await cluster?.stop();
+  });
+
+  test('three sessions: the copy is identical to the original, and its big tables were loaded by all three', async () => {
+    const result = await sandbox.run(['restore', backupName, '--target-db', 'shop_three']);
+    assert.equal(result.code, 0, result.stderr);
+    const copy = await snapshotDatabase(cluster, 'shop_three');
+    assert.deepEqual(copy.schema, original.schema);
+    assert.deepEqual(copy.tables, original.tables);
+    assert.deepEqual(copy.sequences, original.sequences);
+    assert.equal(await cluster.psql('shop_three', "SELECT count(*) FROM events WHERE body = 'loaded after the trigger'"), '0');
+    assert.equal(await loadingTransactions(cluster, 'shop_three', 'events'), 3, 'events was loaded by three sessions');
+    assert.equal(await loadingTransactions(cluster, 'shop_three', '"Größen"'), 3, '"Größen" was loaded by three sessions');
+    assert.equal(await loadingTransactions(cluster, 'shop_three', 'kinds'), 1, 'a small table by one');
+    // The trigger, index and foreign key are there and work.
+    await cluster.psql('shop_three', "INSERT INTO events (id, kind_id, kind, at) VALUES (0, 1, 'buy', now())");
+    assert.equal(await cluster.psql('shop_three', 'SELECT body FROM events WHERE id = 0'), 'loaded after the trigger');
+    await assert.rejects(cluster.psql('shop_three', "INSERT INTO events (id, kind_id, kind, at) VALUES (-1, 9, 'buy', now())"), /foreign key/);
+  });
+
+  test('one session: the same copy, loaded by one', async () => {
+    await useConfig(1);
+    const result = await sandbox.run(['restore', backupName, '--target-db', 'shop_one']);
+    assert.equal(result.code, 0, result.stderr);
+    const copy = await snapshotDatabase(cluster, 'shop_one');
+    assert.deepEqual(copy.tables, original.tables);
+    assert.equal(await loadingTransactions(cluster, 'shop_one', 'events'), 1);
+  });
+
+  test('a session that fails fails the swap restore with its message; the original stays and no copy is left', async () => {
+    // Real client tools, except a psql that gives up after reading part of its script (only the COPY sessions run psql here).
+    const bin = join(sandbox.dir, 'bin');
+    await mkdir(bin);
+    for (const tool of ['pg_dump', 'pg_dumpall', 'pg_restore']) await symlink(join(cluster.binDir, tool), join(bin, tool));
+    await writeFile(join(bin, 'psql'), '#!/bin/sh\nhead -c 100000 > /dev/null\necho "psql: error: lost the connection (simulated)" >&2\nexit 2\n');
+    await chmod(join(bin, 'psql'), 0o755);
+    await useConfig(2, `\n      bin_dir: ${bin}`);
+    await cluster.psql('shop', "UPDATE kinds SET label = 'changed after the backup' WHERE id = 1");
+    const before = await snapshotDatabase(cluster, 'shop');
+    const databases = () => cluster.psql('postgres', 'SELECT string_agg(datname, \' \' ORDER BY datname) FROM pg_database');
+    const databasesBefore = await databases();
+    const result = await sandbox.run(['restore', backupName, '--yes']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /COPY session 2 of the restore of database "shop" into "shop_restoring_\d{8}_\d{6}" failed \(exit status 2\): psql: error: lost the connection \(simulated\)/);
+    assert.equal(await databases(), databasesBefore, 'the half-made copy was dropped');
+    assert.deepEqual(await snapshotDatabase(cluster, 'shop'), before, 'the original is untouched');
+  });
+});
