@@ -59,7 +59,7 @@ describe('config', () => {
       'sources.postgres[1].databases: must be "all" or a non-empty list of names, got "some"',
       'sources.postgres[1].name: must match [a-z0-9_-]+ (lower case letters, digits, _ and -), got "Bad Name"',
       'sources.postgres[2].exact_count_max_size: must be a size such as 512MiB, 2GB or a number of bytes, got "lots"',
-      'sources.postgres[2].restore_copy_sessions: must be a whole number, 0 or more, got "two"',
+      'sources.postgres[2].restore_copy_sessions: must be a whole number from 1 to 16, got "two"',
     ]);
   });
 

@@ -186,6 +186,8 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     const originalRows = copyRows(script, 'public.big');
     assert.ok(Buffer.byteLength(originalRows.join('\n')) > MIN_SPLIT_AFTER + 1024 * 1024, `big is well past the least split point: ${originalRows.length} rows, ${originalRows.join('\n').length} bytes`);
     assert.ok(originalRows.some((row) => row.includes('\t\\\\.\t')), 'a value that is a backslash and a period');
+    // Rows that come in one push with the table of contents are not dealt out: pg_restore has not been sent even that yet.
+    assert.deepEqual(split(archive, [archive.length], 2).sides.map((side) => side.length), [0, 0], 'one push: nothing dealt out');
     for (const [seed, pieces] of [[0, [1024 * 1024]], [6, randomPieces(6)]] as const) {
       const { main, sides } = split(archive, [...pieces], 2);
       const mainScript = await pgRestoreScript(main);
@@ -203,6 +205,30 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
       assert.ok(sideRows.every((rows) => rows.length > 1000), `seed ${seed}: each side got a share: ${sideRows.map((r) => r.length).join(', ')}`);
       // Dealt out whole: together, every row once.
       assert.deepEqual([...mainRows, ...sideRows.flat()].sort(), [...originalRows].sort(), `seed ${seed}: every row exactly once`);
+    }
+  });
+
+  test('pieces that are not one row each (a pg_dump that buffers its output) are not dealt out, or no further: rows stay whole', async () => {
+    const rows = Array.from({ length: 80_000 }, (_, i) => `${i}\tvalue ${i} ${'x'.repeat(60)}\n`);
+    const text = rows.join('') + '\\.\n\n\n';
+    const cut = (from: number, size: number) => Array.from({ length: Math.ceil((text.length - from) / size) }, (_, i) => text.slice(from + i * size, from + (i + 1) * size));
+    const check = async (name: string, pieces: string[], pushes: number[]) => {
+      const { main, sides } = split(handMadeArchive(14, pieces), pushes, 2);
+      const mainRows = copyRows(await pgRestoreScript(main), 'public.t');
+      const sideRows = sides.map((side) => copyRows(side.toString(), 'public.t'));
+      for (const side of sides) assert.ok(side.length === 0 || (side.toString().endsWith('\n\\.\n') && !side.includes('\\.\n\n')), `${name}: a side ends with its own end-of-data line only`);
+      assert.deepEqual([...mainRows, ...sideRows.flat()].sort(), rows.map((row) => row.slice(0, -1)).sort(), `${name}: every row once, whole`);
+      return sides;
+    };
+    const sides = await check('cut from the start', cut(0, 5000), randomPieces(8));
+    assert.deepEqual(sides.map((side) => side.length), [0, 0], 'nothing dealt out');
+    // One row per piece past the least split point, then 3000-byte cuts; at every stage of the turns (80 KiB steps over
+    // two full rounds), with the length of the first cut piece split across two pushes (its start unseen).
+    for (let aligned = 54_000; aligned < 75_000; aligned += 1000) {
+      const alignedBytes = rows.slice(0, aligned).join('').length;
+      const lengthAt = parseArchiveHead(handMadeArchive(14, []))!.dataStart + 1 + 5 + 5 * aligned + alignedBytes;
+      const sides = await check(`${aligned} rows before the cuts`, [...rows.slice(0, aligned), ...cut(alignedBytes, 3000)], [lengthAt + 2, 3000]);
+      assert.ok(sides.some((side) => side.length > 0), 'dealing had begun');
     }
   });
 

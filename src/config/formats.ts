@@ -140,6 +140,9 @@ export function registerFormats(): void {
     'file-mode': {
       validate: (value: unknown) => check(typeof value === 'string' && /^0?[0-7]{3}$/.test(value), 'must be an octal file mode such as "0660"'),
     },
+    'session-count': {
+      validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 16, 'must be a whole number from 1 to 16'),
+    },
     count: {
       validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 0, 'must be a whole number, 0 or more'),
     },

@@ -115,7 +115,7 @@ function postgresConfig(v: Record<string, unknown>, absolute: (p: string) => str
     binDir: v.bin_dir === null ? null : absolute(v.bin_dir as string),
     maintenanceDb: v.maintenance_db as string,
     exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
-    restoreCopySessions: Math.max(1, v.restore_copy_sessions as number),
+    restoreCopySessions: v.restore_copy_sessions as number,
     restoreCopySplitAfterBytes: parseSize(v.restore_copy_split_after)!,
   };
 }

@@ -45,8 +45,8 @@ export const POSTGRES_SOURCE_SCHEMA = {
     default: '128MiB',
   },
   restore_copy_sessions: {
-    doc: 'Restores load the rows of a big table through this many COPY sessions at once (pg_restore\'s own plus psql ones), which takes the server about as many cores; 1 turns this off (0 counts as 1). Drills always use 1.',
-    format: 'count',
+    doc: 'Restores load the rows of a big table through this many COPY sessions at once (pg_restore\'s own plus psql ones, 1 to 16), which takes the server about as many cores; 1 turns this off. Drills always use 1.',
+    format: 'session-count',
     default: 2,
   },
   restore_copy_split_after: {

@@ -197,11 +197,22 @@ export async function startArtifactFeed(data: ArtifactData, workDir: string, opt
   });
   // Observed by run() or cancel(); until then a failure must not count as unhandled.
   written.catch(() => undefined);
+  const cancel = async () => {
+    try {
+      sidesDone.reject(new Error('cancelled'));
+      await Promise.all(pipes.map((each) => releaseWriter(each, written)));
+    } finally {
+      await removePipes();
+    }
+  };
   return {
     async run(file, args, toolOptions) {
       try {
         const sideTools = toolOptions.sideTools ?? [];
-        if (sideTools.length !== sidePipes.length) throw new Error(`the feed has ${sidePipes.length} side stream(s) but ${sideTools.length} side tool(s)`);
+        if (sideTools.length !== sidePipes.length) {
+          await cancel();
+          throw new Error(`the feed has ${sidePipes.length} side stream(s) but ${sideTools.length} side tool(s)`);
+        }
         // A writer that fails before opening its end would leave the tools waiting in open(2) for ever; one failed tool
         // makes the others' work pointless: stop them all then.
         const stopAll = new AbortController();
@@ -232,14 +243,7 @@ export async function startArtifactFeed(data: ArtifactData, workDir: string, opt
         await removePipes();
       }
     },
-    async cancel() {
-      try {
-        sidesDone.reject(new Error('cancelled'));
-        await Promise.all(pipes.map((each) => releaseWriter(each, written)));
-      } finally {
-        await removePipes();
-      }
-    },
+    cancel,
   };
 }
 

@@ -133,14 +133,16 @@ const END_OF_COPY = Buffer.from('\\.\n');
 
 /**
  * The fixed part of pg_restore's session state (_doSetFixedOutputState in
- * pg_backup_archiver.c) that matters to COPY: no timeouts, XML accepted as content, row
- * security off (COPY fails rather than loading rows a policy would hide).
+ * pg_backup_archiver.c) that matters to COPY, for the server's version: no timeouts, XML
+ * accepted as content, row security off (COPY fails rather than loading rows a policy would hide).
  */
 function fixedSessionSql(serverMajor: number): string {
   return [
     'SET statement_timeout = 0;',
     'SET lock_timeout = 0;',
-    'SET idle_in_transaction_session_timeout = 0;',
+    ...(serverMajor >= 10 ? ['SET idle_in_transaction_session_timeout = 0;'] : []),
+    // Not in pg_restore's list (its session is never idle for long); a side session waits between its tables.
+    ...(serverMajor >= 14 ? ['SET idle_session_timeout = 0;'] : []),
     ...(serverMajor >= 17 ? ['SET transaction_timeout = 0;'] : []),
     'SET check_function_bodies = false;',
     'SET xmloption = content;',
@@ -189,8 +191,13 @@ export class CopyBlockMerger implements StreamTransform {
   private copyStatement: Buffer | null = null;
   /** Whose turn it is: TO_PG_RESTORE or a side stream's index. */
   private destination = TO_PG_RESTORE;
-  /** Where the piece being read goes: mostly `destination`, but see sideMayTake. */
+  /** Where the piece being read goes, and where the row being read started (see routePiece). */
   private pieceTo = TO_PG_RESTORE;
+  private rowTo = TO_PG_RESTORE;
+  /** A piece of this table ended inside a row: it is not dealt out any further (see takeTurns). */
+  private unevenPieces = false;
+  /** The data read with the table of contents is being processed. */
+  private inHead = false;
   private tableBytes = 0;
   private turnBytes = 0;
   /** The last row byte read ended a row: the next piece may go elsewhere. */
@@ -254,7 +261,9 @@ export class CopyBlockMerger implements StreamTransform {
     this.dataEntries = parsed.dataEntries;
     this.sessionSql = Buffer.concat([this.fixedSql, parsed.sessionSql]);
     this.state = 'blockType';
+    this.inHead = true;
     const blocks = this.reframe(buffered.subarray(parsed.dataStart));
+    this.inHead = false;
     return buffered.subarray(0, parsed.dataStart + blocks.length);
   }
 
@@ -286,7 +295,7 @@ export class CopyBlockMerger implements StreamTransform {
       } else if (this.state === 'dataBytes' || this.state === 'blobBytes') {
         const n = Math.min(this.remaining, length - read);
         if (this.state === 'dataBytes') {
-          this.countRows(data[read + n - 1]!, n);
+          this.countRows(data[read + n - 1]!, n, n === this.remaining);
           if (this.pieceTo === TO_PG_RESTORE) keep(n);
           else {
             this.toSide(this.pieceTo, data, read, read + n);
@@ -298,15 +307,13 @@ export class CopyBlockMerger implements StreamTransform {
       } else if (this.intFilled === 0 && read + intBytes <= length) {
         const value = readArchiveInt(data, read, this.intSize);
         if (this.state === 'dataLength' && value > 0) {
-          if (this.copyStatement) this.takeTurns();
-          // A row whose start cannot be seen here may be pg_dump's end-of-data line: it goes to pg_restore.
-          this.pieceTo = this.atRowEnd && !sideMayTake(data, read + intBytes, length) ? TO_PG_RESTORE : this.destination;
+          if (this.copyStatement) this.routePiece(sideMayTake(data, read + intBytes, length));
           if (this.pieceTo !== TO_PG_RESTORE) {
             closeMerge();
             read += intBytes;
             const n = Math.min(value, length - read);
             if (n > 0) {
-              this.countRows(data[read + n - 1]!, n);
+              this.countRows(data[read + n - 1]!, n, n === value);
               this.toSide(this.pieceTo, data, read, read + n);
               read += n;
             }
@@ -319,7 +326,7 @@ export class CopyBlockMerger implements StreamTransform {
               mergeAt = write;
               write += intBytes;
             }
-            this.countRows(data[read + intBytes + value - 1]!, value);
+            this.countRows(data[read + intBytes + value - 1]!, value, true);
             data.copyWithin(write, read + intBytes, read + intBytes + value);
             write += value;
             read += intBytes + value;
@@ -332,8 +339,8 @@ export class CopyBlockMerger implements StreamTransform {
         this.onInt(value);
       } else {
         closeMerge();
-        // Rows going to a side stream: this may be a length prefix pg_restore must not see.
-        const held = this.state === 'dataLength' && this.destination !== TO_PG_RESTORE;
+        // In a table that may be dealt out, a piece's length is held back until it is known where the piece goes.
+        const held = this.state === 'dataLength' && this.copyStatement !== null;
         const n = Math.min(intBytes - this.intFilled, length - read);
         data.copy(this.intScratch, this.intFilled, read, read + n);
         if (held) read += n;
@@ -342,14 +349,16 @@ export class CopyBlockMerger implements StreamTransform {
         if (this.intFilled === intBytes) {
           this.intFilled = 0;
           const value = readArchiveInt(this.intScratch, 0, this.intSize);
-          // A piece after a split length: a row's start cannot be seen, so a new row goes to pg_restore (see above),
-          // and the rest of an unfinished one where its start went.
-          this.pieceTo = held && !this.atRowEnd ? this.destination : TO_PG_RESTORE;
-          if (this.pieceTo !== TO_PG_RESTORE && value > 0) [this.state, this.remaining] = ['dataBytes', value];
-          else {
-            if (held) [insertAt, inserted] = [write, Buffer.from(this.intScratch.subarray(0, intBytes))];
-            this.onInt(value);
+          if (held && value > 0) {
+            // The piece's start is in this push, but whether it fits is not known: see routePiece.
+            this.routePiece(false);
+            if (this.pieceTo !== TO_PG_RESTORE) {
+              [this.state, this.remaining] = ['dataBytes', value];
+              continue;
+            }
           }
+          if (held) [insertAt, inserted] = [write, Buffer.from(this.intScratch.subarray(0, intBytes))];
+          this.onInt(value);
         }
       }
     }
@@ -387,21 +396,47 @@ export class CopyBlockMerger implements StreamTransform {
 
   private startTable(copyStatement: Buffer | null): void {
     this.copyStatement = copyStatement;
-    this.destination = TO_PG_RESTORE;
+    this.destination = this.pieceTo = this.rowTo = TO_PG_RESTORE;
     this.tableBytes = 0;
     this.turnBytes = 0;
     this.atRowEnd = true;
+    this.unevenPieces = false;
   }
 
-  private countRows(lastByte: number, n: number): void {
+  private countRows(lastByte: number, n: number, pieceEnds: boolean): void {
     this.tableBytes += n;
     this.turnBytes += n;
     this.atRowEnd = lastByte === NEWLINE;
+    if (pieceEnds && !this.atRowEnd) this.unevenPieces = true;
   }
 
-  /** At a row's end, past the first splitAfter bytes, hands the rows on to the next stream once this one has had its turn. */
+  /**
+   * Chooses where the piece about to be read goes: the rest of a row where the row's start
+   * went; a new row to the stream whose turn it is, except that a row whose start cannot be
+   * seen yet goes to pg_restore (it may be pg_dump's end-of-data line, see sideMayTake).
+   */
+  private routePiece(startVisible: boolean): void {
+    if (!this.atRowEnd) {
+      this.pieceTo = this.rowTo;
+      return;
+    }
+    this.takeTurns();
+    this.pieceTo = this.rowTo = startVisible ? this.destination : TO_PG_RESTORE;
+  }
+
+  /**
+   * At a row's end, past the first splitAfter bytes, hands the rows on to the next stream once
+   * this one has had its turn. Not while the head is processed (pg_restore has not been sent
+   * the table of contents yet), and no longer once a piece ended inside a row: pg_dump then
+   * does not write one row per piece, and its end-of-data line may come inside a piece.
+   */
   private takeTurns(): void {
-    if (!this.atRowEnd || this.tableBytes < this.splitAfter || this.turnBytes < TURN_BYTES) return;
+    if (this.unevenPieces || this.inHead) {
+      if (this.destination !== TO_PG_RESTORE) this.flushSide(this.destination);
+      this.destination = TO_PG_RESTORE;
+      return;
+    }
+    if (this.tableBytes < this.splitAfter || this.turnBytes < TURN_BYTES) return;
     const sides = this.sides!;
     if (this.destination !== TO_PG_RESTORE) this.flushSide(this.destination);
     this.destination = this.destination + 1 < sides.count ? this.destination + 1 : TO_PG_RESTORE;
