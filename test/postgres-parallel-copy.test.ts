@@ -99,6 +99,27 @@ describe('restores through several COPY sessions', () => {
     assert.equal(await loadingTransactions(cluster, 'shop_one', 'events'), 1);
   });
 
+  test('with fewer connections free than sessions, the preflight says so and the restore uses what is free', async () => {
+    // A role limited to 3 connections: the restore's own, pg_restore's, and room for one more session.
+    await cluster.psql('postgres', 'CREATE ROLE restorer LOGIN CREATEDB CONNECTION LIMIT 3; CREATE DATABASE slots OWNER restorer');
+    await cluster.psql('slots', 'SET ROLE restorer; CREATE TABLE big (id int PRIMARY KEY, body text); INSERT INTO big SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 60000) g');
+    const limited = await makeSandbox(postgresSourceYaml(cluster, { databases: ['slots'], globals: false, extra: '      user: restorer\n      restore_copy_sessions: 3\n      restore_copy_split_after: 4MiB' }));
+    try {
+      const backup = await limited.run(['backup', '--full']);
+      assert.equal(backup.code, 0, backup.stderr);
+      const check = await limited.run(['restore', backup.stdout.trim(), '--target-db', 'slots_copy', '--check']);
+      assert.equal(check.code, 0, check.stderr);
+      assert.match(check.stdout, /only 2 connection\(s\) free for this restore .*: big tables load through 2 COPY session\(s\) instead of 3/);
+      const restore = await limited.run(['restore', backup.stdout.trim(), '--target-db', 'slots_copy']);
+      assert.equal(restore.code, 0, restore.stderr);
+      const digest = "SELECT count(*) || ' ' || md5(string_agg(b::text, '|' ORDER BY id)) FROM big b";
+      assert.equal(await cluster.psql('slots_copy', digest), await cluster.psql('slots', digest));
+      assert.equal(await loadingTransactions(cluster, 'slots_copy', 'big'), 2);
+    } finally {
+      await limited.cleanup();
+    }
+  });
+
   test('a session that fails fails the swap restore with its message; the original stays and no copy is left', async () => {
     // Real client tools, except a psql that gives up after reading part of its script (only the COPY sessions run psql here).
     const bin = join(sandbox.dir, 'bin');

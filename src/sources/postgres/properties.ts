@@ -61,7 +61,8 @@ export function createDatabaseSql(name: string, props: DatabaseProperties): stri
     `ENCODING ${quoteLiteral(props.encoding)}`,
     `LC_COLLATE ${quoteLiteral(props.collate)}`,
     `LC_CTYPE ${quoteLiteral(props.ctype)}`,
-    `TABLESPACE ${quoteIdent(props.tablespace)}`,
+    // pg_default is template0's own: naming it would need CREATE on it, which a CREATEDB role lacks.
+    ...(props.tablespace === 'pg_default' ? [] : [`TABLESPACE ${quoteIdent(props.tablespace)}`]),
   ];
   if (props.locale_provider === 'icu') parts.push(`LOCALE_PROVIDER icu ICU_LOCALE ${quoteLiteral(props.icu_locale ?? '')}`);
   return parts.join(' ');

@@ -42,6 +42,8 @@ export interface DatabaseRestorePlan {
   properties: DatabaseProperties;
   bins: PgBinaries;
   serverMajor: number;
+  /** COPY sessions big tables load through: restore_copy_sessions, or fewer when the server has fewer connections free. */
+  copySessions: number;
   findings: Finding[];
 }
 
@@ -80,6 +82,26 @@ async function missingRoles(client: pg.Client, roles: string[]): Promise<string[
   const { rows } = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [roles]);
   const present = new Set(rows.map((r) => r.rolname));
   return roles.filter((r) => !present.has(r));
+}
+
+/**
+ * Connections this restore may still open: what max_connections leaves (minus the slots
+ * reserved for superusers, unless we are one) and, for a role with a connection limit, what
+ * that leaves. The planning connection counts as used; the restore's own admin connection
+ * takes its place.
+ */
+async function freeConnections(client: pg.Client, major: number): Promise<number> {
+  const clients = major >= 10 ? "backend_type = 'client backend'" : 'true';
+  const { rows } = await client.query<{ free: number }>(
+    `SELECT least(
+       current_setting('max_connections')::int - (SELECT count(*) FROM pg_stat_activity WHERE ${clients})
+         - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END,
+       CASE WHEN r.rolsuper OR r.rolconnlimit < 0 THEN 2147483647
+            ELSE r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user) END
+     )::int AS free
+     FROM pg_roles r WHERE r.rolname = current_user`,
+  );
+  return rows[0]!.free;
 }
 
 /** Bytes free on the server's data folder, when this host can see it (a local server). */
@@ -127,16 +149,16 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
     if (options.targetDb !== undefined) {
       if (await databaseExists(client, options.targetDb)) error(`target database "${options.targetDb}" already exists`, 'choose another --target-db, or drop that database first');
       else ok(`target database name "${options.targetDb}" is free`);
-      plan = { database, mode: 'target', scratch: options.targetDb, final: options.targetDb, safetyCopy: null, properties: meta.properties ?? properties, bins, serverMajor: major, findings };
+      plan = { database, mode: 'target', scratch: options.targetDb, final: options.targetDb, safetyCopy: null, properties: meta.properties ?? properties, bins, serverMajor: major, copySessions: 1, findings };
     } else if (originalExists) {
       const safetyCopy = derivedName(database, `_pre_restore_${stamp}`);
       if (await databaseExists(client, safetyCopy)) error(`the safety copy name "${safetyCopy}" is taken`, 'wait a second and try again, or drop that database');
       const sessions = await otherSessions(client, database);
       if (sessions > 0 && !options.forceDisconnect) error(`database "${database}" has ${sessions} other session(s); the swap needs it idle`, 'stop the application using it, or pass --force-disconnect');
       else ok(sessions > 0 ? `database "${database}" has ${sessions} session(s), which --force-disconnect will end` : `database "${database}" is idle: it can be swapped`);
-      plan = { database, mode: 'swap', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy, properties, bins, serverMajor: major, findings };
+      plan = { database, mode: 'swap', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy, properties, bins, serverMajor: major, copySessions: 1, findings };
     } else {
-      plan = { database, mode: 'create', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy: null, properties, bins, serverMajor: major, findings };
+      plan = { database, mode: 'create', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy: null, properties, bins, serverMajor: major, copySessions: 1, findings };
     }
     if (plan.mode !== 'target' && (await databaseExists(client, plan.scratch))) error(`scratch database name "${plan.scratch}" is taken`, 'drop it (a restore that was killed may have left it)');
 
@@ -150,6 +172,14 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
     const lacking = meta.extensions.map((e) => e.name).filter((name) => !availableNames.has(name));
     if (lacking.length > 0) error(`extension(s) ${lacking.map((e) => `"${e}"`).join(', ')} used by the dump are not available on the server`, 'install the package that provides them (e.g. postgresql-contrib, postgis) on the server');
     else ok(`the ${meta.extensions.length} extension(s) the dump uses are available`);
+
+    const wanted = options.drillMarker ? 1 : server.config.restoreCopySessions;
+    if (wanted > 1) {
+      const free = await freeConnections(client, major);
+      plan.copySessions = Math.max(1, Math.min(wanted, free));
+      if (plan.copySessions === wanted) ok(`big tables load through ${wanted} COPY sessions (restore_copy_sessions); ${free} connections are free`);
+      else ok(`only ${free} connection(s) free for this restore (max_connections, or the role's connection limit): big tables load through ${plan.copySessions} COPY session(s) instead of ${wanted}`);
+    }
 
     const pipeProblem = await pipeFolderProblem(options.workDir);
     if (pipeProblem) error(`work_dir ${options.workDir} cannot hold the pipe that feeds pg_restore: ${pipeProblem}`, 'point work_dir at a writable local folder');
@@ -181,8 +211,8 @@ async function dropDatabase(client: pg.Client, name: string, serverMajorVersion:
  */
 export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePlan, data: ArtifactData, options: DatabaseRestoreOptions): Promise<DatabaseRestoreResult> {
   const started = Date.now();
-  // Drills must not load the server more than a plain pg_restore would: one session, the feeder at the lowest priority.
-  const sides = options.drillMarker ? 0 : server.config.restoreCopySessions - 1;
+  // Drills must not load the server more than a plain pg_restore would: one session (see the plan), the feeder at the lowest priority.
+  const sides = plan.copySessions - 1;
   const splitOptions: SplitOptions = { splitAfter: server.config.restoreCopySplitAfterBytes, serverMajor: plan.serverMajor };
   // The feeding thread starts up while the connection is made and the database created.
   const feed = await startArtifactFeed(data, options.workDir, {
