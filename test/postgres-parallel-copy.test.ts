@@ -115,6 +115,12 @@ describe('restores through several COPY sessions', () => {
       const digest = "SELECT count(*) || ' ' || md5(string_agg(b::text, '|' ORDER BY id)) FROM big b";
       assert.equal(await cluster.psql('slots_copy', digest), await cluster.psql('slots', digest));
       assert.equal(await loadingTransactions(cluster, 'slots_copy', 'big'), 2);
+      // No connection left beside the preflight's own: refused before anything is made, with what to do.
+      await cluster.psql('postgres', 'ALTER ROLE restorer CONNECTION LIMIT 1');
+      const refused = await limited.run(['restore', backup.stdout.trim(), '--target-db', 'slots_none']);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stdout + refused.stderr, /no connection is free on the server for pg_restore \(max_connections, or the connection limit of role "restorer"\)/);
+      assert.equal(await cluster.psql('postgres', "SELECT count(*) FROM pg_database WHERE datname = 'slots_none'"), '0');
     } finally {
       await limited.cleanup();
     }

@@ -86,22 +86,43 @@ async function missingRoles(client: pg.Client, roles: string[]): Promise<string[
 
 /**
  * Connections this restore may still open: what max_connections leaves (minus the slots
- * reserved for superusers, unless we are one) and, for a role with a connection limit, what
- * that leaves. The planning connection counts as used; the restore's own admin connection
- * takes its place.
+ * reserved for superusers, and from 16 on for pg_use_reserved_connections, unless we are a
+ * superuser) and, for a login role with a connection limit, what that leaves. The planning
+ * connection counts as used; the restore's own admin connection takes its place. Errs on
+ * the low side: a role without pg_read_all_stats sees other sessions' backend_type as NULL,
+ * so those count whatever they are; before 12, walsenders take ordinary slots, so every
+ * session counts.
  */
 async function freeConnections(client: pg.Client, major: number): Promise<number> {
-  const clients = major >= 10 ? "backend_type = 'client backend'" : 'true';
+  const counted = major >= 12 ? "usesysid IS NOT NULL AND (backend_type = 'client backend' OR backend_type IS NULL)" : 'true';
+  const reserved = major >= 16 ? "current_setting('superuser_reserved_connections')::int + current_setting('reserved_connections')::int" : "current_setting('superuser_reserved_connections')::int";
   const { rows } = await client.query<{ free: number }>(
     `SELECT least(
-       current_setting('max_connections')::int - (SELECT count(*) FROM pg_stat_activity WHERE ${clients})
-         - CASE WHEN r.rolsuper THEN 0 ELSE current_setting('superuser_reserved_connections')::int END,
+       current_setting('max_connections')::int - (SELECT count(*) FROM pg_stat_activity WHERE ${counted})
+         - CASE WHEN r.rolsuper THEN 0 ELSE ${reserved} END,
        CASE WHEN r.rolsuper OR r.rolconnlimit < 0 THEN 2147483647
-            ELSE r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user) END
+            ELSE r.rolconnlimit - (SELECT count(*) FROM pg_stat_activity WHERE usename = session_user) END
      )::int AS free
-     FROM pg_roles r WHERE r.rolname = current_user`,
+     FROM pg_roles r WHERE r.rolname = session_user`,
   );
   return rows[0]!.free;
+}
+
+/**
+ * ANALYZE in the restored database. The sessions that just loaded it may still hold their
+ * connection slots for a moment after their client exited: at a tight connection limit the
+ * first connect can get 53300 (too_many_connections), so it waits for them briefly.
+ */
+async function analyzeRestored(server: PgServer, database: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await server.with(database, (client) => client.query('ANALYZE'));
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== '53300' || attempt >= 20) throw error;
+      await sleep(100);
+    }
+  }
 }
 
 /** Bytes free on the server's data folder, when this host can see it (a local server). */
@@ -173,13 +194,13 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
     if (lacking.length > 0) error(`extension(s) ${lacking.map((e) => `"${e}"`).join(', ')} used by the dump are not available on the server`, 'install the package that provides them (e.g. postgresql-contrib, postgis) on the server');
     else ok(`the ${meta.extensions.length} extension(s) the dump uses are available`);
 
+    // Each COPY session is a connection (pg_restore's included), beside the restore's own.
     const wanted = options.drillMarker ? 1 : server.config.restoreCopySessions;
-    if (wanted > 1) {
-      const free = await freeConnections(client, major);
-      plan.copySessions = Math.max(1, Math.min(wanted, free));
-      if (plan.copySessions === wanted) ok(`big tables load through ${wanted} COPY sessions (restore_copy_sessions); ${free} connections are free`);
-      else ok(`only ${free} connection(s) free for this restore (max_connections, or the role's connection limit): big tables load through ${plan.copySessions} COPY session(s) instead of ${wanted}`);
-    }
+    const free = await freeConnections(client, major);
+    plan.copySessions = Math.max(1, Math.min(wanted, free));
+    if (free < 1) error(`no connection is free on the server for pg_restore (max_connections, or the connection limit of role "${server.config.user}")`, 'close other sessions, or raise max_connections or the role\'s CONNECTION LIMIT');
+    else if (wanted > 1 && plan.copySessions === wanted) ok(`big tables load through ${wanted} COPY sessions (restore_copy_sessions); ${free} connections are free`);
+    else if (wanted > 1) ok(`only ${free} connection(s) free for this restore (max_connections, or the role's connection limit): big tables load through ${plan.copySessions} COPY session(s) instead of ${wanted}`);
 
     const pipeProblem = await pipeFolderProblem(options.workDir);
     if (pipeProblem) error(`work_dir ${options.workDir} cannot hold the pipe that feeds pg_restore: ${pipeProblem}`, 'point work_dir at a writable local folder');
@@ -247,7 +268,7 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
       sideTools,
     });
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
-    await server.with(plan.scratch, (client) => client.query('ANALYZE'));
+    await analyzeRestored(server, plan.scratch);
     if (!options.drillMarker) for (const statement of applyPropertiesSql(plan.scratch, plan.properties)) await admin.query(statement);
     if (plan.mode !== 'target') await swapIn(admin, plan, options);
     return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000 };
