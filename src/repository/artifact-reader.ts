@@ -57,7 +57,7 @@ export interface PipeWriteOptions {
   transformOptions?: unknown;
   /**
    * Named pipes the transform may send parts of the stream to, each read by a tool of its own.
-   * The main pipe's last byte is held back until `sidesDone` resolves (the side tools have
+   * The main pipe's last byte is held back until `done` resolves (the side tools have
    * finished: their work is complete before the main tool can finish its input); when it
    * rejects, the main stream stays cut short, so the main tool fails.
    */

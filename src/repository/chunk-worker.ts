@@ -38,7 +38,6 @@ export interface PipeJob {
   release?: Int32Array | undefined;
 }
 
-
 /** Check stored objects against their recorded size and sha256; the answer lists the problems. */
 export interface CheckJob {
   kind: 'check';
@@ -97,6 +96,7 @@ const TRANSFORM_SLICE_BYTES = 256 * 1024;
 class SidePipes implements SideStreams {
   private readonly pipes: string[];
   private readonly fds: (number | undefined)[];
+  private finished = false;
   constructor(pipes: string[]) {
     this.pipes = pipes;
     this.fds = pipes.map(() => undefined);
@@ -108,7 +108,6 @@ class SidePipes implements SideStreams {
     this.fds[index] ??= openSync(this.pipes[index]!, 'w');
     writeAll(this.fds[index], data);
   }
-  private finished = false;
   /** Closes them all; a pipe never written to is opened first, so its reader sees the end of its input. */
   finish(): void {
     this.pipes.forEach((_, index) => this.write(index, Buffer.alloc(0)));

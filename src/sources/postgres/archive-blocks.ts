@@ -163,9 +163,10 @@ function fixedSessionSql(serverMajor: number): string {
  *
  * Sharing out: COPY text data ends every row with a newline byte (a newline inside a value
  * is written as backslash-n), so rows can be dealt out whole. A table's first `splitAfter`
- * bytes of rows go to pg_restore (at least MIN_SPLIT_AFTER); then turns of TURN_BYTES rotate between pg_restore and
- * the side streams, each of which gets the archive's session settings, the table's COPY
- * statement, its rows and the end-of-data line, as a psql script. pg_restore still gets
+ * bytes of rows (at least MIN_SPLIT_AFTER) go to pg_restore; then turns of TURN_BYTES rotate
+ * between pg_restore and the side streams, each of which gets the archive's session
+ * settings, the table's COPY statement, its rows and the end-of-data line, as a psql
+ * script. pg_restore still gets
  * a well-formed archive (its own share of every table's rows); the caller must keep
  * pg_restore from going on to indexes, constraints and triggers before the side sessions
  * have committed (chunk-worker.ts holds back the archive's last byte until they have).
@@ -177,7 +178,7 @@ export class CopyBlockMerger implements StreamTransform {
   private nextHeadAttempt = 0;
   private intSize = 4;
   private dataEntries = new Map<number, Buffer | null>();
-  /** An integer split across pushes, gathered to learn its value (its bytes pass through, unless rows go to a side stream). */
+  /** An integer split across pushes, gathered to learn its value (its bytes pass through, except a held length: see reframe). */
   private intScratch = Buffer.alloc(16);
   private intFilled = 0;
   private blockType = 0;
@@ -273,8 +274,8 @@ export class CopyBlockMerger implements StreamTransform {
     let read = 0;
     let write = 0; // never ahead of `read`: every merge drops a length prefix, every row sent elsewhere its bytes
     let mergeAt = -1; // where the open merged block's length prefix goes
-    // The end of a table's data, read while its rows went to a side stream, as an integer split across pushes:
-    // its bytes were held back and go into pg_restore's stream here (at most once per push, at its start).
+    // A held length (below) whose piece goes to pg_restore after all: its bytes were held back and go into
+    // pg_restore's stream here (at most once per push: a split integer completes at the push's start).
     let insertAt = -1;
     let inserted: Buffer | undefined;
     const closeMerge = () => {

@@ -166,20 +166,28 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
     const properties = current ?? meta.properties;
     if (!properties) throw new StackbackError('REPO_CORRUPT', `the backup of database "${database}" records no database properties`);
 
+    // Each COPY session is a connection (pg_restore's included), beside the restore's own.
+    const wanted = options.drillMarker ? 1 : server.config.restoreCopySessions;
+    const free = await freeConnections(client, major);
+    const copySessions = Math.max(1, Math.min(wanted, free));
+    if (free < 1) error(`no connection is free on the server for pg_restore (max_connections, or the connection limit of role "${server.config.user}")`, 'close other sessions, or raise max_connections or the role\'s CONNECTION LIMIT');
+    else if (wanted > 1 && copySessions === wanted) ok(`big tables load through ${wanted} COPY sessions (restore_copy_sessions); ${free} connections are free`);
+    else if (wanted > 1) ok(`only ${free} connection(s) free for this restore (max_connections, or the role's connection limit): big tables load through ${copySessions} COPY session(s) instead of ${wanted}`);
+
     let plan: DatabaseRestorePlan;
     if (options.targetDb !== undefined) {
       if (await databaseExists(client, options.targetDb)) error(`target database "${options.targetDb}" already exists`, 'choose another --target-db, or drop that database first');
       else ok(`target database name "${options.targetDb}" is free`);
-      plan = { database, mode: 'target', scratch: options.targetDb, final: options.targetDb, safetyCopy: null, properties: meta.properties ?? properties, bins, serverMajor: major, copySessions: 1, findings };
+      plan = { database, mode: 'target', scratch: options.targetDb, final: options.targetDb, safetyCopy: null, properties: meta.properties ?? properties, bins, serverMajor: major, copySessions, findings };
     } else if (originalExists) {
       const safetyCopy = derivedName(database, `_pre_restore_${stamp}`);
       if (await databaseExists(client, safetyCopy)) error(`the safety copy name "${safetyCopy}" is taken`, 'wait a second and try again, or drop that database');
       const sessions = await otherSessions(client, database);
       if (sessions > 0 && !options.forceDisconnect) error(`database "${database}" has ${sessions} other session(s); the swap needs it idle`, 'stop the application using it, or pass --force-disconnect');
       else ok(sessions > 0 ? `database "${database}" has ${sessions} session(s), which --force-disconnect will end` : `database "${database}" is idle: it can be swapped`);
-      plan = { database, mode: 'swap', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy, properties, bins, serverMajor: major, copySessions: 1, findings };
+      plan = { database, mode: 'swap', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy, properties, bins, serverMajor: major, copySessions, findings };
     } else {
-      plan = { database, mode: 'create', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy: null, properties, bins, serverMajor: major, copySessions: 1, findings };
+      plan = { database, mode: 'create', scratch: derivedName(database, `_restoring_${stamp}`), final: database, safetyCopy: null, properties, bins, serverMajor: major, copySessions, findings };
     }
     if (plan.mode !== 'target' && (await databaseExists(client, plan.scratch))) error(`scratch database name "${plan.scratch}" is taken`, 'drop it (a restore that was killed may have left it)');
 
@@ -193,14 +201,6 @@ export async function planDatabaseRestore(server: PgServer, meta: PgDumpMeta, op
     const lacking = meta.extensions.map((e) => e.name).filter((name) => !availableNames.has(name));
     if (lacking.length > 0) error(`extension(s) ${lacking.map((e) => `"${e}"`).join(', ')} used by the dump are not available on the server`, 'install the package that provides them (e.g. postgresql-contrib, postgis) on the server');
     else ok(`the ${meta.extensions.length} extension(s) the dump uses are available`);
-
-    // Each COPY session is a connection (pg_restore's included), beside the restore's own.
-    const wanted = options.drillMarker ? 1 : server.config.restoreCopySessions;
-    const free = await freeConnections(client, major);
-    plan.copySessions = Math.max(1, Math.min(wanted, free));
-    if (free < 1) error(`no connection is free on the server for pg_restore (max_connections, or the connection limit of role "${server.config.user}")`, 'close other sessions, or raise max_connections or the role\'s CONNECTION LIMIT');
-    else if (wanted > 1 && plan.copySessions === wanted) ok(`big tables load through ${wanted} COPY sessions (restore_copy_sessions); ${free} connections are free`);
-    else if (wanted > 1) ok(`only ${free} connection(s) free for this restore (max_connections, or the role's connection limit): big tables load through ${plan.copySessions} COPY session(s) instead of ${wanted}`);
 
     const pipeProblem = await pipeFolderProblem(options.workDir);
     if (pipeProblem) error(`work_dir ${options.workDir} cannot hold the pipe that feeds pg_restore: ${pipeProblem}`, 'point work_dir at a writable local folder');
