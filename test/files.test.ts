@@ -285,6 +285,36 @@ describe('files source', () => {
     assert.deepEqual(report.readErrors, [], 'a changed file does not make the backup partial');
   });
 
+  test('files and folders that vanish while the tree is read are warnings, and the archive stays whole', async () => {
+    const live = join(dir, 'vanishing');
+    await mkdir(join(live, 'z-folder'), { recursive: true });
+    for (let i = 0; i < 50; i++) await writeFile(join(live, `f${String(i).padStart(2, '0')}`), randomBytes(20_000));
+    await writeFile(join(live, 'z-folder', 'inside'), 'gone with its folder');
+    const { stream, report } = createArchive({ paths: [live], exclude: [], oneFileSystem: true });
+    const archive: Buffer[] = [];
+    let deleted = false;
+    for await (const chunk of stream) {
+      archive.push(Buffer.from(chunk));
+      // The folder has been listed once its first file's bytes arrive: the later siblings and the subfolder go now.
+      if (!deleted && Buffer.concat(archive).length > 20_000) {
+        for (const name of await readdir(live)) if (name >= 'f10') await rm(join(live, name), { recursive: true });
+        deleted = true;
+      }
+    }
+    assert.ok(report.warnings.some((w) => w === `${join(live, 'f49')}: vanished while the backup ran`), report.warnings.join('\n'));
+    assert.ok(report.warnings.some((w) => w === `${join(live, 'z-folder')}: vanished while the backup ran`), report.warnings.join('\n'));
+    assert.deepEqual(report.readErrors, []);
+    // The stream is a valid tar of exactly what was recorded, and unpacks.
+    const target = join(dir, 'vanishing-restored');
+    const scan = await scanArchive((async function* () { yield* archive; })(), { root: target });
+    assert.deepEqual(scan.problems, []);
+    assert.equal(scan.entries, report.files.length);
+    await extractArchive(async function* () { yield* archive; }, { root: target }, scan);
+    const stored = report.files.filter((f) => f.type === 'File');
+    assert.ok(stored.length >= 1 && stored.length < 50, `${stored.length} files stored`);
+    for (const file of stored) assert.equal(createHash('sha256').update(await readFile(join(target, file.path))).digest('hex'), file.sha256, file.path);
+  });
+
   test('catalog restore on a machine with only the repository gives the same list', async () => {
     const before = await sandbox.json<unknown[]>(['list']);
     const history = (await sandbox.json<unknown[]>(['history'])).value.length;
