@@ -182,7 +182,7 @@ async function writeChain(repo: Repository, catalog: Catalog, plan: ChainPlan, t
 
 async function generate(dir: string, size: Size, plans: ChainPlan[]): Promise<{ repository: string; catalog: string }> {
   const paths = { repository: join(dir, 'repo'), catalog: join(dir, 'catalog.db') };
-  const repo = await Repository.open(paths.repository, { create: true });
+  const repo = await Repository.create(paths.repository);
   const catalog = new Catalog(paths.catalog);
   const now = Date.now();
   const started = performance.now();

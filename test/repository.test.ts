@@ -72,7 +72,7 @@ function tempRepository(prefix: string): { dir: string; repo: Repository } {
   const temp = {} as { dir: string; repo: Repository };
   before(async () => {
     temp.dir = await mkdtemp(join(tmpdir(), prefix));
-    temp.repo = await Repository.open(join(temp.dir, 'repo'), { create: true });
+    temp.repo = await Repository.create(join(temp.dir, 'repo'));
   });
   after(() => rm(temp.dir, { recursive: true, force: true }));
   return temp;

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { currentProcessIdentity, type ProcessIdentity } from '../process-identity.ts';
 import type { ChunkIndex } from '../repository/backup-writer.ts';
 import type { ChunkRef, Manifest, SourceOutcome } from '../repository/manifest.ts';
 import { MIGRATIONS } from './migrations.ts';
@@ -45,6 +46,8 @@ export interface RunRow {
   bytes_stored: number;
   pid: number;
   host: string;
+  boot_id: string | null;
+  start_time: string | null;
   detail: Record<string, unknown> | null;
 }
 
@@ -160,6 +163,17 @@ export class Catalog implements ChunkIndex {
     })();
   }
 
+  /**
+   * Drops chunks found damaged or missing from the index, so that no backup dedups against
+   * them again: the next backup of the chain that meets their content writes them anew.
+   */
+  forgetChunks(chain: string, ids: string[]): void {
+    const remove = this.db.prepare('DELETE FROM chunks WHERE chain = ? AND id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) remove.run(chain, id);
+    })();
+  }
+
   /** Drops a removed chain's chunk index. */
   forgetChain(chain: string): void {
     this.db.prepare('DELETE FROM chunks WHERE chain = ?').run(chain);
@@ -207,11 +221,13 @@ export class Catalog implements ChunkIndex {
   }
 
   /**
-   * Runs left `running` by a process on this host that no longer exists (killed, crashed)
-   * become `interrupted`. Returns them, so their leftovers can be cleaned.
+   * Runs left `running` by a process that no longer exists (killed, crashed, or its boot
+   * ended) become `interrupted`. Returns them, so their leftovers can be cleaned.
    */
-  markInterruptedRuns(host: string, isAlive: (pid: number) => boolean): RunRow[] {
-    const running = (this.db.prepare("SELECT * FROM runs WHERE status = 'running' AND host = ?").all(host) as Raw<RunRow>[]).filter((r) => !isAlive(r.pid));
+  markInterruptedRuns(isAlive: (run: ProcessIdentity & { host: string }) => boolean): RunRow[] {
+    const running = (this.db.prepare("SELECT * FROM runs WHERE status = 'running'").all() as Raw<RunRow>[]).filter(
+      (r) => !isAlive({ pid: r.pid, host: r.host, ...(r.boot_id ? { boot_id: r.boot_id } : {}), ...(r.start_time ? { start_time: r.start_time } : {}) }),
+    );
     const mark = this.db.prepare("UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'the process ended without finishing this run (killed or crashed)' WHERE id = ?");
     this.db.transaction(() => {
       for (const run of running) mark.run(new Date().toISOString(), run.id);
@@ -255,9 +271,10 @@ export class Catalog implements ChunkIndex {
   }
 
   startRun(kind: string, detail: Record<string, unknown>): number {
+    const me = currentProcessIdentity();
     const result = this.db
-      .prepare(`INSERT INTO runs (kind, started_at, status, pid, host, detail) VALUES (?, ?, 'running', ?, ?, ?)`)
-      .run(kind, new Date().toISOString(), process.pid, os.hostname(), JSON.stringify(detail));
+      .prepare(`INSERT INTO runs (kind, started_at, status, pid, host, boot_id, start_time, detail) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)`)
+      .run(kind, new Date().toISOString(), me.pid, os.hostname(), me.boot_id ?? null, me.start_time ?? null, JSON.stringify(detail));
     return Number(result.lastInsertRowid);
   }
 
@@ -278,6 +295,15 @@ export class Catalog implements ChunkIndex {
         outcome.detail ? JSON.stringify(outcome.detail) : null,
         id,
       );
+  }
+
+  /** A fact about the catalog itself (e.g. `repository_id`), or undefined. */
+  fact(key: string): string | undefined {
+    return this.db.prepare('SELECT value FROM facts WHERE key = ?').pluck().get(key) as string | undefined;
+  }
+
+  setFact(key: string, value: string): void {
+    this.db.prepare('INSERT INTO facts (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   listRuns(limit = 50): RunRow[] {

@@ -80,4 +80,14 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX verifications_backup ON verifications (backup, id);
   `,
+  // 3: who ran each run beyond its pid (a pid is reused after a reboot), and the catalog's
+  // own facts, such as the id of the repository it indexes.
+  `
+  ALTER TABLE runs ADD COLUMN boot_id TEXT;
+  ALTER TABLE runs ADD COLUMN start_time TEXT;
+  CREATE TABLE facts (
+    key           TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+  );
+  `,
 ];

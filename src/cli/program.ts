@@ -6,6 +6,7 @@ import { registerConfig } from './commands/config.ts';
 import { registerDaemon } from './commands/daemon.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerHistory } from './commands/history.ts';
+import { registerInit } from './commands/init.ts';
 import { registerList } from './commands/list.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
@@ -33,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerDaemon, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
+  for (const register of [registerDaemon, registerInit, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
     register(program);
   }
   try {

@@ -3,11 +3,13 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Catalog } from '../catalog/catalog.ts';
 import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
-import { errorMessage, StackbackError } from '../errors.ts';
+import { errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { cleanUpBeforeWriting, markInterruptedRuns } from '../jobs/housekeeping.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { validateBackupName } from '../repository/manifest.ts';
-import { Repository } from '../repository/repository.ts';
+import type { Lock } from '../repository/lock.ts';
+import type { Repository } from '../repository/repository.ts';
+import { openRepository } from '../jobs/repository-identity.ts';
 import { createSources } from '../sources/registry.ts';
 import { isDeadProcessPipe } from '../sources/tool.ts';
 import type { Source } from '../sources/source.ts';
@@ -19,7 +21,7 @@ import { type ScheduleName, scheduleInfo } from './schedule-info.ts';
 import { Scheduler } from './scheduler.ts';
 import { ForegroundActivity } from './foreground.ts';
 import { type ControlApi, createControlServer } from './server.ts';
-import { listenOnSocket } from './socket.ts';
+import { closeSockets, listenOnSockets, type SocketListener } from './socket.ts';
 import { buildStatus, statusLine } from './status.ts';
 
 /** How long SIGTERM waits for the running job to stop cleanly (systemd's TimeoutStopSec is longer). */
@@ -49,14 +51,22 @@ function flag(body: Record<string, unknown>, key: string): boolean {
 export async function runDaemon(configFile: string): Promise<number> {
   let config = loadConfig(configFile);
   const log = createLogger(config.log.level);
-  const repo = await Repository.open(config.repository.path, { create: true });
-  const daemonLock = await repo.lockDaemon();
   const catalog = new Catalog(config.catalog.path);
+  let repo: Repository;
+  let daemonLock: Lock;
+  try {
+    // A fresh install gets its repository; one the catalog knows must be there (a disk not mounted stops the start, by name).
+    repo = await openRepository(config, catalog, { createFirst: true });
+    daemonLock = await repo.lockDaemon();
+  } catch (error) {
+    catalog.close();
+    throw error;
+  }
   let sources: Source[] = createSources(config);
   const startedAt = new Date();
   const foreground = new ForegroundActivity();
   const services: DaemonServices = { config: () => config, sources: () => sources, catalog, log, foreground };
-  const queue = new JobQueue();
+  const queue = new JobQueue(() => config.control.maxQueuedJobs);
   const notifier = new SystemdNotifier(log);
 
   await startupCleanup(repo, catalog, config, log);
@@ -69,7 +79,18 @@ export async function runDaemon(configFile: string): Promise<number> {
   const submitBackup = (type: 'full' | 'incremental', only: string[] | undefined, origin: 'schedule' | 'manual') => {
     const run = backupJob(services, type, only);
     const withPrune: JobRunner = async (signal, progress) => {
-      const outcome = await run(signal, progress);
+      let outcome;
+      try {
+        outcome = await run(signal, progress);
+      } catch (error) {
+        // A full disk never frees itself (prune after_backup follows only successes): prune now;
+        // retention still never removes the newest successful backup.
+        if (origin === 'schedule' && config.schedule.prune !== null && isStackbackError(error) && error.code === 'DISK_SPACE') {
+          log.warn('the backup failed for lack of space: applying the retention policy now to free some');
+          submit('prune', { dry_run: false, trigger: 'disk_full' }, 'schedule', pruneJob(services, false, 'disk_full'));
+        }
+        throw error;
+      }
       if (origin === 'schedule' && config.schedule.prune === 'after_backup') submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false));
       return outcome;
     };
@@ -95,8 +116,8 @@ export async function runDaemon(configFile: string): Promise<number> {
   const reload = (): { ok: true } | { ok: false; problems: string[] } => {
     try {
       const next = loadConfig(configFile);
-      if (next.control.socket !== config.control.socket || next.repository.path !== config.repository.path || next.catalog.path !== config.catalog.path) {
-        log.warn('control.socket, repository.path and catalog.path take effect at the next restart');
+      if (restartOnly(next) !== restartOnly(config)) {
+        log.warn('the control sockets and max_connections, repository.path and catalog.path take effect at the next restart');
       }
       config = next;
       sources = createSources(next);
@@ -166,9 +187,16 @@ export async function runDaemon(configFile: string): Promise<number> {
     reload,
   };
 
-  const server = createControlServer(api, log, foreground);
+  const { control } = config;
+  const listener = (role: 'read' | 'admin', path: string, mode: number, group: string | null): SocketListener => ({
+    server: createControlServer(api, log, foreground, { role, adminSocket: control.adminSocket, maxConnections: control.maxConnections }),
+    path,
+    mode,
+    group,
+  });
+  const sockets = [listener('read', control.socket, control.socketMode, control.socketGroup), listener('admin', control.adminSocket, control.adminSocketMode, control.adminSocketGroup)];
   try {
-    await listenOnSocket(server, config.control.socket, config.control.socketMode, config.control.socketGroup);
+    await listenOnSockets(sockets);
   } catch (error) {
     catalog.close();
     await daemonLock.release();
@@ -176,7 +204,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   }
   scheduler.apply(config);
   catchUp(config, catalog, log, () => submitBackup('full', undefined, 'schedule'));
-  log.info({ socket: config.control.socket, pid: process.pid }, `stackback daemon ${STACKBACK_VERSION} ready on ${config.control.socket}`);
+  log.info({ socket: control.socket, admin_socket: control.adminSocket, pid: process.pid }, `stackback daemon ${STACKBACK_VERSION} ready on ${control.socket} (read-only) and ${control.adminSocket} (admin)`);
   await notifier.ready(statusLine(status(), config.timezone));
   const refresh = setInterval(() => void notifier.status(statusLine(status(), config.timezone)), STATUS_REFRESH_MS);
 
@@ -189,8 +217,7 @@ export async function runDaemon(configFile: string): Promise<number> {
       clearInterval(refresh);
       await notifier.stopping();
       scheduler.stop();
-      server.close();
-      server.closeAllConnections();
+      const closing = closeSockets(sockets);
       let timer: NodeJS.Timeout | undefined;
       const gaveUp = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
@@ -201,7 +228,7 @@ export async function runDaemon(configFile: string): Promise<number> {
       await Promise.race([queue.shutdown(`the daemon is stopping (${signal})`), gaveUp]);
       clearTimeout(timer);
       catalog.close();
-      await rm(config.control.socket, { force: true });
+      await closing;
       await daemonLock.release();
       log.info('daemon stopped');
       process.off('SIGHUP', onHup);
@@ -218,6 +245,12 @@ export async function runDaemon(configFile: string): Promise<number> {
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
   });
+}
+
+/** The settings a reload cannot change in a running daemon. */
+function restartOnly(config: Config): string {
+  const { maxQueuedJobs: _reloadable, ...control } = config.control;
+  return JSON.stringify([control, config.repository.path, config.catalog.path]);
 }
 
 /** Runs left `running` by a crash become interrupted; their leftovers go, if no CLI holds the repository. */

@@ -4,7 +4,7 @@ import { StackbackError } from '../errors.ts';
 import { backupSummary, runBackup } from '../jobs/backup.ts';
 import type { JobContext } from '../jobs/context.ts';
 import { deleteBackup } from '../jobs/delete.ts';
-import { runPrune } from '../jobs/prune.ts';
+import { type PruneTrigger, runPrune } from '../jobs/prune.ts';
 import { prepareRestore, type RestoreSelection } from '../jobs/restore.ts';
 import { runVerify, type VerifyLevel } from '../jobs/verify.ts';
 import type { Logger } from '../log.ts';
@@ -55,10 +55,10 @@ export function deleteJob(services: DaemonServices, name: string): JobRunner {
   return async (signal, progress) => ({ state: 'ok', result: await deleteBackup(context(services, signal, progress), name) });
 }
 
-export function pruneJob(services: DaemonServices, dryRun: boolean): JobRunner {
+export function pruneJob(services: DaemonServices, dryRun: boolean, trigger?: PruneTrigger): JobRunner {
   return async (signal, progress) => {
     progress({ phase: dryRun ? 'deciding (dry run)' : 'pruning' });
-    return { state: 'ok', result: await runPrune(context(services, signal, progress), { dryRun }) };
+    return { state: 'ok', result: await runPrune(context(services, signal, progress), { dryRun, trigger }) };
   };
 }
 

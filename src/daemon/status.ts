@@ -1,5 +1,6 @@
 import type { Catalog, RunRow } from '../catalog/catalog.ts';
 import type { Config } from '../config/load.ts';
+import { repositoryState } from '../jobs/repository-identity.ts';
 import type { JobView } from './queue.ts';
 import { type ScheduleInfo, scheduleInfo } from './schedule-info.ts';
 
@@ -61,6 +62,8 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   const backups = catalog.listBackups();
   const warnings: string[] = [];
   if (!daemon) warnings.push('the daemon is not running: no scheduled backups happen');
+  const repository = repositoryState(config, catalog);
+  if (repository.state === 'missing' || repository.state === 'mismatch') warnings.push(repository.error.message);
   const newestOk = backups.filter((b) => b.status === 'ok').at(-1);
   const periods = schedules.filter((s) => (s.name === 'full' || s.name === 'incremental') && s.period_ms !== null).map((s) => s.period_ms!);
   const expected = periods.length > 0 ? Math.min(...periods) : null;
@@ -74,6 +77,8 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
     const run = lastRuns[kind];
     if (run && run.status !== 'ok') warnings.push(`last ${kind} backup ${run.status}${run.error ? `: ${run.error}` : ''}`);
   }
+  const diskFull = diskFullWarning(catalog);
+  if (diskFull) warnings.push(diskFull);
   if (lastRuns.verify && lastRuns.verify.status !== 'ok') warnings.push(`last verify ${lastRuns.verify.status}${lastRuns.verify.error ? `: ${lastRuns.verify.error}` : ''}`);
   if (lastRuns.prune && lastRuns.prune.status !== 'ok') warnings.push(`last prune ${lastRuns.prune.status}${lastRuns.prune.error ? `: ${lastRuns.prune.error}` : ''}`);
   return {
@@ -86,6 +91,22 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
     repository: { path: config.repository.path, bytes: catalog.repositoryBytes(), backups: backups.length },
     warnings,
   };
+}
+
+/** After the newest backup failed for lack of space: what the prune that follows such a failure did about it. */
+function diskFullWarning(catalog: Catalog): string | undefined {
+  const backup = catalog.lastRun('backup');
+  if (backup?.status !== 'failed' || backup.detail?.error_code !== 'DISK_SPACE') return undefined;
+  const prune = catalog.lastRun('prune');
+  if (!prune || prune.detail?.trigger !== 'disk_full' || prune.started_at < backup.started_at) {
+    return 'the repository is out of space and no prune has run since: free space, or run `stackback prune`';
+  }
+  if (prune.status !== 'ok') return `the repository is out of space; the prune run to free space ${prune.status}${prune.error ? `: ${prune.error}` : ''}`;
+  const removed = Array.isArray(prune.detail.removed) ? prune.detail.removed.length : 0;
+  const freed = typeof prune.detail.freed_bytes === 'number' ? prune.detail.freed_bytes : 0;
+  return removed > 0
+    ? `the repository was out of space: a prune ran and removed ${removed} backup(s), freeing ${freed} bytes; the next backup will tell whether that is enough`
+    : 'the repository is out of space and the retention policy keeps every backup: free space, move repository.path or tighten retention';
 }
 
 /** The one line systemd shows in `systemctl status`. */

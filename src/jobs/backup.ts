@@ -1,10 +1,11 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { StackbackError, errorMessage } from '../errors.ts';
+import { StackbackError, errorMessage, isStackbackError } from '../errors.ts';
 import { BackupWriter } from '../repository/backup-writer.ts';
 import { type ArtifactManifest, type BackupKind, type Manifest, MANIFEST_FORMAT, newBackupName, type SourceOutcome } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
+import { openRepository } from './repository-identity.ts';
 import { findSource } from '../sources/registry.ts';
 import type { PlannedArtifact, Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
@@ -79,7 +80,7 @@ function selectSources(ctx: JobContext, names: string[] | undefined): Source[] {
  */
 export async function runBackup(ctx: JobContext, request: BackupRequest): Promise<BackupResult> {
   const sources = selectSources(ctx, request.sources);
-  const repo = await Repository.open(ctx.config.repository.path, { create: true });
+  const repo = await openRepository(ctx.config, ctx.catalog, { createFirst: true });
   const lock = await repo.lockWriter({ command: `backup --${request.kind}`, timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
   const runId = await startRunUnderLock(ctx.catalog, lock, 'backup', { kind: request.kind, sources: sources.map((s) => s.name) });
   const watchdog = new Watchdog(ctx.config.stallTimeoutMs, ctx.signal);
@@ -160,6 +161,8 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   } catch (error) {
     // Stalled: no bytes for stall_timeout. Interrupted: cancelled, or the daemon stopping.
     const status = watchdog.stalled ? 'stalled' : ctx.signal?.aborted ? 'interrupted' : 'failed';
+    // The code lets status tell a full disk from other failures.
+    if (isStackbackError(error)) ctx.catalog.updateRunDetail(runId, { error_code: error.code });
     ctx.catalog.finishRun(runId, { status, error: errorMessage(watchdog.stalled ?? error) });
     throw error;
   } finally {
@@ -275,8 +278,9 @@ async function backupSource(
       const seconds = (Date.now() - started) / 1000;
       ctx.log.info({ artifact: artifact.id, bytes: stored.size, chunks: stored.chunks.length, seconds }, `${artifact.id}: ${stored.size} bytes in ${seconds.toFixed(1)} s`);
     } catch (error) {
-      // Cancelled or stalled: the whole backup stops. A failed artifact: the next one goes on.
+      // Cancelled, stalled or out of space: the whole backup stops. A failed artifact: the next one goes on.
       if (watchdog.signal.aborted) throw watchdog.stalled ?? error;
+      if (isStackbackError(error) && error.code === 'DISK_SPACE') throw error;
       ctx.log.error({ artifact: artifact.id, err: errorMessage(error) }, `${artifact.id} failed: ${errorMessage(error)}`);
       outcome.failed_artifacts = [...(outcome.failed_artifacts ?? []), { id: artifact.id, error: errorMessage(error) }];
     } finally {

@@ -12,13 +12,15 @@ import { validateBackupName } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
 import { syncCatalog } from './housekeeping.ts';
+import { adopt } from './repository-identity.ts';
 
 /**
  * Recreates the catalog's index (backups, artifacts, chunks) from the repository's
  * manifests alone: the repository is the source of truth. The run history is kept.
  */
 export async function rebuildCatalog(ctx: JobContext): Promise<{ backups: number }> {
-  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  // The operator's word: this repository is the one to index (also when the catalog knew another).
+  const repo = adopt(ctx.catalog, await Repository.open(ctx.config.repository.path));
   const lock = await repo.lockWriter({ command: 'catalog rebuild', timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
   try {
     const manifests = [];
@@ -40,7 +42,7 @@ export async function rebuildCatalog(ctx: JobContext): Promise<{ backups: number
  */
 export async function restoreCatalog(config: Config, log: Logger, name: string, force: boolean): Promise<{ backups: number; runs: number; moved_aside: string | null }> {
   validateBackupName(name);
-  const repo = await Repository.open(config.repository.path, { create: false });
+  const repo = await Repository.open(config.repository.path);
   const manifest = await repo.readManifest(name);
   const artifact = manifest.artifacts.find((a) => a.kind === 'catalog');
   if (!artifact) throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds no copy of the catalog (made by a stackback before catalogs travelled with backups?)`);
@@ -64,6 +66,7 @@ export async function restoreCatalog(config: Config, log: Logger, name: string, 
   await rename(incoming, file);
   const catalog = new Catalog(file);
   try {
+    adopt(catalog, repo);
     await syncCatalog(repo, catalog, log);
     return { backups: catalog.backupNames().length, runs: catalog.listRuns(1_000_000).length, moved_aside: aside };
   } finally {

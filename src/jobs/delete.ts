@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors.ts';
 import { validateBackupName } from '../repository/manifest.ts';
-import { Repository } from '../repository/repository.ts';
+import { openRepository } from './repository-identity.ts';
 import type { JobContext } from './context.ts';
 import { collectChain, startRunUnderLock, syncCatalog } from './housekeeping.ts';
 
@@ -19,7 +19,7 @@ export interface DeleteResult {
  */
 export async function deleteBackup(ctx: JobContext, name: string): Promise<DeleteResult> {
   validateBackupName(name);
-  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  const repo = await openRepository(ctx.config, ctx.catalog);
   const lock = await repo.lockWriter({ command: `delete ${name}`, timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
   const runId = await startRunUnderLock(ctx.catalog, lock, 'delete', { backup: name });
   try {

@@ -1,7 +1,8 @@
 import os from 'node:os';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Logger } from '../log.ts';
-import { type Lock, processAlive } from '../repository/lock.ts';
+import { processAlive } from '../process-identity.ts';
+import type { Lock } from '../repository/lock.ts';
 import type { Repository } from '../repository/repository.ts';
 
 /**
@@ -9,9 +10,9 @@ import type { Repository } from '../repository/repository.ts';
  * finished. Everything here that deletes runs under the writer lock.
  */
 
-/** Marks runs of dead processes on this host `interrupted` (safe without the lock: it only touches the catalog). */
+/** Marks runs whose process is gone `interrupted` (safe without the lock: it only touches the catalog). */
 export function markInterruptedRuns(catalog: Catalog, log: Logger): void {
-  for (const run of catalog.markInterruptedRuns(os.hostname(), processAlive)) {
+  for (const run of catalog.markInterruptedRuns((owner) => processAlive(owner, owner.host === os.hostname()))) {
     log.warn({ run: run.id, kind: run.kind }, `run ${run.id} (${run.kind}, pid ${run.pid}) was interrupted: its process is gone`);
   }
 }

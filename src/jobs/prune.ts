@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
 import { errorMessage } from '../errors.ts';
-import { Repository } from '../repository/repository.ts';
+import { openRepository, repositoryState } from './repository-identity.ts';
 import type { SafetyCopyCleanup } from '../sources/source.ts';
 import type { JobContext } from './context.ts';
 import { collectChain, startRunUnderLock, syncCatalog } from './housekeeping.ts';
@@ -25,12 +24,17 @@ const isSafetyCopy = (name: string) => name.startsWith('prerestore-');
  * collect chunks no remaining backup uses. A kill at any point leaves every remaining
  * backup complete; the next prune finishes the collection. A dry run reads only.
  */
-export async function runPrune(ctx: JobContext, options: { dryRun: boolean }): Promise<PruneResult> {
+/** Why a prune ran outside its schedule: a scheduled backup failed for lack of space. */
+export type PruneTrigger = 'disk_full';
+
+export async function runPrune(ctx: JobContext, options: { dryRun: boolean; trigger?: PruneTrigger | undefined }): Promise<PruneResult> {
   const result: PruneResult = { dry_run: options.dryRun, decisions: [], removed: [], freed_chunks: 0, freed_bytes: 0, chains_removed: [], safety_copies: [] };
-  if (!existsSync(ctx.config.repository.path)) return result;
-  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  // A fresh install has nothing to prune yet; a repository the catalog knows must be there.
+  if (repositoryState(ctx.config, ctx.catalog).state === 'none') return result;
+  const repo = await openRepository(ctx.config, ctx.catalog);
   const lock = options.dryRun ? undefined : await repo.lockWriter({ command: 'prune', timeoutMs: ctx.config.lockTimeoutMs, exclusiveOfReaders: true, signal: ctx.signal });
-  const runId = lock ? await startRunUnderLock(ctx.catalog, lock, 'prune', {}) : undefined;
+  const trigger = options.trigger ? { trigger: options.trigger } : {};
+  const runId = lock ? await startRunUnderLock(ctx.catalog, lock, 'prune', trigger) : undefined;
   try {
     if (!options.dryRun) await syncCatalog(repo, ctx.catalog, ctx.log);
     const backups = ctx.catalog.listBackups();
@@ -70,7 +74,7 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean }): P
       result.freed_bytes += freed.bytes;
       if (freed.chainRemoved) result.chains_removed.push(chain);
     }
-    ctx.catalog.finishRun(runId!, { status: 'ok', detail: { removed: doomed, freed_bytes: result.freed_bytes, chains_removed: result.chains_removed } });
+    ctx.catalog.finishRun(runId!, { status: 'ok', detail: { ...trigger, removed: doomed, freed_bytes: result.freed_bytes, chains_removed: result.chains_removed } });
     ctx.log.info({ removed: doomed.length, freed_bytes: result.freed_bytes }, `prune removed ${doomed.length} backup(s), freed ${result.freed_bytes} bytes`);
     return result;
   } catch (error) {

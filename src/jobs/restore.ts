@@ -1,7 +1,8 @@
 import { StackbackError, errorMessage } from '../errors.ts';
 import { type ChunkProblem, checkStoredChunks, openArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
-import { Repository } from '../repository/repository.ts';
+import type { Repository } from '../repository/repository.ts';
+import { openRepository } from './repository-identity.ts';
 import type { Lock } from '../repository/lock.ts';
 import type { Finding, RestoreOptions, RestorePlan } from '../sources/source.ts';
 import { runBackup } from './backup.ts';
@@ -39,7 +40,7 @@ export interface RestoreFinding extends Finding {
 
 export async function prepareRestore(ctx: JobContext, name: string, selection: RestoreSelection, check = false): Promise<PreparedRestore> {
   validateBackupName(name);
-  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  const repo = await openRepository(ctx.config, ctx.catalog);
   const lock = await repo.lockReader(`restore ${name}`, ctx.config.lockTimeoutMs);
   let damage: DamageCheck | undefined;
   try {

@@ -1,7 +1,8 @@
 import { errorMessage } from '../errors.ts';
 import { type ChunkProblem, checkStoredChunks, openArtifact, readArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
-import { Repository } from '../repository/repository.ts';
+import type { Repository } from '../repository/repository.ts';
+import { openRepository } from './repository-identity.ts';
 import type { JobContext } from './context.ts';
 import { startRunUnderLock, syncCatalog } from './housekeeping.ts';
 
@@ -112,7 +113,7 @@ async function usersOf(ctx: JobContext, repo: Repository, chain: string, problem
 
 export async function runVerify(ctx: JobContext, names: string[] | 'all', level: VerifyLevel): Promise<VerifyReport> {
   if (names !== 'all') names.forEach(validateBackupName);
-  const repo = await Repository.open(ctx.config.repository.path, { create: false });
+  const repo = await openRepository(ctx.config, ctx.catalog);
   const lock = await repo.lockReader(`verify --${level}`, ctx.config.lockTimeoutMs);
   const runId = await startRunUnderLock(ctx.catalog, lock, 'verify', { backups: names, level });
   try {
@@ -124,6 +125,10 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
     for (const chain of new Set(manifests.map((m) => m.chain))) {
       const chunks = manifests.filter((m) => m.chain === chain).flatMap((m) => m.artifacts.flatMap((a) => a.chunks));
       const problems = await checkStoredChunks(repo, chain, chunks, { hash: level !== 'quick' });
+      if (problems.length > 0) {
+        ctx.catalog.forgetChunks(chain, problems.map((p) => p.chunk));
+        ctx.log.warn({ chain, chunks: problems.length }, `${problems.length} damaged chunk(s) of chain ${chain} left the chunk index: the next backup of that chain stores their content anew`);
+      }
       damaged.push(...(await usersOf(ctx, repo, chain, problems)));
     }
     const bad = new Map(damaged.map((d) => [`${d.chain}/${d.chunk}`, d]));

@@ -84,10 +84,11 @@ export class BackupWriter {
     if (this.failure !== undefined) throw this.failure;
     this.stats.chunks += 1;
     const id = createHash('sha256').update(plain).digest('hex');
-    const known = this.index.lookup(this.chain, id);
-    if (known) return { ref: Promise.resolve(known) };
     const pending = this.written.get(id);
     if (pending) return { ref: pending };
+    const known = this.index.lookup(this.chain, id);
+    // A dedup hit is only as good as the object behind it: one that is gone or has another size is written anew.
+    if (known && (await this.repo.chunkSize(this.chain, id)) === known.stored_size) return { ref: Promise.resolve(known) };
 
     while (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
     const write = this.writeChunk(id, plain);

@@ -4,18 +4,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StackbackError } from '../errors.ts';
+import { currentProcessIdentity, type ProcessIdentity, processAlive } from '../process-identity.ts';
 
 /**
  * Repository locks, as files in <repo>/locks:
  * - one exclusive writer lock (`writer.lock`), taken by anything that adds or removes data;
  * - any number of reader locks (`read-*.lock`), taken by restore and verify, so that a
  *   command that removes chunks (delete, prune) waits until no reader is using them.
- * A lock names its holder (pid, host, start time). A lock whose holder is a dead process on
- * this host is stale and is taken over safely: it is renamed away first (only one taker's
- * rename can succeed), then recreated with O_EXCL.
+ * A lock names its holder (pid, boot id, process start time, host). A lock whose holder is
+ * gone — a dead pid, a pid reused by another process, or a boot that has ended (a power
+ * loss, a disaster recovery onto another machine) — is stale and is taken over safely: it is
+ * renamed away first (only one taker's rename can succeed), then recreated with O_EXCL.
  */
-export interface LockInfo {
-  pid: number;
+export interface LockInfo extends ProcessIdentity {
   host: string;
   started_at: string;
   command: string;
@@ -29,19 +30,9 @@ function describe(info: LockInfo): string {
   return `pid ${info.pid} on ${info.host} since ${info.started_at} (${info.command})`;
 }
 
-/** Whether a process with this pid exists on this host (EPERM: it exists but is not ours). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function isStale(info: LockInfo): boolean {
   // pid 0: an unreadable lock file. Locks are created whole (tryCreate), so that is debris.
-  return info.host === os.hostname() && (info.pid <= 0 || !processAlive(info.pid));
+  return !processAlive(info, info.host === os.hostname());
 }
 
 async function readLock(file: string): Promise<LockInfo | undefined> {
@@ -99,7 +90,7 @@ export interface Lock {
 }
 
 function newInfo(command: string): LockInfo {
-  return { pid: process.pid, host: os.hostname(), started_at: new Date().toISOString(), command };
+  return { ...currentProcessIdentity(), host: os.hostname(), started_at: new Date().toISOString(), command };
 }
 
 function releaser(file: string): Lock {
@@ -152,7 +143,7 @@ export async function acquireWriterLock(locksDir: string, options: WriterLockOpt
       throw new StackbackError(
         'REPO_LOCKED',
         holder ? `repository locked by ${describe(holder)}` : 'repository locked by another process',
-        'wait for that command to finish, or raise lock_timeout; a lock left by a dead process on this host is taken over automatically',
+        'wait for that command to finish, or raise lock_timeout; a lock left by a process that is gone (or by an earlier boot) is taken over automatically',
       );
     }
     await sleep(POLL_MS);
@@ -194,7 +185,7 @@ export async function acquireReaderLock(locksDir: string, command: string, timeo
 
 /**
  * The daemon's lock (`daemon.lock`): one daemon per repository. Never waits; a lock left by
- * a dead daemon on this host is taken over.
+ * a daemon that is gone is taken over.
  */
 export async function acquireDaemonLock(locksDir: string): Promise<Lock> {
   const file = path.join(locksDir, 'daemon.lock');

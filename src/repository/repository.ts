@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { StackbackError } from '../errors.ts';
 import { missingChunk } from './artifact-reader.ts';
@@ -28,6 +28,16 @@ export interface RepoInfo {
   encryption: null;
 }
 
+/** repo.json of the repository at `root` (which must exist). */
+export function readRepoInfo(root: string): RepoInfo {
+  const infoFile = path.join(root, 'repo.json');
+  try {
+    return JSON.parse(readFileSync(infoFile, 'utf8')) as RepoInfo;
+  } catch (error) {
+    throw new StackbackError('REPO_CORRUPT', `cannot read ${infoFile}: ${(error as Error).message}`);
+  }
+}
+
 const CHUNK_ID = /^[0-9a-f]{64}$/;
 const CHAIN_ID = /^[0-9a-z-]{1,64}$/;
 
@@ -40,21 +50,16 @@ export class Repository {
     this.info = info;
   }
 
-  /** Opens the repository at `root`; with `create`, makes a new one there if none exists. */
-  static async open(root: string, options: { create: boolean }): Promise<Repository> {
+  /**
+   * Opens the repository at `root`. Never creates one: a missing repo.json is an error (a
+   * disk that is not mounted must not turn into a new, empty repository).
+   */
+  static async open(root: string): Promise<Repository> {
     const infoFile = path.join(root, 'repo.json');
     if (!existsSync(infoFile)) {
-      if (!options.create) {
-        throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${root} (repo.json missing)`, 'run a backup to create it, or fix repository.path');
-      }
-      return Repository.create(root);
+      throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${root} (repo.json missing)`, 'run `stackback init`, or fix repository.path');
     }
-    let info: RepoInfo;
-    try {
-      info = JSON.parse(await fs.readFile(infoFile, 'utf8')) as RepoInfo;
-    } catch (error) {
-      throw new StackbackError('REPO_CORRUPT', `cannot read ${infoFile}: ${(error as Error).message}`);
-    }
+    const info = readRepoInfo(root);
     if (info.format !== REPO_FORMAT) {
       throw new StackbackError('REPO_FORMAT', `repository ${root} has format ${String(info.format)}; this stackback reads format ${REPO_FORMAT}`, 'use a stackback version that matches the repository');
     }
@@ -63,7 +68,11 @@ export class Repository {
     return repo;
   }
 
-  private static async create(root: string): Promise<Repository> {
+  /** Makes a new repository at `root` (`stackback init`, or a first backup); refuses if one is there. */
+  static async create(root: string): Promise<Repository> {
+    if (existsSync(path.join(root, 'repo.json'))) {
+      throw new StackbackError('REPO_EXISTS', `a repository already exists at ${root} (id ${readRepoInfo(root).id})`, 'use it as it is, or choose another repository.path');
+    }
     const info: RepoInfo = {
       format: REPO_FORMAT,
       id: randomUUID(),

@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { Catalog } from '../catalog/catalog.ts';
+import type { Config } from '../config/load.ts';
+import { StackbackError } from '../errors.ts';
+import { readRepoInfo, Repository } from '../repository/repository.ts';
+
+/**
+ * The catalog remembers which repository it indexes (its id, from repo.json). Every command
+ * opens the repository through here, so a backup disk that is not mounted, or another
+ * repository at the configured path, is refused by name instead of silently starting a new,
+ * empty repository whose first backup would make the status look healthy again.
+ */
+const REPOSITORY_ID = 'repository_id';
+
+export type RepositoryState =
+  | { state: 'ok'; id: string }
+  /** No repository, and the catalog has never seen one: a fresh install. */
+  | { state: 'none' }
+  | { state: 'missing' | 'mismatch'; error: StackbackError };
+
+function hasSeenRepository(catalog: Catalog): boolean {
+  return catalog.fact(REPOSITORY_ID) !== undefined || catalog.backupNames().length > 0;
+}
+
+/** What is at repository.path, judged against what the catalog knows (reads only). */
+export function repositoryState(config: Config, catalog: Catalog): RepositoryState {
+  const root = config.repository.path;
+  const known = catalog.fact(REPOSITORY_ID);
+  if (!existsSync(path.join(root, 'repo.json'))) {
+    if (!hasSeenRepository(catalog)) return { state: 'none' };
+    const backups = catalog.backupNames().length;
+    return {
+      state: 'missing',
+      error: new StackbackError(
+        'REPO_MISSING',
+        `repository ${root} not found (no repo.json) — is its disk mounted? The catalog indexes ${backups} backup(s)${known ? ` in repository ${known}` : ''}`,
+        'mount the disk or fix repository.path; nothing was created. Only `stackback init` makes a new repository',
+      ),
+    };
+  }
+  const { id } = readRepoInfo(root);
+  if (known !== undefined && known !== id) {
+    return {
+      state: 'mismatch',
+      error: new StackbackError(
+        'REPO_MISMATCH',
+        `the repository at ${root} is ${id}, but the catalog ${config.catalog.path} indexes repository ${known} — is the right disk mounted?`,
+        'mount the right disk or fix repository.path; if this repository replaces the old one for good, index it with `stackback catalog rebuild`',
+      ),
+    };
+  }
+  return { state: 'ok', id };
+}
+
+/**
+ * Opens the configured repository after checking it is the one the catalog indexes. With
+ * `createFirst`, a fresh install (no repository, and a catalog that has never seen one) gets
+ * its repository made; otherwise that is REPO_NOT_INITIALIZED.
+ */
+export async function openRepository(config: Config, catalog: Catalog, options: { createFirst: boolean } = { createFirst: false }): Promise<Repository> {
+  const found = repositoryState(config, catalog);
+  if (found.state === 'missing' || found.state === 'mismatch') throw found.error;
+  if (found.state === 'none') {
+    if (!options.createFirst) {
+      throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${config.repository.path} yet`, 'run `stackback init` (or a first backup), or fix repository.path');
+    }
+    return adopt(catalog, await Repository.create(config.repository.path));
+  }
+  return adopt(catalog, await Repository.open(config.repository.path));
+}
+
+/** Records `repo` as the repository the catalog indexes (first use, or a catalog from before ids were kept). */
+export function adopt(catalog: Catalog, repo: Repository): Repository {
+  if (catalog.fact(REPOSITORY_ID) !== repo.info.id) catalog.setFact(REPOSITORY_ID, repo.info.id);
+  return repo;
+}
+
+/**
+ * `stackback init`: makes the repository. When the catalog indexes another repository that
+ * is gone, only `force` starts anew: the catalog then forgets those backups (its run history
+ * stays).
+ */
+export async function initRepository(config: Config, catalog: Catalog, force: boolean): Promise<{ path: string; id: string; forgot_backups: number }> {
+  const found = repositoryState(config, catalog);
+  if (found.state === 'ok' || found.state === 'mismatch') {
+    throw new StackbackError('REPO_EXISTS', `a repository already exists at ${config.repository.path} (id ${readRepoInfo(config.repository.path).id})`, 'nothing to do; `stackback catalog rebuild` indexes it if the catalog does not know it');
+  }
+  let forgot = 0;
+  if (found.state === 'missing') {
+    if (!force) {
+      throw new StackbackError(found.error.code, found.error.message, `if that repository is lost for good, \`stackback init --force\` starts a new one: the catalog forgets its ${catalog.backupNames().length} backup(s), the run history stays`);
+    }
+    forgot = catalog.backupNames().length;
+    catalog.clearIndex();
+  }
+  const repo = adopt(catalog, await Repository.create(config.repository.path));
+  return { path: repo.root, id: repo.info.id, forgot_backups: forgot };
+}

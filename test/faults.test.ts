@@ -1,0 +1,197 @@
+// Faults that must never silently stop, fork or poison the backups: a backup disk that is
+// not mounted, locks that outlive a reboot, a damaged chunk, a full disk, sources that yield
+// nothing, and root running the CLI against a daemon-owned repository.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os, { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { execa } from 'execa';
+import { currentBootId, processStartTime } from '../src/process-identity.ts';
+import { filesSourceYaml, makeSandbox, type Sandbox } from './support/stackback.ts';
+
+interface StatusJson {
+  healthy: boolean;
+  warnings: string[];
+}
+
+/** Control sockets inside the sandbox, so a daemon started by a test never meets another. */
+const controlYaml = (dir: string) => `control: { socket: ${join(dir, 'control.sock')}, admin_socket: ${join(dir, 'admin.sock')} }`;
+
+async function sandboxOf(data: string): Promise<Sandbox> {
+  const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([data]) });
+  await writeFile(sandbox.configPath, `${controlYaml(sandbox.dir)}\n${await readFile(sandbox.configPath, 'utf8')}`);
+  return sandbox;
+}
+
+async function filesTree(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'stackback-faults-data-'));
+  await mkdir(join(dir, 'docs'));
+  for (let i = 0; i < 20; i++) await writeFile(join(dir, 'docs', `file-${i}.txt`), `document ${i}\n`.repeat(2000 + i * 100));
+  return dir;
+}
+
+describe('a backup disk that is not mounted', () => {
+  let data: string;
+  let sandbox: Sandbox;
+  before(async () => {
+    data = await filesTree();
+    sandbox = await sandboxOf(data);
+  });
+  after(async () => {
+    await sandbox.cleanup();
+    await rm(data, { recursive: true, force: true });
+  });
+
+  test('is refused by name, nothing is created in its place, and status shows it', async () => {
+    const first = await sandbox.run(['backup', '--full']);
+    assert.equal(first.code, 0, first.stderr);
+    // The disk goes away: its mount point stays behind, empty.
+    await rename(sandbox.repoPath, `${sandbox.repoPath}.away`);
+    await mkdir(sandbox.repoPath);
+
+    const backup = await sandbox.run(['backup', '--full']);
+    assert.equal(backup.code, 1);
+    assert.match(backup.stderr, new RegExp(`repository ${sandbox.repoPath} not found \\(no repo.json\\) — is its disk mounted\\?`));
+    assert.deepEqual(await readdir(sandbox.repoPath), [], 'nothing was created on the empty mount point');
+
+    const status = await sandbox.json<StatusJson>(['status']);
+    assert.equal(status.value.healthy, false);
+    assert.ok(status.value.warnings.some((w) => /not found \(no repo.json\) — is its disk mounted\?/.test(w)), status.value.warnings.join('\n'));
+    for (const command of [['verify', '--all'], ['prune'], ['list']]) {
+      const refused = await sandbox.run(command);
+      if (command[0] === 'list') continue; // list reads the catalog only
+      assert.equal(refused.code, 1, `${command.join(' ')}: ${refused.stderr}`);
+      assert.match(refused.stderr, /is its disk mounted\?/, command.join(' '));
+    }
+    assert.deepEqual(await readdir(sandbox.repoPath), []);
+
+    // Neither does the daemon start on it.
+    const daemon = await execa(process.execPath, [join(import.meta.dirname, '../src/cli/main.ts'), 'daemon', '--config', sandbox.configPath], { reject: false, timeout: 30_000 });
+    assert.equal(daemon.exitCode, 1, daemon.stderr);
+    assert.match(daemon.stderr, /is its disk mounted\?/);
+    assert.deepEqual(await readdir(sandbox.repoPath), []);
+
+    // `init` does not paper over it either, without --force.
+    const init = await sandbox.run(['init']);
+    assert.equal(init.code, 1);
+    assert.match(init.stderr, /init --force/);
+    assert.deepEqual(await readdir(sandbox.repoPath), []);
+
+    // The disk comes back: everything works again, with the old backups.
+    await rm(sandbox.repoPath, { recursive: true });
+    await rename(`${sandbox.repoPath}.away`, sandbox.repoPath);
+    const again = await sandbox.run(['backup']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await sandbox.manifests()).length, 2);
+  });
+
+  test('another repository at the path is refused; catalog rebuild adopts it on purpose', async () => {
+    const other = await sandboxOf(data);
+    try {
+      assert.equal((await other.run(['init'])).code, 0);
+      const original = `${sandbox.repoPath}.original`;
+      await rename(sandbox.repoPath, original);
+      await rename(other.repoPath, sandbox.repoPath);
+      const backup = await sandbox.run(['backup']);
+      assert.equal(backup.code, 1);
+      assert.match(backup.stderr, /but the catalog .* indexes repository .* — is the right disk mounted\?/);
+      assert.deepEqual(await sandbox.manifests(), [], 'nothing was written into the other repository');
+      // The operator's word makes it this catalog's repository.
+      const rebuild = await sandbox.run(['catalog', 'rebuild']);
+      assert.equal(rebuild.code, 0, rebuild.stderr);
+      const adopted = await sandbox.run(['backup']);
+      assert.equal(adopted.code, 0, adopted.stderr);
+      assert.equal((await sandbox.manifests()).length, 1);
+      await rm(original, { recursive: true });
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  test('init makes a repository once; init --force starts anew when the old one is lost for good', async () => {
+    const fresh = await sandboxOf(data);
+    try {
+      const init = await fresh.json<{ id: string; path: string }>(['init']);
+      assert.equal(init.code, 0, init.stderr);
+      assert.equal(JSON.parse(await readFile(join(fresh.repoPath, 'repo.json'), 'utf8')).id, init.value.id);
+      const twice = await fresh.run(['init']);
+      assert.equal(twice.code, 1);
+      assert.match(twice.stderr, /a repository already exists at/);
+      assert.equal((await fresh.run(['backup'])).code, 0);
+      await rm(fresh.repoPath, { recursive: true });
+      const forced = await fresh.json<{ id: string; forgot_backups: number }>(['init', '--force']);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.notEqual(forced.value.id, init.value.id);
+      assert.equal(forced.value.forgot_backups, 1);
+      assert.equal((await fresh.run(['backup', '--full'])).code, 0);
+    } finally {
+      await fresh.cleanup();
+    }
+  });
+});
+
+describe('locks after a reboot', () => {
+  let data: string;
+  let sandbox: Sandbox;
+  let unrelated: ReturnType<typeof execa>;
+  before(async () => {
+    data = await filesTree();
+    sandbox = await sandboxOf(data);
+    assert.equal((await sandbox.run(['init'])).code, 0);
+    // A live process that has nothing to do with stackback: after a reboot, its pid could be the one in an old lock.
+    unrelated = execa('sleep', ['600']);
+  });
+  after(async () => {
+    unrelated.kill('SIGKILL');
+    await unrelated.catch(() => undefined);
+    await sandbox.cleanup();
+    await rm(data, { recursive: true, force: true });
+  });
+
+  const writeLock = (name: string, identity: Record<string, unknown>) =>
+    writeFile(join(sandbox.repoPath, 'locks', name), JSON.stringify({ host: os.hostname(), started_at: '2026-01-01T00:00:00.000Z', command: 'backup --full', ...identity }));
+
+  test('a lock with this host name and a live pid but another boot id is taken over', async () => {
+    await writeLock('writer.lock', { pid: unrelated.pid, boot_id: '00000000-0000-4000-8000-000000000000', start_time: processStartTime(unrelated.pid!) });
+    const backup = await sandbox.run(['backup', '--full']);
+    assert.equal(backup.code, 0, backup.stderr);
+    assert.equal(existsSync(join(sandbox.repoPath, 'locks', 'writer.lock')), false);
+  });
+
+  test('a lock whose pid was reused by another process in this boot is taken over (daemon lock too)', async () => {
+    await writeLock('writer.lock', { pid: unrelated.pid, boot_id: currentBootId(), start_time: '1' });
+    const backup = await sandbox.run(['backup']);
+    assert.equal(backup.code, 0, backup.stderr);
+    await writeLock('daemon.lock', { pid: unrelated.pid, boot_id: currentBootId(), start_time: '1', command: 'daemon' });
+    const daemon = execa(process.execPath, [join(import.meta.dirname, '../src/cli/main.ts'), 'daemon', '--config', sandbox.configPath], { reject: false, all: true });
+    // The daemon takes the lock over and runs until stopped; a refusal would end it at once.
+    const ended = await Promise.race([daemon.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))]);
+    daemon.kill('SIGTERM');
+    const result = await daemon;
+    assert.equal(ended, false, `the daemon refused to start:\n${result.all}`);
+    assert.doesNotMatch(String(result.all), /another stackback daemon uses this repository/);
+  });
+
+  test('a lock held by a live process of this boot is respected', async () => {
+    await writeLock('writer.lock', { pid: unrelated.pid, boot_id: currentBootId(), start_time: processStartTime(unrelated.pid!) });
+    const backup = await sandbox.run(['backup']);
+    assert.equal(backup.code, 1);
+    assert.match(backup.stderr, new RegExp(`repository locked by pid ${unrelated.pid}`));
+    await rm(join(sandbox.repoPath, 'locks', 'writer.lock'));
+  });
+
+  test('a run left running by a pid of an earlier boot is marked interrupted', async () => {
+    const db = new Database(sandbox.catalogPath);
+    const id = Number(
+      db
+        .prepare("INSERT INTO runs (kind, started_at, status, pid, host, boot_id, start_time, detail) VALUES ('backup', ?, 'running', ?, ?, 'an-earlier-boot', '1', '{}')")
+        .run(new Date().toISOString(), unrelated.pid, os.hostname()).lastInsertRowid,
+    );
+    db.close();
+    const history = await sandbox.json<{ id: number; status: string }[]>(['history']);
+    assert.equal(history.value.find((r) => r.id === id)?.status, 'interrupted');
+  });
+});
