@@ -2,6 +2,7 @@
 // not mounted, locks that outlive a reboot, a damaged chunk, a full disk, sources that yield
 // nothing, and root running the CLI against a daemon-owned repository.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
@@ -193,5 +194,73 @@ describe('locks after a reboot', () => {
     db.close();
     const history = await sandbox.json<{ id: number; status: string }[]>(['history']);
     assert.equal(history.value.find((r) => r.id === id)?.status, 'interrupted');
+  });
+});
+
+describe('a damaged chunk', () => {
+  let data: string;
+  let sandbox: Sandbox;
+  before(async () => {
+    data = await mkdtemp(join(tmpdir(), 'stackback-faults-chunks-'));
+    for (let i = 0; i < 8; i++) await writeFile(join(data, `blob-${i}.bin`), randomBytes(512 * 1024));
+    sandbox = await sandboxOf(data);
+    assert.equal((await sandbox.run(['backup', '--full'])).code, 0);
+  });
+  after(async () => {
+    await sandbox.cleanup();
+    await rm(data, { recursive: true, force: true });
+  });
+
+  interface ManifestJson {
+    name: string;
+    chain: string;
+    artifacts: { kind: string; chunks: { id: string }[] }[];
+  }
+  const newestManifest = async (): Promise<ManifestJson> => {
+    const names = (await sandbox.manifests()).sort();
+    return JSON.parse(await readFile(join(sandbox.repoPath, 'manifests', names.at(-1)!), 'utf8')) as ManifestJson;
+  };
+  const chunkFile = (m: ManifestJson, index: number) => {
+    const id = m.artifacts.find((a) => a.kind === 'files_tar')!.chunks[index]!.id;
+    return join(sandbox.repoPath, 'chains', m.chain, id.slice(0, 2), id);
+  };
+
+  /** Restores `name` beside the original and compares every file byte for byte. */
+  const restoresIntact = async (name: string) => {
+    const target = join(sandbox.dir, `restored-${name}`);
+    const restore = await sandbox.run(['restore', name, '--source', 'app-files', '--target-dir', target]);
+    assert.equal(restore.code, 0, restore.stderr);
+    for (const file of await readdir(data)) assert.ok((await readFile(join(target, data, file))).equals(await readFile(join(data, file))), file);
+  };
+
+  test('once verify finds it, the next backup stores it anew and is fully restorable', async () => {
+    const full = await newestManifest();
+    assert.ok(full.artifacts.find((a) => a.kind === 'files_tar')!.chunks.length >= 3, 'the archive spans several chunks');
+    // A flipped byte keeps the size: only reading it back finds it.
+    const file = chunkFile(full, 1);
+    const bytes = await readFile(file);
+    bytes[bytes.length >> 1]! ^= 0xff;
+    await writeFile(file, bytes);
+    const verify = await sandbox.run(['verify', full.name, '--deep']);
+    assert.equal(verify.code, 1);
+
+    const next = await sandbox.run(['backup']);
+    assert.equal(next.code, 0, next.stderr);
+    const incremental = await newestManifest();
+    assert.notEqual(incremental.name, full.name);
+    const deep = await sandbox.run(['verify', incremental.name, '--deep']);
+    assert.equal(deep.code, 0, deep.stdout + deep.stderr);
+    await restoresIntact(incremental.name);
+  });
+
+  test('a dedup hit whose chunk object is gone writes it anew (no verify needed)', async () => {
+    const last = await newestManifest();
+    await rm(chunkFile(last, 2));
+    const next = await sandbox.run(['backup']);
+    assert.equal(next.code, 0, next.stderr);
+    const incremental = await newestManifest();
+    const deep = await sandbox.run(['verify', incremental.name, '--deep']);
+    assert.equal(deep.code, 0, deep.stdout + deep.stderr);
+    await restoresIntact(incremental.name);
   });
 });
