@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { followJob } from '../src/daemon/client.ts';
 import type { JobEvent, JobView } from '../src/daemon/queue.ts';
-import { type DaemonProcess, startDaemon } from './support/daemon.ts';
+import { controlSockets, controlYaml, type DaemonProcess, startDaemon } from './support/daemon.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { makeSandbox, postgresSourceYaml, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
 
@@ -20,8 +20,8 @@ interface Submitted {
   collapsed: boolean;
 }
 
-function controlYaml(sandbox: { dir: string }, schedule: string): string {
-  return [`timezone: UTC`, `schedule: { ${schedule} }`, `control: { socket: ${join(sandbox.dir, 'control.sock')}, socket_mode: "0640" }`].join('\n');
+function daemonYaml(sandbox: { dir: string }, schedule: string): string {
+  return [`timezone: UTC`, `schedule: { ${schedule} }`, controlYaml(controlSockets(sandbox.dir), 'socket_mode: "0640"')].join('\n');
 }
 
 const OFF = 'full: "off", incremental: "off", verify: "off", prune: "off", catch_up: false';
@@ -59,8 +59,8 @@ describe('the daemon', () => {
 
   async function setup(databases: string[], schedule: string, env: Record<string, string> = {}): Promise<{ sandbox: Sandbox; daemon: DaemonProcess }> {
     const sandbox = await makeSandbox(postgresSourceYaml(cluster, { databases, globals: false }), { extraYaml: '' });
-    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace('sources:', `${controlYaml(sandbox, schedule)}\nsources:`));
-    const daemon = await startDaemon(sandbox.configPath, join(sandbox.dir, 'control.sock'), env);
+    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace('sources:', `${daemonYaml(sandbox, schedule)}\nsources:`));
+    const daemon = await startDaemon(sandbox.configPath, controlSockets(sandbox.dir), env);
     cleanups.push(async () => {
       await daemon.stop();
       await sandbox.cleanup();
@@ -106,6 +106,7 @@ describe('the daemon', () => {
     assert.equal(incr2.job.id, incr1.job.id, 'the identical waiting job is returned');
 
     const events: JobEvent[] = [];
+    // Progress is readable through the read-only socket.
     const last = await followJob(daemon.socket, full.job.id, (e) => events.push(e));
     assert.equal(last.state, 'ok');
     const progress = events.filter((e) => e.progress?.phase === 'dumping');
@@ -180,7 +181,7 @@ describe('the daemon', () => {
     // Raw requests: malformed JSON and an oversized body.
     const raw = (body: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = http.request({ socketPath: daemon.socket, method: 'POST', path: '/api/backup/create', headers: { 'content-type': 'application/json' } }, (res) => {
+        const req = http.request({ socketPath: daemon.adminSocket, method: 'POST', path: '/api/backup/create', headers: { 'content-type': 'application/json' } }, (res) => {
           let text = '';
           res.on('data', (c: Buffer) => (text += c.toString()));
           res.on('end', () => resolve({ status: res.statusCode!, body: text }));
@@ -196,17 +197,18 @@ describe('the daemon', () => {
     assert.equal((await daemon.request('GET', '/api/backup/status')).status, 200, 'still answering');
   });
 
-  test('the socket has the configured mode; a stale one is replaced; a second daemon is refused by name', async () => {
+  test('the sockets have the configured modes; stale ones are replaced; a second daemon is refused by name', async () => {
     const { sandbox, daemon } = await setup(['small'], OFF);
     assert.equal((await stat(daemon.socket)).mode & 0o777, 0o640);
+    assert.equal((await stat(daemon.adminSocket)).mode & 0o777, 0o600, 'the admin socket defaults to owner only');
     const second = await execa(process.execPath, [join(PROJECT_ROOT, 'src/cli/main.ts'), 'daemon', '--config', sandbox.configPath], { reject: false });
     assert.notEqual(second.exitCode, 0);
     assert.match(String(second.stderr), new RegExp(`another stackback daemon uses this repository: pid ${daemon.child.pid}|another stackback daemon \\(pid ${daemon.child.pid}\\) is serving`));
     // A daemon killed outright leaves its socket and lock behind: the next one replaces both.
     daemon.child.kill('SIGKILL');
     await daemon.child;
-    assert.ok(existsSync(daemon.socket), 'a stale socket is left');
-    const next = await startDaemon(sandbox.configPath, daemon.socket);
+    assert.ok(existsSync(daemon.socket) && existsSync(daemon.adminSocket), 'stale sockets are left');
+    const next = await startDaemon(sandbox.configPath, daemon);
     cleanups.push(() => next.stop());
     assert.equal((await next.request('GET', '/api/backup/status')).status, 200);
   });
@@ -243,7 +245,7 @@ describe('the daemon', () => {
     assert.equal(exit.exitCode, 0, `${exit.signal ?? ''} ${daemon.output()}`);
     assert.ok(Date.now() - stopping < 15_000, 'it stopped within a bounded time');
     assert.deepEqual(await sandbox.manifests(), []);
-    assert.equal(existsSync(daemon.socket), false, 'the socket is removed');
+    assert.equal(existsSync(daemon.socket) || existsSync(daemon.adminSocket), false, 'the sockets are removed');
     const history = await sandbox.json<{ status: string; error: string }[]>(['history']);
     assert.equal(history.value[0]!.status, 'interrupted');
     // Leftovers in work_dir of runs that died; a live process's restore pipe is not one of them.
@@ -253,7 +255,7 @@ describe('the daemon', () => {
     await dead;
     const livePipe = `pipe-${process.pid}-1`;
     for (const name of ['catalog-copy-1-2.db', `pipe-${dead.pid}-1`, livePipe]) await writeFile(join(work, name), '');
-    const next = await startDaemon(sandbox.configPath, daemon.socket);
+    const next = await startDaemon(sandbox.configPath, daemon);
     cleanups.push(() => next.stop());
     assert.deepEqual(await readdir(join(sandbox.repoPath, 'chains')), []);
     assert.deepEqual(await readdir(join(sandbox.repoPath, 'tmp')), []);
@@ -280,7 +282,7 @@ describe('the daemon', () => {
   test('status without a daemon says so and exits 1', async () => {
     const sandbox = await makeSandbox(postgresSourceYaml(cluster, { databases: ['small'] }));
     cleanups.push(() => sandbox.cleanup());
-    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace('sources:', `${controlYaml(sandbox, OFF)}\nsources:`));
+    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace('sources:', `${daemonYaml(sandbox, OFF)}\nsources:`));
     const status = await sandbox.run(['status']);
     assert.equal(status.code, 1);
     assert.match(status.stdout, /daemon {6}NOT RUNNING/);

@@ -9,19 +9,48 @@ import { formatBytes, printJson, printLine } from './output.ts';
  * the repository run as daemon jobs (one queue, no lock fights) and the CLI follows them.
  */
 
-/** The daemon's socket if a daemon answers there; undefined when none runs (the CLI then works locally). */
-export async function findDaemon(config: Config): Promise<string | undefined> {
+/** What a command asks of the daemon: `read` only looks, `admin` submits jobs. */
+export type DaemonAccess = 'read' | 'admin';
+
+type Probe = 'answers' | 'absent' | 'forbidden';
+
+async function probe(socket: string): Promise<Probe> {
   try {
-    await daemonRequest(config.control.socket, 'GET', '/api/backup/status', undefined, 2000);
-    return config.control.socket;
+    await daemonRequest(socket, 'GET', '/api/backup/status', undefined, 2000);
+    return 'answers';
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ECONNREFUSED') return undefined;
-    if (code === 'EACCES') {
-      throw new StackbackError('DAEMON_UNREACHABLE', `a daemon runs, but this user may not use its socket ${config.control.socket}`, 'run as the stackback user or a member of control.socket_group');
-    }
+    if (code === 'ENOENT' || code === 'ECONNREFUSED') return 'absent';
+    if (code === 'EACCES') return 'forbidden';
     throw error;
   }
+}
+
+/**
+ * The socket to reach the daemon through; undefined when no daemon runs (the CLI then works
+ * locally). Reading takes the read-only socket, or the admin one if this user may use it.
+ * Submitting jobs takes the admin socket; a daemon that runs but whose admin socket this
+ * user may not use is an error, never a reason to run the job locally beside it.
+ */
+export async function findDaemon(config: Config, access: DaemonAccess): Promise<string | undefined> {
+  const { socket, adminSocket, socketGroup } = config.control;
+  const admin = await probe(adminSocket);
+  if (admin === 'answers') return adminSocket;
+  if (access === 'admin') {
+    if (admin === 'forbidden') {
+      throw new StackbackError('FORBIDDEN', `a daemon runs, but this user may not use its admin socket ${adminSocket}, which this command needs`, "run it as root or as the daemon's user: sudo -u stackback stackback …");
+    }
+    if ((await probe(socket)) !== 'absent') {
+      throw new StackbackError('DAEMON_UNREACHABLE', `a daemon runs (its socket ${socket} is there) but nothing answers on its admin socket ${adminSocket}, which this command needs`, 'a changed control.admin_socket takes effect when the daemon restarts (systemctl restart stackback)');
+    }
+    return undefined;
+  }
+  const read = await probe(socket);
+  if (read === 'answers') return socket;
+  if (read === 'forbidden') {
+    throw new StackbackError('FORBIDDEN', `a daemon runs, but this user may not use its socket ${socket}`, `run it as a member of the socket's group${socketGroup ? ` (${socketGroup})` : ''}, as the daemon's user or as root`);
+  }
+  return undefined;
 }
 
 function remoteError(body: unknown, fallback: string): StackbackError {

@@ -137,8 +137,15 @@ export function registerFormats(): void {
     },
     schedule: { validate: (value: unknown) => checkSchedule(value, ['off']) },
     'prune-schedule': { validate: (value: unknown) => checkSchedule(value, ['after_backup', 'off']) },
-    'file-mode': {
-      validate: (value: unknown) => check(typeof value === 'string' && /^0?[0-7]{3}$/.test(value), 'must be an octal file mode such as "0660"'),
+    // A socket anyone may write to is a control channel anyone may use.
+    'socket-mode': {
+      validate: (value: unknown) => {
+        check(typeof value === 'string' && /^0?[0-7]{3}$/.test(value), 'must be an octal file mode such as "0660"');
+        check((Number.parseInt(value as string, 8) & 0o002) === 0, 'must not be writable by others (o+w): that would let every local user control the daemon');
+      },
+    },
+    'positive-count': {
+      validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 1, 'must be a whole number, 1 or more'),
     },
     'session-count': {
       validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 16, 'must be a whole number from 1 to 16'),

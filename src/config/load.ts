@@ -37,6 +37,7 @@ export interface QdrantSourceConfig {
   storagePath: string | null;
   preCommand: string | null;
   postCommand: string | null;
+  hookTimeoutMs: number;
 }
 
 export interface FilesSourceConfig {
@@ -60,10 +61,23 @@ export interface Config {
   restore: { reserveFreeBytes: number };
   drill: { postgresDatabasePrefix: string; qdrantCollectionPrefix: string; postgresServer: PostgresSourceConfig | null };
   schedule: ScheduleConfig;
-  control: { socket: string; socketMode: number; socketGroup: string | null };
+  control: ControlConfig;
   retention: RetentionConfig;
   log: { level: string };
   sources: SourceConfig[];
+}
+
+/** The two sockets of the control channel (src/daemon/server.ts says what each serves). */
+export interface ControlConfig {
+  /** The read-only socket. */
+  socket: string;
+  socketMode: number;
+  socketGroup: string | null;
+  adminSocket: string;
+  adminSocketMode: number;
+  adminSocketGroup: string | null;
+  maxConnections: number;
+  maxQueuedJobs: number;
 }
 
 export interface ScheduleConfig {
@@ -229,10 +243,12 @@ export function parseConfig(file: string, text: string): Config {
   const drillServer = rawDrillServer && typeof rawDrillServer === 'object' && !Array.isArray(rawDrillServer) ? validateSection(DRILL_SERVER_SCHEMA, rawDrillServer, 'drill.postgres_server.') : undefined;
   if (drillServer) problems.push(...drillServer.problems);
 
-  if (problems.length > 0) throw new ConfigInvalidError(file, problems);
-
   const base = path.dirname(file);
   const absolute = (p: string) => path.resolve(base, p);
+  const control = top.values.control as { socket: string; admin_socket: string } | undefined;
+  if (control && absolute(control.socket) === absolute(control.admin_socket)) problems.push('control.admin_socket: must not be the same file as control.socket (the read-only socket)');
+
+  if (problems.length > 0) throw new ConfigInvalidError(file, problems);
   const props = top.values as {
     repository: { path: string; compression_level: number };
     catalog: { path: string };
@@ -243,7 +259,7 @@ export function parseConfig(file: string, text: string): Config {
     restore: { reserve_free: string | number };
     drill: { postgres_database_prefix: string; qdrant_collection_prefix: string; postgres_server: Record<string, unknown> | null };
     schedule: Record<string, string | boolean>;
-    control: { socket: string; socket_mode: string; socket_group: string | null };
+    control: { socket: string; socket_mode: string; socket_group: string | null; admin_socket: string; admin_socket_mode: string; admin_socket_group: string | null; max_connections: number; max_queued_jobs: number };
     retention: Record<string, number | string>;
     log: { level: string };
   };
@@ -269,7 +285,16 @@ export function parseConfig(file: string, text: string): Config {
       prune: offToNull(props.schedule.prune as string),
       catchUp: props.schedule.catch_up as boolean,
     },
-    control: { socket: absolute(props.control.socket), socketMode: Number.parseInt(props.control.socket_mode, 8), socketGroup: props.control.socket_group },
+    control: {
+      socket: absolute(props.control.socket),
+      socketMode: Number.parseInt(props.control.socket_mode, 8),
+      socketGroup: props.control.socket_group,
+      adminSocket: absolute(props.control.admin_socket),
+      adminSocketMode: Number.parseInt(props.control.admin_socket_mode, 8),
+      adminSocketGroup: props.control.admin_socket_group,
+      maxConnections: props.control.max_connections,
+      maxQueuedJobs: props.control.max_queued_jobs,
+    },
     retention: {
       keepLast: props.retention.keep_last as number,
       keepHourly: props.retention.keep_hourly as number,
@@ -301,6 +326,7 @@ export function parseConfig(file: string, text: string): Config {
           storagePath: v.storage_path === null ? null : absolute(v.storage_path as string),
           preCommand: v.pre_command as string | null,
           postCommand: v.post_command as string | null,
+          hookTimeoutMs: parseDuration(v.hook_timeout)!,
         };
       }
       return postgresConfig(v, absolute);

@@ -87,9 +87,14 @@ export const QDRANT_SOURCE_SCHEMA = {
     default: null,
   },
   post_command: {
-    doc: 'Mode storage_dir: shell command run afterwards, also when the backup or restore failed (e.g. `systemctl start qdrant`).',
+    doc: 'Mode storage_dir: shell command run afterwards, also when the backup or restore failed or was cancelled (e.g. `systemctl start qdrant`).',
     format: 'optional-string',
     default: null,
+  },
+  hook_timeout: {
+    doc: 'Mode storage_dir: pre_command and post_command are stopped (their whole process group) after this long and the job fails. A cancelled job stops its pre_command at once.',
+    format: 'duration',
+    default: '10m',
   },
 } as const;
 
@@ -191,9 +196,30 @@ export const SCHEMA = {
     },
   },
   control: {
-    socket: { doc: 'Unix socket of the control channel (HTTP/1.1, JSON). The CLI talks to the daemon through it.', format: 'nonempty-string', default: '/run/stackback/stackback.sock' },
-    socket_mode: { doc: 'File mode of the socket: who may control the daemon.', format: 'file-mode', default: '0660' },
-    socket_group: { doc: 'Group of the socket (name or number), or null for the daemon\'s own group.', format: 'optional-string', default: null },
+    socket: {
+      doc: 'Read-only Unix socket of the control channel (HTTP/1.1, JSON): status, backups, jobs and their progress. Routes that change anything answer 403 here.',
+      format: 'nonempty-string',
+      default: '/run/stackback/stackback.sock',
+    },
+    socket_mode: { doc: 'File mode of the read-only socket: who may watch the daemon. Modes writable by others (o+w) are refused.', format: 'socket-mode', default: '0660' },
+    socket_group: { doc: 'Group of the read-only socket (name or number), or null for the daemon\'s own group.', format: 'optional-string', default: null },
+    admin_socket: {
+      doc: 'Admin Unix socket of the control channel: every route, including backup, restore, verify, delete, retention, job cancel and config reload.',
+      format: 'nonempty-string',
+      default: '/run/stackback/admin.sock',
+    },
+    admin_socket_mode: { doc: 'File mode of the admin socket: who may change backups and restore over live data. Modes writable by others (o+w) are refused.', format: 'socket-mode', default: '0600' },
+    admin_socket_group: { doc: 'Group of the admin socket (name or number), or null for the daemon\'s own group.', format: 'optional-string', default: null },
+    max_connections: {
+      doc: 'Open connections each socket serves at once; more are answered 503 with Retry-After (and beyond twice as many, closed unanswered).',
+      format: 'positive-count',
+      default: 64,
+    },
+    max_queued_jobs: {
+      doc: 'Jobs asked for through the control channel that may wait in the queue; more are answered 429 (scheduled jobs are always queued).',
+      format: 'positive-count',
+      default: 16,
+    },
   },
   retention: {
     keep_last: { doc: 'Keep the N newest successful backups.', format: 'count', default: 3 },

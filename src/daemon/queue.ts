@@ -1,12 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { type ErrorDetails, errorDetails } from '../errors.ts';
+import { type ErrorDetails, errorDetails, StackbackError } from '../errors.ts';
 import type { ProgressUpdate } from '../jobs/context.ts';
 
 /**
  * The daemon's job queue: one job runs at a time (every job may write the repository or
  * hold it against writers), the rest wait in order. A job asked for while an identical one
  * (same kind and parameters) is still waiting is the same job: due schedules and impatient
- * operators do not pile up duplicates. Scheduled and manual jobs go through the same queue.
+ * operators do not pile up duplicates. Scheduled and manual jobs go through the same queue;
+ * only so many manual jobs may wait (a client looping on requests must not fill memory or
+ * push scheduled backups days back), while scheduled ones, which collapse, always get in.
  */
 export type JobKind = 'backup' | 'restore' | 'verify' | 'delete' | 'prune';
 export type JobState = 'queued' | 'running' | 'ok' | 'partial' | 'failed' | 'cancelled';
@@ -58,16 +60,24 @@ export class JobQueue {
   /** How many jobs have finished: lets callers cache what only changes when a job ends. */
   finishedCount = 0;
 
-  constructor() {
+  /** How many manual jobs may wait; asked at every submit, since a reload may change it. */
+  private readonly maxWaitingManual: () => number;
+
+  constructor(maxWaitingManual: () => number) {
+    this.maxWaitingManual = maxWaitingManual;
     this.events.setMaxListeners(0);
   }
 
-  /** Queues a job, or returns the identical one already waiting. Throws when the daemon is stopping. */
+  /** Queues a job, or returns the identical one already waiting. Throws when the daemon is stopping or the queue is full. */
   submit(kind: JobKind, params: Record<string, unknown>, origin: JobView['origin'], run: JobRunner): { job: JobView; collapsed: boolean } {
-    if (!this.accepting) throw new Error('the daemon is stopping and takes no new jobs');
+    if (!this.accepting) throw new StackbackError('DAEMON_STOPPING', 'the daemon is stopping and takes no new jobs');
     const key = `${kind} ${JSON.stringify(params)}`;
     const same = this.waiting.find((j) => j.key === key);
     if (same) return { job: view(same), collapsed: true };
+    const limit = this.maxWaitingManual();
+    if (origin === 'manual' && this.waiting.filter((j) => j.origin === 'manual').length >= limit) {
+      throw new StackbackError('QUEUE_FULL', `${limit} jobs asked for through the control channel are already waiting (control.max_queued_jobs)`, 'wait for them to run, or cancel some: POST /api/jobs/{id}/cancel');
+    }
     const job: Job = {
       id: this.nextId++,
       kind,

@@ -9,6 +9,10 @@ import type { StatusDocument } from './status.ts';
  * The control channel: HTTP/1.1 over a Unix socket, JSON in and out, errors as
  * `{"error":{"code","message"}}`. Routes only parse and answer; the daemon does the work.
  * Nothing a client sends can crash the daemon: every handler error becomes a 4xx/5xx.
+ *
+ * The daemon listens twice with the same routes: on the read-only socket, which monitoring
+ * and operators in the socket's group use, every route that starts a job or changes
+ * anything answers 403; the admin socket (root or the daemon's user) serves them all.
  */
 export interface ControlApi {
   status(): StatusDocument;
@@ -39,11 +43,16 @@ function httpStatus(error: ErrorDetails): number {
     case 'NOT_FOUND':
     case 'BACKUP_NOT_FOUND':
       return 404;
+    case 'FORBIDDEN':
+      return 403;
     case 'METHOD_NOT_ALLOWED':
       return 405;
     case 'BODY_TOO_LARGE':
       return 413;
+    case 'QUEUE_FULL':
+      return 429;
     case 'DAEMON_STOPPING':
+    case 'TOO_MANY_CONNECTIONS':
       return 503;
     default:
       return 500;
@@ -93,33 +102,58 @@ type Handler = (match: RegExpExecArray, request: http.IncomingMessage, response:
 /** Progress streams last as long as their job: they are not requests that background work waits for. */
 const EVENTS_ROUTE = /^\/api\/jobs\/(\d+)\/events$/;
 
-export function createControlServer(api: ControlApi, log: Logger, foreground: ForegroundActivity): http.Server {
-  const routes: [string, RegExp, Handler][] = [
-    ['GET', /^\/api\/backup\/status$/, (_m, _q, res) => send(res, 200, api.status())],
-    ['GET', /^\/api\/backup\/list$/, (_m, _q, res) => send(res, 200, api.listBackups())],
-    ['POST', /^\/api\/backup\/create$/, async (_m, req, res) => send(res, 202, api.submitBackup(await readJson(req)))],
-    ['POST', /^\/api\/backup\/restore\/([^/]+)$/, async (m, req, res) => send(res, 202, api.submitRestore(decodePathPart(m[1]!), await readJson(req)))],
-    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level')))],
-    ['DELETE', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 202, api.submitDelete(decodePathPart(m[1]!)))],
-    ['GET', /^\/api\/backup\/([^/]+)$/, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
-    ['GET', /^\/api\/jobs$/, (_m, _q, res) => send(res, 200, api.jobs())],
-    ['GET', /^\/api\/jobs\/(\d+)$/, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
-    ['GET', EVENTS_ROUTE, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
-    ['POST', /^\/api\/jobs\/(\d+)\/cancel$/, (m, _q, res) => {
+/** Which routes a listener serves: `read` only those that change nothing. */
+export type SocketRole = 'read' | 'admin';
+
+export interface ListenerOptions {
+  role: SocketRole;
+  /** Named in the 403 of the read-only socket, so the client knows where to go. */
+  adminSocket: string;
+  /** Connections served at once; more get a 503 with Retry-After, and past twice as many none are accepted. */
+  maxConnections: number;
+}
+
+/** Seconds a client turned away for too many connections is told to wait. */
+const RETRY_AFTER_SECONDS = 1;
+
+export function createControlServer(api: ControlApi, log: Logger, foreground: ForegroundActivity, listener: ListenerOptions): http.Server {
+  // [method, path, admin only, handler]
+  const routes: [string, RegExp, boolean, Handler][] = [
+    ['GET', /^\/api\/backup\/status$/, false, (_m, _q, res) => send(res, 200, api.status())],
+    ['GET', /^\/api\/backup\/list$/, false, (_m, _q, res) => send(res, 200, api.listBackups())],
+    ['POST', /^\/api\/backup\/create$/, true, async (_m, req, res) => send(res, 202, api.submitBackup(await readJson(req)))],
+    ['POST', /^\/api\/backup\/restore\/([^/]+)$/, true, async (m, req, res) => send(res, 202, api.submitRestore(decodePathPart(m[1]!), await readJson(req)))],
+    // A GET, but it starts a job that holds the repository and (as a drill) restores into scratch databases.
+    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, true, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level')))],
+    ['DELETE', /^\/api\/backup\/([^/]+)$/, true, (m, _q, res) => send(res, 202, api.submitDelete(decodePathPart(m[1]!)))],
+    ['GET', /^\/api\/backup\/([^/]+)$/, false, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
+    ['GET', /^\/api\/jobs$/, false, (_m, _q, res) => send(res, 200, api.jobs())],
+    ['GET', /^\/api\/jobs\/(\d+)$/, false, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
+    ['GET', EVENTS_ROUTE, false, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
+    ['POST', /^\/api\/jobs\/(\d+)\/cancel$/, true, (m, _q, res) => {
       jobOr404(api, Number(m[1]));
       send(res, 200, { cancelled: api.cancel(Number(m[1])) });
     }],
-    ['POST', /^\/api\/retention\/apply$/, (_m, _q, res, url) => send(res, 202, api.submitPrune(['1', 'true'].includes(url.searchParams.get('dry_run') ?? '')))],
-    ['POST', /^\/api\/config\/reload$/, (_m, _q, res) => {
+    ['POST', /^\/api\/retention\/apply$/, true, (_m, _q, res, url) => send(res, 202, api.submitPrune(['1', 'true'].includes(url.searchParams.get('dry_run') ?? '')))],
+    ['POST', /^\/api\/config\/reload$/, true, (_m, _q, res) => {
       const result = api.reload();
       if (result.ok) send(res, 200, result);
       else send(res, 400, { error: { code: 'CONFIG_INVALID', message: 'the new config is invalid; the old one keeps running', problems: result.problems } });
     }],
   ];
 
+  // Connections past the limit are still answered (a 503 the client can act on), each once.
+  let open = 0;
+  const turnedAway = new WeakSet<object>();
   // Bodies here are small JSON: a client that takes longer than this to send its request is stuck.
-  return http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, async (request, response) => {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, async (request, response) => {
     const url = new URL(request.url ?? '/', 'http://stackback');
+    if (turnedAway.has(request.socket)) {
+      response.setHeader('retry-after', String(RETRY_AFTER_SECONDS));
+      response.shouldKeepAlive = false;
+      send(response, 503, { error: { code: 'TOO_MANY_CONNECTIONS', message: `this socket already serves ${listener.maxConnections} connections (control.max_connections); try again shortly` } });
+      return;
+    }
     if (!EVENTS_ROUTE.test(url.pathname)) response.once('close', foreground.enter());
     try {
       const matching = routes.filter(([, pattern]) => pattern.test(url.pathname));
@@ -129,7 +163,11 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
         response.setHeader('allow', matching.map(([method]) => method).join(', '));
         throw new StackbackError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url.pathname}`);
       }
-      await route[2](route[1].exec(url.pathname)!, request, response, url);
+      const [, pattern, adminOnly, handler] = route;
+      if (adminOnly && listener.role === 'read') {
+        throw new StackbackError('FORBIDDEN', `${request.method} ${url.pathname} starts a job or changes the daemon: it needs the admin socket ${listener.adminSocket}; this socket is read-only`);
+      }
+      await handler(pattern.exec(url.pathname)!, request, response, url);
     } catch (error) {
       const details = errorDetails(error);
       const status = httpStatus(details);
@@ -138,6 +176,14 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
       else send(response, status, { error: details });
     }
   });
+  server.on('connection', (socket) => {
+    open += 1;
+    if (open > listener.maxConnections) turnedAway.add(socket);
+    socket.once('close', () => (open -= 1));
+  });
+  // A client that opens connections and sends nothing would hold one file descriptor each until headersTimeout.
+  server.maxConnections = 2 * listener.maxConnections;
+  return server;
 }
 
 function jobOr404(api: ControlApi, id: number): JobView {

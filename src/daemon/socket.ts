@@ -18,7 +18,7 @@ async function groupId(group: string): Promise<number> {
  * The socket is created under a umask that already gives it its final mode (no window
  * in which it is wider), then given its group.
  */
-export async function listenOnSocket(server: http.Server, socketPath: string, mode: number, group: string | null): Promise<void> {
+async function listenOnSocket(server: http.Server, socketPath: string, mode: number, group: string | null): Promise<void> {
   await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
   if (existsSync(socketPath)) {
     const other = await daemonRequest(socketPath, 'GET', '/api/backup/status', undefined, 1000).catch(() => undefined);
@@ -42,4 +42,33 @@ export async function listenOnSocket(server: http.Server, socketPath: string, mo
   }
   await chmod(socketPath, mode);
   if (group !== null) await chown(socketPath, -1, await groupId(group));
+}
+
+export interface SocketListener {
+  server: http.Server;
+  path: string;
+  mode: number;
+  group: string | null;
+}
+
+/**
+ * Listens on every socket, or on none: when one cannot be served, those already listening
+ * are closed and their files removed (never the file of another daemon that answers there).
+ */
+export async function listenOnSockets(listeners: SocketListener[]): Promise<void> {
+  try {
+    for (const listener of listeners) await listenOnSocket(listener.server, listener.path, listener.mode, listener.group);
+  } catch (error) {
+    await closeSockets(listeners.filter((l) => l.server.listening));
+    throw error;
+  }
+}
+
+/** Stops listening, drops open connections (event streams included) and removes the socket files. */
+export async function closeSockets(listeners: SocketListener[]): Promise<void> {
+  for (const { server, path: socketPath } of listeners) {
+    server.close();
+    server.closeAllConnections();
+    await rm(socketPath, { force: true });
+  }
 }

@@ -38,7 +38,7 @@ export function registerBackup(program: Command): void {
       if (options.full && options.incremental) throw new StackbackError('USAGE', '--full and --incremental exclude each other');
       const kind = options.full ? 'full' : 'incremental';
       const config = loadCliConfig(options);
-      const socket = await findDaemon(config);
+      const socket = await findDaemon(config, 'admin');
       let summary: BackupSummary;
       if (socket) {
         const outcome = await runAsDaemonJob(socket, 'POST', '/api/backup/create', { type: kind, ...(options.source ? { sources: options.source } : {}) }, options);

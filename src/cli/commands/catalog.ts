@@ -30,7 +30,7 @@ export function registerCatalog(program: Command): void {
     .option('--force', 'move an existing catalog aside and replace it')
     .action(async (name: string, options: GlobalOptions & { force?: boolean }) => {
       const config = loadCliConfig(options);
-      if (await findDaemon(config)) throw new StackbackError('DAEMON_RUNNING', 'a daemon is running on this catalog', 'stop it first (systemctl stop stackback), then restore the catalog');
+      if (await findDaemon(config, 'read')) throw new StackbackError('DAEMON_RUNNING', 'a daemon is running on this catalog', 'stop it first (systemctl stop stackback), then restore the catalog');
       const result = await restoreCatalog(config, createLogger(config.log.level), name, options.force === true);
       if (options.json) printJson(result);
       else printLine(`catalog restored from ${name}: ${result.backups} backup(s), ${result.runs} run(s) of history${result.moved_aside ? `; the previous catalog is at ${result.moved_aside}` : ''}`);

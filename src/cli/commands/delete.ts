@@ -11,7 +11,7 @@ export function registerDelete(program: Command): void {
     async (name: string, options: GlobalOptions) => {
       validateBackupName(name);
       const config = loadCliConfig(options);
-      const socket = await findDaemon(config);
+      const socket = await findDaemon(config, 'admin');
       let result: DeleteResult;
       if (socket) {
         const outcome = await runAsDaemonJob(socket, 'DELETE', `/api/backup/${encodeURIComponent(name)}`, undefined, options);

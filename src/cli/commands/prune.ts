@@ -10,7 +10,7 @@ export function registerPrune(program: Command): void {
     .option('--dry-run', 'print every decision with its reason and change nothing')
     .action(async (options: GlobalOptions & { dryRun?: boolean }) => {
       const config = loadCliConfig(options);
-      const socket = await findDaemon(config);
+      const socket = await findDaemon(config, 'admin');
       let result: PruneResult;
       if (socket) {
         const outcome = await runAsDaemonJob(socket, 'POST', `/api/retention/apply?dry_run=${options.dryRun ? 1 : 0}`, undefined, options);

@@ -161,7 +161,7 @@ export function registerRestore(program: Command): void {
         path: options.path,
       };
       const config = loadCliConfig(options);
-      const socket = await findDaemon(config);
+      const socket = await findDaemon(config, 'admin');
       if (options.check) {
         const check = socket ? await checkThroughDaemon(socket, name, selection) : await checkLocally(name, selection, options, config);
         printCheck(check, options.json);

@@ -30,7 +30,7 @@ export function registerStatus(program: Command): void {
   withCommonOptions(program.command('status').description('daemon, running job, next runs, last results and warnings; exit 0 healthy, 1 warnings or no daemon')).action(
     async (options: GlobalOptions) => {
       const config = loadCliConfig(options);
-      const socket = await findDaemon(config);
+      const socket = await findDaemon(config, 'read');
       let status: StatusDocument;
       if (socket) status = (await daemonRequest(socket, 'GET', '/api/backup/status')).body as StatusDocument;
       else {

@@ -29,7 +29,7 @@ export function registerVerify(program: Command): void {
       if (options.deep && options.drill) throw new StackbackError('USAGE', 'pass --deep or --drill, not both');
       const level = options.drill ? 'drill' : options.deep ? 'deep' : 'quick';
       const config = loadCliConfig(options);
-      const socket = await findDaemon(config);
+      const socket = await findDaemon(config, 'admin');
       let report: VerifyReport;
       if (socket) {
         const outcome = await runAsDaemonJob(socket, 'GET', `/api/backup/verify/${encodeURIComponent(options.all ? 'all' : name!)}?level=${level}`, undefined, options);

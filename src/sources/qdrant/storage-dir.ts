@@ -44,16 +44,22 @@ export class QdrantStorageSource implements Source {
     return [{ id: `${this.name}/storage`, kind: 'qdrant_storage', target: this.storagePath, estimatedBytes: 0 }];
   }
 
+  /** post_command is not cancelled with the job (Qdrant must not stay stopped), only bounded by hook_timeout. */
+  private runPostCommand(): Promise<void> {
+    return this.config.postCommand ? runHook(this.config.postCommand, 'post_command', { timeoutMs: this.config.hookTimeoutMs }) : Promise.resolve();
+  }
+
   async dump(_artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump> {
-    const { preCommand, postCommand } = this.config;
+    const { preCommand, hookTimeoutMs } = this.config;
     if (preCommand) {
       try {
-        await runHook(preCommand, 'pre_command', signal);
+        await runHook(preCommand, 'pre_command', { timeoutMs: hookTimeoutMs, signal });
       } catch (error) {
-        if (postCommand) await runHook(postCommand, 'post_command').catch(() => undefined);
+        await this.runPostCommand().catch(() => undefined);
         throw error;
       }
     }
+    const runPostCommand = () => this.runPostCommand();
     const storagePath = this.storagePath;
     async function* archive(): AsyncGenerator<Uint8Array> {
       let failure: unknown;
@@ -64,7 +70,7 @@ export class QdrantStorageSource implements Source {
         failure = error;
       } finally {
         // The hook runs however the archive ended, so Qdrant is never left stopped.
-        if (postCommand) await runHook(postCommand, 'post_command').catch((error: unknown) => (failure ??= error));
+        await runPostCommand().catch((error: unknown) => (failure ??= error));
       }
       if (failure) throw failure;
     }
@@ -90,16 +96,16 @@ export class QdrantStorageSource implements Source {
       findings: [{ level: 'ok', message: exists ? `${this.storagePath} will be moved aside to ${aside}` : `${this.storagePath} does not exist: it will be created` }],
       steps: [`${exists ? `move ${this.storagePath} aside to ${aside}, then ` : ''}unpack the storage folder into ${this.storagePath}${this.config.preCommand ? ' (pre_command and post_command around it)' : ''}`],
       execute: async () => {
-        const { preCommand, postCommand } = this.config;
+        const { preCommand, hookTimeoutMs } = this.config;
         try {
-          if (preCommand) await runHook(preCommand, 'pre_command', request.signal);
+          if (preCommand) await runHook(preCommand, 'pre_command', { timeoutMs: hookTimeoutMs, signal: request.signal });
           if (exists) await rename(this.storagePath, aside);
           await mkdir(this.storagePath, { recursive: true, mode: 0o750 });
           await pipeline(Readable.from(request.open(artifact)), extractTar({ cwd: this.storagePath, strict: true, preservePaths: false }));
         } catch (error) {
           throw new StackbackError('RESTORE_FAILED', `restore of ${this.storagePath} failed: ${errorMessage(error)}${exists ? `; the previous folder is at ${aside}` : ''}`);
         } finally {
-          if (postCommand) await runHook(postCommand, 'post_command');
+          await this.runPostCommand();
         }
         return [{ artifact: artifact.id, restored_as: this.storagePath, previous_moved_to: exists ? aside : null }];
       },
