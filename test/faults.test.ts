@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { currentBootId, processStartTime } from '../src/process-identity.ts';
+import { controlSockets, controlYaml, startDaemon } from './support/daemon.ts';
 import { filesSourceYaml, makeSandbox, type Sandbox } from './support/stackback.ts';
 
 interface StatusJson {
@@ -18,12 +19,10 @@ interface StatusJson {
   warnings: string[];
 }
 
-/** Control sockets inside the sandbox, so a daemon started by a test never meets another. */
-const controlYaml = (dir: string) => `control: { socket: ${join(dir, 'control.sock')}, admin_socket: ${join(dir, 'admin.sock')} }`;
-
-async function sandboxOf(data: string): Promise<Sandbox> {
+/** A files sandbox whose control sockets are its own, so a daemon started by a test never meets another. */
+async function sandboxOf(data: string, extraYaml = ''): Promise<Sandbox> {
   const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([data]) });
-  await writeFile(sandbox.configPath, `${controlYaml(sandbox.dir)}\n${await readFile(sandbox.configPath, 'utf8')}`);
+  await writeFile(sandbox.configPath, `${controlYaml(controlSockets(sandbox.dir))}\n${extraYaml}\n${await readFile(sandbox.configPath, 'utf8')}`);
   return sandbox;
 }
 
@@ -262,5 +261,91 @@ describe('a damaged chunk', () => {
     const deep = await sandbox.run(['verify', incremental.name, '--deep']);
     assert.equal(deep.code, 0, deep.stdout + deep.stderr);
     await restoresIntact(incremental.name);
+  });
+});
+
+describe('a full disk', () => {
+  let mountPoint: string;
+  let mounted = false;
+  let data: string;
+  before(async () => {
+    mountPoint = join(tmpdir(), `stackback-faults-small-${process.pid}`);
+    await mkdir(mountPoint, { recursive: true });
+    mounted = (await execa('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mountPoint], { reject: false })).exitCode === 0;
+    data = await mkdtemp(join(tmpdir(), 'stackback-faults-full-'));
+  });
+  after(async () => {
+    if (mounted) await execa('umount', [mountPoint], { reject: false });
+    await rm(mountPoint, { recursive: true, force: true });
+    await rm(data, { recursive: true, force: true });
+  });
+
+  test('a scheduled backup refused for lack of space is followed by a prune, and the next one fits', async (t) => {
+    if (!mounted) return t.skip('mounting a tmpfs needs root (CAP_SYS_ADMIN); this machine refused it');
+    const retention = 'retention: { keep_last: 1, keep_hourly: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_within: "0s", keep_full: 1, gc_grace: "0s" }';
+    const schedule = 'schedule: { full: "*/4 * * * * *", incremental: "off", verify: "off", prune: after_backup, catch_up: false }';
+    const sandbox = await sandboxOf(data, `${retention}\n${schedule}\ntimezone: UTC`);
+    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace(sandbox.repoPath, join(mountPoint, 'repo')));
+    try {
+      // Two fulls of 6 MiB that does not compress fill 12 of the 16 MiB: the next full cannot fit.
+      for (let i = 0; i < 2; i++) {
+        await writeFile(join(data, 'blob.bin'), randomBytes(6 * 1024 * 1024));
+        const full = await sandbox.run(['backup', '--full']);
+        assert.equal(full.code, 0, full.stderr);
+      }
+      const daemon = await startDaemon(sandbox.configPath, controlSockets(sandbox.dir));
+      try {
+        const history = async () => (await sandbox.json<{ kind: string; status: string; error: string | null; detail: Record<string, unknown> | null }[]>(['history'])).value;
+        const deadline = Date.now() + 60_000;
+        let runs = await history();
+        // Refused for space, then pruned, then the next scheduled full fits again (history is newest first).
+        const pruneForSpace = () => runs.findIndex((r) => r.kind === 'prune' && r.detail?.trigger === 'disk_full');
+        while (pruneForSpace() < 0 || !runs.slice(0, pruneForSpace()).some((r) => r.kind === 'backup' && r.status === 'ok')) {
+          assert.ok(Date.now() < deadline, `no successful full after the prune:\n${JSON.stringify(runs, null, 1)}\n${daemon.output()}`);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          runs = await history();
+        }
+        const refused = runs.slice(pruneForSpace()).find((r) => r.kind === 'backup')!;
+        assert.equal(refused.status, 'failed');
+        assert.match(refused.error ?? '', /not enough free space/);
+        const prune = runs[pruneForSpace()]!;
+        assert.equal(prune.status, 'ok');
+        assert.equal((prune.detail?.removed as string[]).length, 1, 'the older full was pruned; the newest successful one was kept');
+      } finally {
+        await daemon.stop();
+      }
+    } finally {
+      await sandbox.cleanup();
+      await rm(join(mountPoint, 'repo'), { recursive: true, force: true });
+    }
+  });
+
+  test('status names a full disk and what the prune after it did', async (t) => {
+    if (!mounted) return t.skip('mounting a tmpfs needs root (CAP_SYS_ADMIN); this machine refused it');
+    const retention = 'retention: { keep_last: 5, keep_full: 5, gc_grace: "0s" }';
+    const sandbox = await sandboxOf(data, `${retention}\nschedule: { full: "*/4 * * * * *", incremental: "off", verify: "off", prune: after_backup, catch_up: false }`);
+    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace(sandbox.repoPath, join(mountPoint, 'repo2')));
+    try {
+      for (let i = 0; i < 2; i++) {
+        await writeFile(join(data, 'blob.bin'), randomBytes(5 * 1024 * 1024));
+        assert.equal((await sandbox.run(['backup', '--full'])).code, 0);
+      }
+      const daemon = await startDaemon(sandbox.configPath, controlSockets(sandbox.dir));
+      try {
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const status = await sandbox.json<StatusJson>(['status']);
+          // Retention keeps both fulls here: nothing can be freed, and status says so.
+          if (status.value.warnings.some((w) => /out of space and the retention policy keeps every backup/.test(w))) break;
+          assert.ok(Date.now() < deadline, `status never named the full disk:\n${status.value.warnings.join('\n')}\n${daemon.output()}`);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      } finally {
+        await daemon.stop();
+      }
+    } finally {
+      await sandbox.cleanup();
+      await rm(join(mountPoint, 'repo2'), { recursive: true, force: true });
+    }
   });
 });

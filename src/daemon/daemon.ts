@@ -16,6 +16,7 @@ import type { Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import { backupJob, type DaemonServices, deleteJob, pruneJob, restoreJob, verifyJob } from './jobs.ts';
 import { SystemdNotifier } from './notify.ts';
+import { installLastResort } from './last-resort.ts';
 import { JobQueue, type JobRunner } from './queue.ts';
 import { type ScheduleName, scheduleInfo } from './schedule-info.ts';
 import { Scheduler } from './scheduler.ts';
@@ -67,6 +68,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   const foreground = new ForegroundActivity();
   const services: DaemonServices = { config: () => config, sources: () => sources, catalog, log, foreground };
   const queue = new JobQueue(() => config.control.maxQueuedJobs);
+  installLastResort(queue, log);
   const notifier = new SystemdNotifier(log);
 
   await startupCleanup(repo, catalog, config, log);
