@@ -43,6 +43,10 @@ interface Job extends JobView {
   key: string;
   run: JobRunner;
   controller: AbortController;
+  /** Set by fail(): the job ends failed with this error, whatever its runner makes of the abort. */
+  failure?: { error: unknown };
+  /** Stops waiting for a runner that has not ended after fail(). */
+  abandon?: () => void;
 }
 
 const KEEP_FINISHED = 200;
@@ -132,6 +136,21 @@ export class JobQueue {
     return true;
   }
 
+  /**
+   * Fails the running job from outside: the last-resort handler's answer to an exception
+   * nobody caught while it ran. The job is asked to stop, as by a cancel, and ends `failed`
+   * with that error. A runner still going after `abandonAfterMs` is no longer waited for and
+   * the queue goes on (last-resort.ts says why that is the safer side).
+   */
+  fail(id: number, error: unknown, abandonAfterMs: number): boolean {
+    const job = this.running;
+    if (!job || job.id !== id) return false;
+    job.failure ??= { error };
+    job.controller.abort(error);
+    setTimeout(() => job.abandon?.(), abandonAfterMs).unref();
+    return true;
+  }
+
   /** Every event of a job, as it happens; returns the unsubscribe function. */
   subscribe(id: number, listener: (event: JobEvent) => void): () => void {
     const name = `job:${id}`;
@@ -163,15 +182,17 @@ export class JobQueue {
       lastProgress = now;
       this.emit(job, { progress: update });
     };
-    this.idle = job
-      .run(job.controller.signal, progress)
-      .then(
-        ({ state, result }) => this.finish(job, state, result, null),
-        (error: unknown) => {
-          const cancelled = job.controller.signal.aborted;
-          this.finish(job, cancelled ? 'cancelled' : 'failed', null, errorDetails(error));
-        },
-      )
+    type Outcome = { state: JobState; result: unknown; error: JobEvent['error'] | null };
+    const ended = job.run(job.controller.signal, progress).then(
+      ({ state, result }): Outcome => ({ state, result, error: null }),
+      (error: unknown): Outcome => ({ state: job.controller.signal.aborted ? 'cancelled' : 'failed', result: null, error: errorDetails(error) }),
+    );
+    const abandoned = new Promise<Outcome>((resolve) => (job.abandon = () => resolve({ state: 'failed', result: null, error: null })));
+    this.idle = Promise.race([ended, abandoned])
+      .then(({ state, result, error }) => {
+        if (job.failure) this.finish(job, 'failed', result, errorDetails(job.failure.error));
+        else this.finish(job, state, result, error);
+      })
       .finally(() => {
         this.running = undefined;
         this.pump();

@@ -45,6 +45,8 @@ export interface ArchiveOptions {
   paths: string[];
   exclude: string[];
   oneFileSystem: boolean;
+  /** Stops the walk (a cancelled or failed job): checked at every entry and every block read. */
+  signal?: AbortSignal | undefined;
 }
 
 /** File contents are read in blocks of this size. */
@@ -152,6 +154,7 @@ async function* archiveStream(options: ArchiveOptions, report: ArchiveReport): A
       const hash = createHash('sha256');
       let remaining = stats.size;
       while (remaining > 0) {
+        options.signal?.throwIfAborted();
         const buffer = Buffer.allocUnsafe(Math.min(READ_BLOCK, remaining));
         const { bytesRead } = await handle.read(buffer, 0, buffer.length, stats.size - remaining);
         if (bytesRead === 0) {
@@ -171,6 +174,7 @@ async function* archiveStream(options: ArchiveOptions, report: ArchiveReport): A
       if (stats.nlink > 1) hardLinks.set(`${stats.dev}:${stats.ino}`, absolute.slice(1));
       record(absolute, stats, 'File', stats.size, { sha256: hash.digest('hex') });
     } catch (error) {
+      if (options.signal?.aborted) throw error;
       // The header is out: the archive cannot go on without this file's bytes, so the artifact fails.
       throw new StackbackError('BACKUP_FAILED', `reading ${absolute} failed: ${(error as Error).message}`);
     } finally {
@@ -179,6 +183,7 @@ async function* archiveStream(options: ArchiveOptions, report: ArchiveReport): A
   }
 
   async function* visit(absolute: string, rootDevice: number | undefined): AsyncGenerator<Uint8Array> {
+    options.signal?.throwIfAborted();
     if (excluded(absolute, options.exclude)) return;
     let stats: Stats;
     try {

@@ -68,8 +68,8 @@ export class FilesSource implements Source {
     return [{ id: `${this.name}/files`, kind: 'files_tar', target: this.config.paths.join(','), estimatedBytes: estimated }];
   }
 
-  async dump(): Promise<ArtifactDump> {
-    const { stream, report } = createArchive({ paths: this.config.paths, exclude: this.config.exclude, oneFileSystem: this.config.oneFileSystem });
+  async dump(_artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump> {
+    const { stream, report } = createArchive({ paths: this.config.paths, exclude: this.config.exclude, oneFileSystem: this.config.oneFileSystem, signal });
     const paths = this.config.paths;
     return dumpOfStream(stream, () => ({
       paths,
