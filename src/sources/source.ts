@@ -1,4 +1,5 @@
 import type { PostgresSourceConfig } from '../config/load.ts';
+import type { Logger } from '../log.ts';
 import type { ArtifactData } from '../repository/artifact-reader.ts';
 import type { ArtifactKind, ArtifactManifest } from '../repository/manifest.ts';
 
@@ -133,6 +134,8 @@ export interface Source {
   drill(artifact: ArtifactManifest, request: DrillRequest): Promise<DrillVerdict>;
   /** Safety copies that restores left on the live server (e.g. <db>_pre_restore_<stamp>) older than `before`: dropped, or only listed with dryRun. */
   cleanSafetyCopies?(before: Date, dryRun: boolean): Promise<SafetyCopyCleanup[]>;
+  /** Scratch targets (e.g. <db>_restoring_<stamp>) that killed restores and drills left and no live process uses: dropped, named in the log, returned. */
+  cleanLeftovers?(log: Logger): Promise<string[]>;
 }
 
 export interface SafetyCopyCleanup {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, promises as fs } from 'node:fs';
+import { constants, existsSync, mkdtempSync, promises as fs, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,8 +12,8 @@ import { SIDES_FAILED } from '../repository/chunk-threads.ts';
 /**
  * Runs an external tool (pg_dump, pg_restore, psql, …) whose stdout is streamed rather
  * than buffered. `exited` settles only after the process has ended: it resolves when the
- * exit status is 0 and rejects otherwise, with the tool's own stderr in the message, so
- * a dump that died half-way can never pass for a finished one.
+ * exit status is 0 and rejects otherwise, with the tool's own first error line in the
+ * message, so a dump that died half-way can never pass for a finished one.
  */
 export interface ToolRun {
   /** Null when options.stdout is 'ignore'. */
@@ -23,7 +24,14 @@ export interface ToolRun {
 }
 
 export interface ToolOptions {
+  /** The tool's environment, beside the few variables every tool gets (see BASE_ENV): nothing else of ours is inherited. */
   env: Record<string, string>;
+  /**
+   * A secret the tool reads from a file that an environment variable names (libpq's
+   * PGPASSFILE): written mode 0600 into a private temporary folder for this run only, and
+   * removed when the tool has ended, whether it succeeded, failed or was cancelled.
+   */
+  secretFile?: { variable: string; content: string } | undefined;
   signal?: AbortSignal | undefined;
   /** Error code and a phrase for messages: "pg_dump of database app". */
   errorCode: ErrorCode;
@@ -32,17 +40,44 @@ export interface ToolOptions {
   stdout?: 'pipe' | 'ignore';
 }
 
-const STDERR_TAIL = 2000;
+/** What a tool inherits from our environment: where programs are, the home folder, locale and time zone. */
+const BASE_ENV = /^(PATH|HOME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR)$/;
 
-function tail(text: string): string {
-  const trimmed = text.trim();
-  return trimmed.length > STDERR_TAIL ? `…${trimmed.slice(-STDERR_TAIL)}` : trimmed;
+function baseEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => BASE_ENV.test(entry[0]) && entry[1] !== undefined));
+}
+
+const MAX_ERROR_LINE = 500;
+
+/**
+ * The line of a tool's stderr that says what went wrong, and nothing else: the lines after
+ * it (DETAIL, CONTEXT) can quote row data, which must not reach status or the run history.
+ */
+function firstErrorLine(stderr: string): string {
+  const lines = stderr.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+  const line = lines.find((each) => /\b(?:ERROR|FATAL|PANIC|error|fatal)\b:/.test(each)) ?? lines[0] ?? '';
+  return line.length > MAX_ERROR_LINE ? `${line.slice(0, MAX_ERROR_LINE)}…` : line;
+}
+
+/** Writes a secret file for one tool run; returns its environment variable and a remover. */
+function writeSecretFile(secret: NonNullable<ToolOptions['secretFile']>): { env: Record<string, string>; remove: () => Promise<void> } {
+  const folder = mkdtempSync(path.join(tmpdir(), 'stackback-secret-'));
+  const remove = () => fs.rm(folder, { recursive: true, force: true });
+  try {
+    const file = path.join(folder, 'secret');
+    writeFileSync(file, secret.content, { mode: 0o600, flag: 'wx' });
+    return { env: { [secret.variable]: file }, remove };
+  } catch (error) {
+    void remove();
+    throw error;
+  }
 }
 
 export function runTool(file: string, args: string[], options: ToolOptions): ToolRun {
-  const child = execa(file, args, {
-    env: options.env,
-    extendEnv: true,
+  const secret = options.secretFile ? writeSecretFile(options.secretFile) : undefined;
+  const spawn = () => execa(file, args, {
+    env: { ...baseEnv(), ...options.env, ...secret?.env },
+    extendEnv: false,
     stdin: options.stdin ?? 'ignore',
     stdout: options.stdout ?? 'pipe',
     stderr: 'pipe',
@@ -52,12 +87,20 @@ export function runTool(file: string, args: string[], options: ToolOptions): Too
     ...(options.signal ? { cancelSignal: options.signal } : {}),
     forceKillAfterDelay: 5000,
   });
-  const exited = child.then((result) => {
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn();
+  } catch (error) {
+    void secret?.remove();
+    throw error;
+  }
+  const exited = child.then(async (result) => {
+    await secret?.remove();
     const stderr = typeof result.stderr === 'string' ? result.stderr : '';
     if (result.isCanceled) throw new StackbackError(options.errorCode, `${options.what} was cancelled`);
     if (result.failed) {
       const status = result.exitCode !== undefined ? `exit status ${result.exitCode}` : `signal ${result.signal ?? 'unknown'}`;
-      const reason = result.code === 'ENOENT' ? `${file} not found` : tail(stderr) || result.shortMessage || 'no message';
+      const reason = result.code === 'ENOENT' ? `${file} not found` : firstErrorLine(stderr) || result.shortMessage || 'no message';
       throw new StackbackError(options.errorCode, `${options.what} failed (${status}): ${reason}`);
     }
     return { stderr };

@@ -2,11 +2,16 @@ import pg from 'pg';
 import type { PostgresSourceConfig } from '../../config/load.ts';
 import { StackbackError } from '../../errors.ts';
 import { secretFromFile } from '../secret-file.ts';
+import type { ToolOptions } from '../tool.ts';
+
+/** libpq settings of our own environment (PGSSLMODE, PGSERVICEFILE, …) that the tools keep, as the `pg` client does; never a password. */
+const INHERITED_LIBPQ = /^PG(?!PASSWORD$)[A-Z_]+$/;
 
 /**
  * How stackback reaches one PostgreSQL server: a `pg` client for queries (held snapshots,
  * parameters, SQLSTATE codes) and an environment for pg_dump/pg_restore/psql. The password
- * travels only in memory and in the child's environment (PGPASSWORD), never in argv or logs.
+ * travels only in memory and, for a tool, in a password file of that one run (PGPASSFILE,
+ * mode 0600, removed when the tool ends): never in argv, the environment or logs.
  */
 export class PgServer {
   readonly config: PostgresSourceConfig;
@@ -14,7 +19,9 @@ export class PgServer {
 
   constructor(config: PostgresSourceConfig) {
     this.config = config;
-    this.readPassword = secretFromFile(config.passwordFile, 'password_file', config.name);
+    const fromFile = secretFromFile(config.passwordFile, 'password_file', config.name);
+    // Without a password_file the `pg` client takes PGPASSWORD from our environment: the tools get the same.
+    this.readPassword = () => fromFile() ?? process.env.PGPASSWORD;
   }
 
   /** "postgres source main (postgres@/var/run/postgresql:5432)": for messages, never with secrets. */
@@ -27,9 +34,10 @@ export class PgServer {
     return `${this.config.user}@${this.config.host}:${this.config.port}`;
   }
 
-  /** Environment for the libpq tools; the database is passed as PGDATABASE (never parsed as a conninfo string). */
-  toolEnv(database: string): Record<string, string> {
+  /** How a libpq tool reaches the server: environment and password file; the database is passed as PGDATABASE (never parsed as a conninfo string). */
+  toolAccess(database: string): Pick<ToolOptions, 'env' | 'secretFile'> {
     const env: Record<string, string> = {
+      ...Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => INHERITED_LIBPQ.test(entry[0]) && entry[1] !== undefined)),
       PGHOST: this.config.host,
       PGPORT: String(this.config.port),
       PGUSER: this.config.user,
@@ -38,8 +46,10 @@ export class PgServer {
       PGCONNECT_TIMEOUT: '15',
     };
     const password = this.readPassword();
-    if (password !== undefined) env.PGPASSWORD = password;
-    return env;
+    if (password === undefined) return { env };
+    // One line of ~/.pgpass syntax (backslash escapes ':' and '\'); it exists only for this run, so any host, port and database.
+    const field = (text: string) => text.replace(/[\\:]/g, '\\$&');
+    return { env, secretFile: { variable: 'PGPASSFILE', content: `*:*:*:${field(this.config.user)}:${field(password)}\n` } };
   }
 
   async connect(database: string): Promise<pg.Client> {
@@ -96,12 +106,4 @@ export class PgServer {
         return new StackbackError('PG_CONNECT', `cannot connect to ${where}: ${e.message ?? String(error)}`);
     }
   }
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-export function quoteLiteral(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
 }

@@ -71,7 +71,7 @@ export async function dumpDatabase(server: PgServer, bins: PgBinaries, database:
   }
   // -Z0: stackback compresses per chunk; pg_dump's own gzip would be slow and defeat dedup.
   const run = runTool(bins.path('pg_dump'), ['--format=custom', '--compress=0', '--no-password', `--snapshot=${snapshot}`], {
-    env: server.toolEnv(database),
+    ...server.toolAccess(database),
     signal,
     errorCode: 'PG_DUMP_FAILED',
     what: `pg_dump of database "${database}" (source ${server.config.name})`,
@@ -135,7 +135,7 @@ export async function dumpGlobals(server: PgServer, bins: PgBinaries, signal?: A
   // Only a superuser may read password hashes; others still get every role, without them.
   const args = ['--globals-only', '--no-password', `--database=${maintenanceDb}`, ...(superuser ? [] : ['--no-role-passwords'])];
   const run = runTool(bins.path('pg_dumpall'), args, {
-    env: server.toolEnv(maintenanceDb),
+    ...server.toolAccess(maintenanceDb),
     signal,
     errorCode: 'PG_DUMP_FAILED',
     what: `pg_dumpall --globals-only (source ${server.config.name})`,

@@ -4,11 +4,14 @@ import type { ArtifactManifest } from '../../repository/manifest.ts';
 import type { ArtifactCheck, ArtifactDump, DrillRequest, DrillVerdict, PlannedArtifact, RestorePlan, RestoreRequest, SafetyCopyCleanup, Source } from '../source.ts';
 import { feedWhileOpen, runTool } from '../tool.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
-import { PgServer, quoteIdent } from './connection.ts';
+import type { Logger } from '../../log.ts';
+import { PgServer } from './connection.ts';
 import { dumpDatabase, dumpGlobals, type PgDumpMeta } from './dump.ts';
 import { restoreStamp } from '../stamp.ts';
 import { type DatabaseRestorePlan, derivedName, dropScratchDatabase, planDatabaseRestore, restoreDatabase, restoreGlobals, rolesInGlobals } from './restore.ts';
 import { serverMajor } from './properties.ts';
+import { dropLeftovers, markedDatabases, scratchMarker } from './scratch.ts';
+import { exec, ident } from './sql.ts';
 
 const GLOBALS_HEADER = '--\n-- PostgreSQL database cluster dump';
 
@@ -163,6 +166,9 @@ export class PostgresSource implements Source {
       findings: plans.flatMap(({ plan }) => plan.findings.map((f) => ({ ...f, message: `${plan.database}: ${f.message}` }))),
       execute: async () => {
         const results: Record<string, unknown>[] = [];
+        // Copies that killed restores and drills left behind hold disk that this restore needs.
+        const leftovers = await dropLeftovers(this.server);
+        if (leftovers.dropped.length > 0 || leftovers.problems.length > 0) results.push({ source: this.name, leftovers_dropped: leftovers.dropped, leftovers_kept: leftovers.problems });
         if (globals) {
           const bins = plans[0]!.plan.bins;
           const { skipped } = await restoreGlobals(this.server, bins, globalsSql, request.signal);
@@ -177,8 +183,10 @@ export class PostgresSource implements Source {
     };
   }
 
+  /** Only databases stackback marked as safety copies when it swapped them out: a look-alike name alone is never enough. */
   async cleanSafetyCopies(before: Date, dryRun: boolean): Promise<SafetyCopyCleanup[]> {
     return this.server.with(this.server.config.maintenanceDb, async (client) => {
+      const marked = new Set((await markedDatabases(client, ['safety-copy'])).map((m) => m.name));
       const { rows } = await client.query<{ name: string; sessions: string }>(
         `SELECT d.datname AS name, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname) AS sessions
            FROM pg_database d WHERE d.datname ~ '_pre_restore_[0-9]{8}_[0-9]{6}$' ORDER BY 1`,
@@ -188,15 +196,27 @@ export class PostgresSource implements Source {
         const stamp = /_pre_restore_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})$/.exec(row.name)!;
         const created = new Date(Date.UTC(+stamp[1]!, +stamp[2]! - 1, +stamp[3]!, +stamp[4]!, +stamp[5]!, +stamp[6]!));
         if (created >= before) continue;
+        if (!marked.has(row.name)) {
+          results.push({ name: row.name, created: created.toISOString(), dropped: false, note: 'kept: not marked as a stackback safety copy (drop it yourself when it is not needed)' });
+          continue;
+        }
         if (Number(row.sessions) > 0) {
           results.push({ name: row.name, created: created.toISOString(), dropped: false, note: `kept: ${row.sessions} session(s) use it` });
           continue;
         }
-        if (!dryRun) await client.query(`DROP DATABASE ${quoteIdent(row.name)}`);
+        if (!dryRun) await exec(client, `DROP DATABASE ${ident(row.name)}`);
         results.push({ name: row.name, created: created.toISOString(), dropped: !dryRun });
       }
       return results;
     });
+  }
+
+  /** Drops restore and drill scratch databases that killed runs left on the source server (see scratch.ts); returns their names. */
+  async cleanLeftovers(log: Logger): Promise<string[]> {
+    const { dropped, problems } = await dropLeftovers(this.server);
+    for (const name of dropped) log.info({ source: this.name, database: name }, `dropped database ${name}, left by a restore or drill that was killed`);
+    for (const problem of problems) log.warn({ source: this.name }, `cannot drop a database left by a killed restore or drill: ${problem}`);
+    return dropped;
   }
 
   /**
@@ -210,9 +230,11 @@ export class PostgresSource implements Source {
     }
     const meta = artifact.meta as PgDumpMeta;
     const scratch = derivedName(`${request.scratchPrefix}${meta.database}`, `_${restoreStamp(request.now)}`);
-    const marker = `stackback drill scratch of ${artifact.id}`;
+    const marker = scratchMarker('drill', scratch);
     // The source server itself, or the one drill.postgres_server names.
     const server = request.postgresServer ? new PgServer(request.postgresServer) : this.server;
+    await dropLeftovers(server);
+    // Still there: not a leftover of a dead run, so not ours to drop.
     await dropScratchDatabase(server, scratch, marker);
     const options = { targetDb: scratch, forceDisconnect: false, rolesToCreate: new Set<string>(), reserveBytes: request.reserveBytes, signal: request.signal, now: request.now, workDir: request.workDir, drillMarker: marker };
     const plan = await planDatabaseRestore(server, meta, options);

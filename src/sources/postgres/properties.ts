@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { quoteIdent, quoteLiteral } from './connection.ts';
+import { StackbackError } from '../../errors.ts';
+import { exec, ident, literal } from './sql.ts';
 
 /**
  * Database-level properties that live outside any dump of the database's contents:
@@ -56,44 +57,79 @@ export async function readDatabaseProperties(client: pg.Client, database: string
 /** CREATE DATABASE for a scratch copy that can stand in for the original. */
 export function createDatabaseSql(name: string, props: DatabaseProperties): string {
   const parts = [
-    `CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`,
-    `OWNER ${quoteIdent(props.owner)}`,
-    `ENCODING ${quoteLiteral(props.encoding)}`,
-    `LC_COLLATE ${quoteLiteral(props.collate)}`,
-    `LC_CTYPE ${quoteLiteral(props.ctype)}`,
+    `CREATE DATABASE ${ident(name)} TEMPLATE template0`,
+    `OWNER ${ident(props.owner)}`,
+    `ENCODING ${literal(props.encoding)}`,
+    `LC_COLLATE ${literal(props.collate)}`,
+    `LC_CTYPE ${literal(props.ctype)}`,
     // pg_default is template0's own: naming it would need CREATE on it, which a CREATEDB role lacks.
-    ...(props.tablespace === 'pg_default' ? [] : [`TABLESPACE ${quoteIdent(props.tablespace)}`]),
+    ...(props.tablespace === 'pg_default' ? [] : [`TABLESPACE ${ident(props.tablespace)}`]),
   ];
-  if (props.locale_provider === 'icu') parts.push(`LOCALE_PROVIDER icu ICU_LOCALE ${quoteLiteral(props.icu_locale ?? '')}`);
+  if (props.locale_provider === 'icu') parts.push(`LOCALE_PROVIDER icu ICU_LOCALE ${literal(props.icu_locale ?? '')}`);
   return parts.join(' ');
 }
 
-/** Settings whose value is a list of identifiers, already quoted as they are stored (as pg_dump treats them). */
+/**
+ * Settings whose stored value is a list of identifiers, each already quoted where needed
+ * (GUC_LIST_QUOTE; pg_dump's variable_is_guc_list_quote). As one literal they would be
+ * quoted a second time.
+ */
 const LIST_QUOTED_SETTINGS = new Set(['search_path', 'temp_tablespaces', 'session_preload_libraries', 'shared_preload_libraries', 'local_preload_libraries']);
 
-function settingSql(entry: string): string {
+/** Database privileges aclexplode reports: the only words a GRANT may carry unquoted. */
+const DATABASE_PRIVILEGES = new Set(['CONNECT', 'CREATE', 'TEMPORARY']);
+
+/**
+ * Stores one pg_db_role_setting entry ("name=value") with `alter` ("ALTER DATABASE …" or
+ * "ALTER ROLE … IN DATABASE …"), byte for byte as it was stored. A scalar value is one
+ * literal, as pg_dump writes it. A list value is handed over as a parameter: set for this
+ * transaction only, then stored with SET … FROM CURRENT, so its quoting is kept exactly as it
+ * was and no part of it is ever parsed as SQL. (pg_dump splits such a list and quotes each
+ * element as a literal, which turns an unquoted mixed-case name into a quoted one.)
+ */
+async function applySetting(client: pg.Client, alter: string, entry: string): Promise<void> {
   const at = entry.indexOf('=');
-  const key = entry.slice(0, at);
+  const name = entry.slice(0, at);
   const value = entry.slice(at + 1);
-  return `SET ${quoteIdent(key)} TO ${LIST_QUOTED_SETTINGS.has(key.toLowerCase()) ? value : quoteLiteral(value)}`;
+  if (!LIST_QUOTED_SETTINGS.has(name.toLowerCase())) {
+    await exec(client, `${alter} SET ${ident(name)} TO ${literal(value)}`);
+    return;
+  }
+  await client.query('BEGIN');
+  try {
+    await exec(client, 'SELECT set_config($1, $2, true)', [name, value]);
+    await exec(client, `${alter} SET ${ident(name)} FROM CURRENT`);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
 }
 
-/** Statements that give database `name` the owner, privileges, settings and comment of `props`. */
-export function applyPropertiesSql(name: string, props: DatabaseProperties): string[] {
-  const db = quoteIdent(name);
-  const statements = [`ALTER DATABASE ${db} OWNER TO ${quoteIdent(props.owner)}`];
+/** Gives database `name` the owner, privileges, settings and connection limit of `props` (the comment comes with the swap). */
+export async function applyProperties(client: pg.Client, name: string, props: DatabaseProperties): Promise<void> {
+  const db = ident(name);
+  await exec(client, `ALTER DATABASE ${db} OWNER TO ${ident(props.owner)}`);
   if (props.grants !== null) {
-    statements.push(`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`, `REVOKE ALL ON DATABASE ${db} FROM ${quoteIdent(props.owner)}`);
+    await exec(client, `REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
+    await exec(client, `REVOKE ALL ON DATABASE ${db} FROM ${ident(props.owner)}`);
     for (const grant of props.grants) {
-      const grantee = grant.grantee === null ? 'PUBLIC' : quoteIdent(grant.grantee);
-      statements.push(`GRANT ${grant.privilege} ON DATABASE ${db} TO ${grantee}${grant.grantable ? ' WITH GRANT OPTION' : ''}`);
+      if (!DATABASE_PRIVILEGES.has(grant.privilege)) throw new StackbackError('REPO_CORRUPT', `the backup records an unknown database privilege ${JSON.stringify(grant.privilege)}`);
+      const grantee = grant.grantee === null ? 'PUBLIC' : ident(grant.grantee);
+      await exec(client, `GRANT ${grant.privilege} ON DATABASE ${db} TO ${grantee}${grant.grantable ? ' WITH GRANT OPTION' : ''}`);
     }
   }
   for (const setting of props.settings) {
-    const prefix = setting.role === null ? `ALTER DATABASE ${db}` : `ALTER ROLE ${quoteIdent(setting.role)} IN DATABASE ${db}`;
-    for (const entry of setting.config) statements.push(`${prefix} ${settingSql(entry)}`);
+    const alter = setting.role === null ? `ALTER DATABASE ${db}` : `ALTER ROLE ${ident(setting.role)} IN DATABASE ${db}`;
+    for (const entry of setting.config) await applySetting(client, alter, entry);
   }
-  if (props.connection_limit !== -1) statements.push(`ALTER DATABASE ${db} CONNECTION LIMIT ${props.connection_limit}`);
-  if (props.comment !== null) statements.push(`COMMENT ON DATABASE ${db} IS ${quoteLiteral(props.comment)}`);
-  return statements;
+  if (props.connection_limit !== -1) {
+    if (!Number.isInteger(props.connection_limit)) throw new StackbackError('REPO_CORRUPT', `the backup records a connection limit that is not a number: ${JSON.stringify(props.connection_limit)}`);
+    await exec(client, `ALTER DATABASE ${db} CONNECTION LIMIT ${props.connection_limit}`);
+  }
+}
+
+/** COMMENT ON DATABASE: `comment` null removes it. */
+export function commentSql(name: string, comment: string | null): string {
+  return `COMMENT ON DATABASE ${ident(name)} IS ${comment === null ? 'NULL' : literal(comment)}`;
 }

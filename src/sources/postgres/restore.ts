@@ -8,10 +8,12 @@ import { restoreStamp } from '../stamp.ts';
 import { feedTool, pipeFolderProblem, runTool, startArtifactFeed } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
-import { type PgServer, quoteIdent, quoteLiteral } from './connection.ts';
+import type { PgServer } from './connection.ts';
 import type { SplitOptions } from './archive-blocks.ts';
 import type { PgDumpMeta } from './dump.ts';
-import { applyPropertiesSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
+import { applyProperties, commentSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
+import { commentOf, scratchMarker } from './scratch.ts';
+import { exec, ident } from './sql.ts';
 
 export interface DatabaseRestoreOptions {
   /** Drills: pg_restore runs under nice/ionice, and the scratch database carries this comment (its proof of origin). */
@@ -222,7 +224,7 @@ function dbnameConninfo(name: string): string {
 
 async function dropDatabase(client: pg.Client, name: string, serverMajorVersion: number): Promise<void> {
   const force = serverMajorVersion >= 13 ? ' WITH (FORCE)' : '';
-  await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}${force}`);
+  await exec(client, `DROP DATABASE IF EXISTS ${ident(name)}${force}`);
 }
 
 /**
@@ -247,9 +249,10 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
   let created = false;
   try {
     admin = await server.connect(server.config.maintenanceDb);
-    await admin.query(createDatabaseSql(plan.scratch, plan.properties));
+    await exec(admin, createDatabaseSql(plan.scratch, plan.properties));
     created = true;
-    if (options.drillMarker) await admin.query(`COMMENT ON DATABASE ${quoteIdent(plan.scratch)} IS ${quoteLiteral(options.drillMarker)}`);
+    // Until it is swapped in, the copy is stackback's own: a killed restore leaves it for the next clean-up.
+    await exec(admin, commentSql(plan.scratch, options.drillMarker ?? scratchMarker('restore', plan.scratch)));
     const args = ['--no-password', '--exit-on-error', `--dbname=${dbnameConninfo(plan.scratch)}`];
     // A drill must not slow production down: lowest CPU and I/O priority for its pg_restore.
     const [file, argv] = options.drillMarker ? lowPriority(plan.bins.path('pg_restore'), args) : [plan.bins.path('pg_restore'), args];
@@ -261,7 +264,7 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
       what: `COPY session ${index + 2} of the restore of database "${plan.database}" into "${plan.scratch}"`,
     }));
     await feed.run(file, argv, {
-      env: server.toolEnv(plan.scratch),
+      ...server.toolAccess(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
@@ -269,8 +272,10 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
     });
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await analyzeRestored(server, plan.scratch);
-    if (!options.drillMarker) for (const statement of applyPropertiesSql(plan.scratch, plan.properties)) await admin.query(statement);
-    if (plan.mode !== 'target') await swapIn(admin, plan, options);
+    if (!options.drillMarker) {
+      await applyProperties(admin, plan.scratch, plan.properties);
+      await swapIn(admin, plan, options);
+    }
     return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000 };
   } catch (error) {
     if (!feeding) await feed.cancel().catch(() => undefined);
@@ -289,16 +294,22 @@ function lowPriority(file: string, args: string[]): [string, string[]] {
   return ['nice', ['-n', '19', ...io, file, ...args]];
 }
 
-/** Drops a drill's scratch database; refuses one that stackback did not make. */
+/** Drops a drill's scratch database; refuses one that does not carry this drill's own marker. */
 export async function dropScratchDatabase(server: PgServer, name: string, marker: string): Promise<void> {
   await server.with(server.config.maintenanceDb, async (client) => {
-    const { rows } = await client.query<{ comment: string | null }>("SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [name]);
-    if (rows.length === 0) return;
-    if (rows[0]!.comment !== marker) throw new StackbackError('PG_TARGET_EXISTS', `database "${name}" exists and was not made by a stackback drill: refusing to touch it`, 'choose another drill.postgres_database_prefix');
+    const comment = await commentOf(client, name);
+    if (comment === undefined) return;
+    if (comment !== marker) throw new StackbackError('PG_TARGET_EXISTS', `database "${name}" exists and was not made by a stackback drill: refusing to touch it`, 'choose another drill.postgres_database_prefix');
     await dropDatabase(client, name, await serverMajor(client));
   });
 }
 
+/**
+ * Puts the restored copy in place, in one transaction: the original (swap) becomes the
+ * safety copy and is marked as stackback's, the copy takes the final name and the
+ * original's comment in place of its scratch marker. Never a moment where the live
+ * database carries a scratch marker or a safety copy lacks one.
+ */
 async function swapIn(admin: pg.Client, plan: DatabaseRestorePlan, options: DatabaseRestoreOptions): Promise<void> {
   const deadline = Date.now() + SWAP_WAIT_MS;
   for (;;) {
@@ -307,8 +318,12 @@ async function swapIn(admin: pg.Client, plan: DatabaseRestorePlan, options: Data
     }
     try {
       await admin.query('BEGIN');
-      if (plan.mode === 'swap') await admin.query(`ALTER DATABASE ${quoteIdent(plan.database)} RENAME TO ${quoteIdent(plan.safetyCopy!)}`);
-      await admin.query(`ALTER DATABASE ${quoteIdent(plan.scratch)} RENAME TO ${quoteIdent(plan.final)}`);
+      if (plan.mode === 'swap') {
+        await exec(admin, `ALTER DATABASE ${ident(plan.database)} RENAME TO ${ident(plan.safetyCopy!)}`);
+        await exec(admin, commentSql(plan.safetyCopy!, scratchMarker('safety-copy', plan.safetyCopy!)));
+      }
+      if (plan.scratch !== plan.final) await exec(admin, `ALTER DATABASE ${ident(plan.scratch)} RENAME TO ${ident(plan.final)}`);
+      await exec(admin, commentSql(plan.final, plan.properties.comment));
       await admin.query('COMMIT');
       return;
     } catch (error) {
@@ -372,7 +387,7 @@ export async function restoreGlobals(server: PgServer, bins: PgBinaries, sql: st
   }));
   const filtered = filterGlobals(sql, roles, tablespaces);
   const run = runTool(bins.path('psql'), ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'], {
-    env: server.toolEnv(maintenanceDb),
+    ...server.toolAccess(maintenanceDb),
     signal,
     errorCode: 'PG_RESTORE_FAILED',
     what: 'restore of roles and tablespaces (globals)',
