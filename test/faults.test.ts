@@ -9,10 +9,12 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { QdrantClient } from '@qdrant/js-client-rest';
 import { execa } from 'execa';
 import { currentBootId, processStartTime } from '../src/process-identity.ts';
 import { controlSockets, controlYaml, startDaemon } from './support/daemon.ts';
-import { filesSourceYaml, makeSandbox, type Sandbox } from './support/stackback.ts';
+import { startQdrantStandin, type QdrantStandin } from './support/qdrant-standin.ts';
+import { filesSourceYaml, makeSandbox, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
 
 interface StatusJson {
   healthy: boolean;
@@ -347,5 +349,104 @@ describe('a full disk', () => {
       await sandbox.cleanup();
       await rm(join(mountPoint, 'repo2'), { recursive: true, force: true });
     }
+  });
+});
+
+describe('a backup that protects nothing, or less than before', () => {
+  let standin: QdrantStandin;
+  let client: QdrantClient;
+  let dataA: string;
+  let dataB: string;
+  let empty: string;
+  const cleanups: (() => Promise<void>)[] = [];
+  before(async () => {
+    standin = await startQdrantStandin();
+    client = new QdrantClient({ url: standin.url, checkCompatibility: false });
+    dataA = await filesTree();
+    dataB = await filesTree();
+    empty = await mkdtemp(join(tmpdir(), 'stackback-faults-empty-'));
+  });
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup();
+    await standin.stop();
+    for (const dir of [dataA, dataB, empty]) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A sandbox with the given sources (YAML of `sources:` entries by kind). */
+  const sandboxWith = async (options: { qdrant?: boolean; files: [string, string][]; extraYaml?: string }): Promise<Sandbox> => {
+    const sandbox = await makeSandbox('', {
+      ...(options.qdrant ? { qdrantYaml: qdrantSourceYaml(standin.url) } : {}),
+      filesYaml: options.files.map(([name, path]) => filesSourceYaml([path], { name })).join('\n'),
+      extraYaml: `${controlYaml(controlSockets(join(tmpdir(), 'unused')))}\nschedule: { full: "0 3 * * 0", incremental: "0 * * * *", catch_up: false }\n${options.extraYaml ?? ''}`,
+    });
+    cleanups.push(() => sandbox.cleanup());
+    return sandbox;
+  };
+  const warnings = async (sandbox: Sandbox) => (await sandbox.json<StatusJson>(['status'])).value.warnings;
+
+  test('collections that disappear, then none left, and an empty file tree are named on the run and in status', async () => {
+    await client.createCollection('docs', { vectors: { size: 4, distance: 'Cosine' } });
+    await client.upsert('docs', { wait: true, points: [{ id: 1, vector: [1, 0, 0, 0], payload: { a: 1 } }] });
+    await client.createCollection('images', { vectors: { size: 2, distance: 'Dot' } });
+    await client.upsert('images', { wait: true, points: [{ id: 1, vector: [1, 0], payload: { b: 2 } }] });
+    const sandbox = await sandboxWith({ qdrant: true, files: [['app-files', dataA], ['uploads', empty]] });
+    const first = await sandbox.json<{ sources: { name: string; coverage?: string[] }[] }>(['backup', '--full']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(first.value.sources.find((s) => s.name === 'vectors')?.coverage, undefined);
+    assert.deepEqual(first.value.sources.find((s) => s.name === 'uploads')?.coverage, [`no files under ${empty}: is a disk not mounted there?`]);
+    assert.ok((await warnings(sandbox)).includes(`source uploads: no files under ${empty}: is a disk not mounted there? (backup ${(await sandbox.manifests())[0]!.replace(/\.json$/, '')})`));
+
+    await client.deleteCollection('images');
+    const second = await sandbox.run(['backup']);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /source vectors: 1 of the 2 artifact\(s\) of backup full-\S+ are gone: vectors\/collection\/images/);
+    assert.ok((await warnings(sandbox)).some((w) => /^source vectors: 1 of the 2 artifact\(s\) of backup full-\S+ are gone: vectors\/collection\/images/.test(w)));
+
+    await client.deleteCollection('docs');
+    const third = await sandbox.run(['backup']);
+    assert.equal(third.code, 0, third.stderr);
+    const now = await warnings(sandbox);
+    assert.ok(now.some((w) => /^source vectors: nothing to back up: its configuration matched no database, collection or path/.test(w)), now.join('\n'));
+    assert.ok(now.some((w) => /^source vectors: 1 of the 1 artifact\(s\) of backup incr-\S+ are gone: vectors\/collection\/docs/.test(w)), now.join('\n'));
+  });
+
+  test('a backup of one source does not make another look fresh, or push its backups out of retention', async () => {
+    const sandbox = await sandboxWith({
+      files: [['app-a', dataA], ['app-b', dataB]],
+      extraYaml: 'retention: { keep_last: 1, keep_hourly: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_within: "0s", keep_full: 1 }',
+    });
+    assert.equal((await sandbox.run(['backup', '--full'])).code, 0);
+    // That backup of both sources was taken three days ago.
+    const db = new Database(sandbox.catalogPath);
+    const old = new Date(Date.now() - 3 * 86_400_000).toISOString();
+    db.prepare('UPDATE backups SET started_at = ?, finished_at = ?').run(old, old);
+    db.close();
+    for (let i = 0; i < 2; i++) assert.equal((await sandbox.run(['backup', '--full', '--source', 'app-a'])).code, 0);
+
+    const now = await warnings(sandbox);
+    assert.ok(now.some((w) => /^source app-b: last successful backup is 3 days old, schedule expects 1 h$/.test(w)), now.join('\n'));
+    assert.ok(!now.some((w) => w.startsWith('source app-a:')), now.join('\n'));
+
+    const prune = await sandbox.json<{ decisions: { name: string; keep: boolean; reasons: string[] }[] }>(['prune', '--dry-run']);
+    const [newestA, olderA, both] = prune.value.decisions;
+    assert.equal(newestA!.keep, true);
+    assert.equal(olderA!.keep, false, 'the older backup of app-a alone is not kept');
+    assert.equal(both!.keep, true, 'the only backup of app-b is kept');
+    assert.ok(both!.reasons.some((r) => r.includes('app-b')), both!.reasons.join('; '));
+  });
+
+  test('a restore safety copy is not the chain scheduled incrementals join', async () => {
+    await client.createCollection('notes', { vectors: { size: 2, distance: 'Dot' } });
+    await client.upsert('notes', { wait: true, points: [{ id: 7, vector: [0, 1], payload: { n: 'x' } }] });
+    const sandbox = await sandboxWith({ qdrant: true, files: [['app-files', dataA]] });
+    const full = await sandbox.json<{ backup: string; chain: string }>(['backup', '--full']);
+    assert.equal(full.code, 0, full.stderr);
+    const restore = await sandbox.json<{ results: { safety_backup?: string }[] }>(['restore', full.value.backup, '--source', 'vectors', '--collection', 'notes', '--yes']);
+    assert.equal(restore.code, 0, restore.stderr);
+    assert.ok(restore.value.results.some((r) => r.safety_backup?.startsWith('prerestore-')));
+    const incremental = await sandbox.json<{ kind: string; chain: string }>(['backup', '--incremental']);
+    assert.equal(incremental.code, 0, incremental.stderr);
+    assert.equal(incremental.value.kind, 'incremental');
+    assert.equal(incremental.value.chain, full.value.chain);
   });
 });

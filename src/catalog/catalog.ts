@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { currentProcessIdentity, type ProcessIdentity } from '../process-identity.ts';
 import type { ChunkIndex } from '../repository/backup-writer.ts';
-import type { ChunkRef, Manifest, SourceOutcome } from '../repository/manifest.ts';
+import { type ChunkRef, isSafetyCopy, type Manifest, type SourceOutcome, sourceSucceeded } from '../repository/manifest.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 export interface BackupRow {
@@ -49,6 +49,11 @@ export interface RunRow {
   boot_id: string | null;
   start_time: string | null;
   detail: Record<string, unknown> | null;
+}
+
+/** The newest backup (oldest-first `backups`) that holds a complete copy of `source`; restore safety copies never count. */
+export function newestBackupOf(backups: BackupRow[], source: string, kind?: BackupRow['kind']): BackupRow | undefined {
+  return backups.findLast((b) => (kind === undefined || b.kind === kind) && !isSafetyCopy(b.name) && b.sources.some((o) => o.name === source && sourceSucceeded(o)));
 }
 
 type Raw<T> = { [K in keyof T]: T[K] extends object | null ? string | null : T[K] };

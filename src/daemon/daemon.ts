@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Catalog } from '../catalog/catalog.ts';
+import { Catalog, newestBackupOf } from '../catalog/catalog.ts';
 import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
 import { errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { cleanUpBeforeWriting, markInterruptedRuns } from '../jobs/housekeeping.ts';
@@ -276,14 +276,15 @@ async function startupCleanup(repo: Repository, catalog: Catalog, config: Config
   }
 }
 
-/** A full that came due while the daemon was down runs now. */
+/** A full that came due while the daemon was down runs now: judged by the source whose last full is oldest. */
 function catchUp(config: Config, catalog: Catalog, log: Logger, runFull: () => void): void {
   if (!config.schedule.catchUp || config.schedule.full === null) return;
   const period = scheduleInfo(config, new Date()).find((s) => s.name === 'full')?.period_ms;
-  const lastFull = catalog.listBackups().filter((b) => b.kind === 'full' && b.status === 'ok').at(-1);
-  const age = lastFull ? Date.now() - Date.parse(lastFull.finished_at) : Infinity;
+  const backups = catalog.listBackups();
+  const lastFulls = config.sources.map((s) => newestBackupOf(backups, s.name, 'full'));
+  const age = Math.max(...lastFulls.map((b) => (b ? Date.now() - Date.parse(b.finished_at) : Infinity)));
   if (period !== null && period !== undefined && age > period) {
-    log.info(lastFull ? `the last successful full backup is older than the full schedule's period: catching up now` : 'no full backup yet: catching up now');
+    log.info(lastFulls.every(Boolean) ? `the last successful full backup of a source is older than the full schedule's period: catching up now` : 'no full backup of every source yet: catching up now');
     runFull();
   }
 }

@@ -1,4 +1,5 @@
-import type { Catalog, RunRow } from '../catalog/catalog.ts';
+import { type Catalog, newestBackupOf, type RunRow } from '../catalog/catalog.ts';
+import { isSafetyCopy } from '../repository/manifest.ts';
 import type { Config } from '../config/load.ts';
 import { repositoryState } from '../jobs/repository-identity.ts';
 import type { JobView } from './queue.ts';
@@ -64,14 +65,19 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   if (!daemon) warnings.push('the daemon is not running: no scheduled backups happen');
   const repository = repositoryState(config, catalog);
   if (repository.state === 'missing' || repository.state === 'mismatch') warnings.push(repository.error.message);
-  const newestOk = backups.filter((b) => b.status === 'ok').at(-1);
   const periods = schedules.filter((s) => (s.name === 'full' || s.name === 'incremental') && s.period_ms !== null).map((s) => s.period_ms!);
   const expected = periods.length > 0 ? Math.min(...periods) : null;
-  if (!newestOk && expected !== null) warnings.push('no successful backup yet');
-  if (newestOk && expected !== null) {
-    const age = now.getTime() - Date.parse(newestOk.finished_at);
-    // Twice the period: one missed run is a warning, not every slightly late one.
-    if (age > 2 * expected) warnings.push(`last successful backup is ${humanDuration(age)} old, schedule expects ${humanDuration(expected)}`);
+  // Per source: a backup of one source (backup --source X) says nothing about the others.
+  for (const { name } of config.sources) {
+    const newest = newestBackupOf(backups, name);
+    if (!newest && expected !== null) warnings.push(`source ${name}: no successful backup yet`);
+    if (newest && expected !== null) {
+      const age = now.getTime() - Date.parse(newest.finished_at);
+      // Twice the period: one missed run is a warning, not every slightly late one.
+      if (age > 2 * expected) warnings.push(`source ${name}: last successful backup is ${humanDuration(age)} old, schedule expects ${humanDuration(expected)}`);
+    }
+    const latest = backups.findLast((b) => !isSafetyCopy(b.name) && b.sources.some((o) => o.name === name));
+    for (const note of latest?.sources.find((o) => o.name === name)?.coverage ?? []) warnings.push(`source ${name}: ${note} (backup ${latest!.name})`);
   }
   for (const kind of ['full', 'incremental'] as const) {
     const run = lastRuns[kind];

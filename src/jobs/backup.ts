@@ -3,7 +3,8 @@ import path from 'node:path';
 import os from 'node:os';
 import { StackbackError, errorMessage, isStackbackError } from '../errors.ts';
 import { BackupWriter } from '../repository/backup-writer.ts';
-import { type ArtifactManifest, type BackupKind, type Manifest, MANIFEST_FORMAT, newBackupName, type SourceOutcome } from '../repository/manifest.ts';
+import { type BackupRow, newestBackupOf } from '../catalog/catalog.ts';
+import { type ArtifactManifest, type BackupKind, isSafetyCopy, type Manifest, MANIFEST_FORMAT, newBackupName, type SourceOutcome } from '../repository/manifest.ts';
 import { Repository } from '../repository/repository.ts';
 import { openRepository } from './repository-identity.ts';
 import { findSource } from '../sources/registry.ts';
@@ -87,7 +88,9 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   try {
     await cleanUpBeforeWriting(repo, ctx.catalog, ctx.log);
     const started = ctx.now();
-    const latest = ctx.catalog.listBackups().at(-1);
+    const backups = ctx.catalog.listBackups();
+    // A restore's safety copy is a chain of its own that scheduled incrementals never join.
+    const latest = backups.filter((b) => !isSafetyCopy(b.name)).at(-1);
     const promotedToFull = request.kind === 'incremental' && latest === undefined;
     const kind: BackupKind = promotedToFull ? 'full' : request.kind;
     if (promotedToFull) ctx.log.warn('no backup chain exists yet: this incremental runs as a full backup');
@@ -107,7 +110,11 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     try {
       const estimated = plans.reduce((sum, p) => sum + p.artifacts.reduce((s, a) => s + a.estimatedBytes, 0), 0);
       const tally = { done: 0, estimated };
-      for (const plan of plans) outcomes.push(await backupSource(ctx, plan, writer, watchdog, artifacts, tally));
+      for (const plan of plans) {
+        const outcome = await backupSource(ctx, plan, writer, watchdog, artifacts, tally);
+        if (!request.artifacts) noteCoverage(ctx, outcome, plan, artifacts, newestBackupOf(backups, plan.source.name));
+        outcomes.push(outcome);
+      }
     } catch (error) {
       await discard(repo, writer, kind);
       throw watchdog.stalled ?? error;
@@ -216,6 +223,28 @@ function describeFailures(outcomes: SourceOutcome[]): string {
         : [...(o.failed_artifacts ?? []).map((f) => `${f.id}: ${f.error}`), ...(o.incomplete_artifacts ?? []).map((i) => `${i.id} incomplete: ${i.errors.join('; ')}`)],
     )
     .join('; ');
+}
+
+/**
+ * Signs that a source's backup protects less than it should though nothing failed: no
+ * artifact at all, artifacts of its previous backup that are gone, or a source's own
+ * `coverage` notes (an empty tree). Recorded on the outcome; `status` shows them.
+ */
+function noteCoverage(ctx: JobContext, outcome: SourceOutcome, plan: SourcePlan, stored: ArtifactManifest[], previous: BackupRow | undefined): void {
+  if (outcome.status === 'failed') return;
+  const mine = stored.filter((a) => a.source === plan.source.name);
+  const notes: string[] = mine.flatMap((a) => (Array.isArray(a.meta.coverage) ? a.meta.coverage.map(String) : []));
+  if (plan.artifacts.length === 0) notes.push('nothing to back up: its configuration matched no database, collection or path');
+  if (previous) {
+    const failed = new Set((outcome.failed_artifacts ?? []).map((f) => f.id));
+    const now = new Set(mine.map((a) => a.id));
+    const before = (ctx.catalog.getBackup(previous.name)?.artifacts ?? []).filter((a) => a.source === plan.source.name).map((a) => a.id);
+    const gone = before.filter((id) => !now.has(id) && !failed.has(id));
+    if (gone.length > 0) notes.push(`${gone.length} of the ${before.length} artifact(s) of backup ${previous.name} are gone: ${gone.join(', ')}`);
+  }
+  if (notes.length === 0) return;
+  outcome.coverage = notes;
+  for (const note of notes) ctx.log.warn({ source: plan.source.name }, `source ${plan.source.name}: ${note}`);
 }
 
 const PRODUCER_EXIT_WAIT_MS = 5000;

@@ -1,8 +1,9 @@
 import { errorMessage } from '../errors.ts';
-import { openRepository, repositoryState } from './repository-identity.ts';
+import { isSafetyCopy, sourceSucceeded } from '../repository/manifest.ts';
 import type { SafetyCopyCleanup } from '../sources/source.ts';
 import type { JobContext } from './context.ts';
 import { collectChain, startRunUnderLock, syncCatalog } from './housekeeping.ts';
+import { openRepository, repositoryState } from './repository-identity.ts';
 import { decideRetention, type RetentionDecision } from './retention.ts';
 
 export interface PruneResult {
@@ -16,7 +17,6 @@ export interface PruneResult {
 }
 
 const DAY_MS = 86_400_000;
-const isSafetyCopy = (name: string) => name.startsWith('prerestore-');
 
 /**
  * Applies the retention policy. Order (the safety argument): decide; delete the manifests
@@ -40,7 +40,7 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean; trig
     const backups = ctx.catalog.listBackups();
     const now = ctx.now();
     const decisions = decideRetention(
-      backups.map((b) => ({ name: b.name, kind: b.kind, status: b.status, time: new Date(b.started_at) })),
+      backups.map((b) => ({ name: b.name, kind: b.kind, status: b.status, time: new Date(b.started_at), sources: b.sources.filter(sourceSucceeded).map((o) => o.name) })),
       ctx.config.retention,
       ctx.config.timezone,
       now,

@@ -45,6 +45,17 @@ export interface SourceOutcome {
   incomplete_artifacts?: { id: string; errors: string[] }[];
   /** Things worth knowing that did not fail anything (a file that vanished, a socket skipped). */
   warnings?: string[];
+  /**
+   * Signs that the source's backup protects less than it should, though nothing failed: it
+   * yielded no artifact, far fewer than its previous backup (a database that disappeared), or
+   * an empty file tree (an unmounted folder). Shown by `status` until a later backup of the source.
+   */
+  coverage?: string[];
+}
+
+/** Whether a backup holds a complete copy of this source: only then does it count for the source's freshness and retention. */
+export function sourceSucceeded(outcome: SourceOutcome): boolean {
+  return outcome.status === 'ok' && !outcome.failed_artifacts?.length && !outcome.incomplete_artifacts?.length;
 }
 
 export interface Manifest {
@@ -77,6 +88,11 @@ export function validateBackupName(name: string): string {
 }
 
 const NAME_PREFIX = { full: 'full', incremental: 'incr', prerestore: 'prerestore' } as const;
+
+/** A restore's safety copy of what it replaced: kept by its own rule, never joined by scheduled incrementals. */
+export function isSafetyCopy(name: string): boolean {
+  return name.startsWith(`${NAME_PREFIX.prerestore}-`);
+}
 
 /** full-20261126T021132Z: sortable, readable, unique to the second (a suffix breaks ties). */
 export function newBackupName(kind: keyof typeof NAME_PREFIX, at: Date, exists: (name: string) => boolean): string {

@@ -21,7 +21,8 @@ export interface ArtifactDump {
   /**
    * Resolves with the source's metadata once the producer has exited successfully. The
    * keys `warnings` and `read_errors` (string lists), when present, are reported on the
-   * run; read errors make the backup partial.
+   * run; read errors make the backup partial. `coverage` (string list) says the artifact
+   * protects less than it should (an empty tree): shown by `status` until the next backup.
    */
   finished: Promise<Record<string, unknown>>;
 }

@@ -71,13 +71,17 @@ export class FilesSource implements Source {
   async dump(_artifact: PlannedArtifact, signal?: AbortSignal): Promise<ArtifactDump> {
     const { stream, report } = createArchive({ paths: this.config.paths, exclude: this.config.exclude, oneFileSystem: this.config.oneFileSystem, signal });
     const paths = this.config.paths;
-    return dumpOfStream(stream, () => ({
-      paths,
-      files: report.files,
-      file_count: report.files.filter((f) => f.type === 'File' || f.type === 'OldFile').length,
-      warnings: report.warnings,
-      read_errors: report.readErrors,
-    }));
+    return dumpOfStream(stream, () => {
+      const fileCount = report.files.filter((f) => f.type === 'File' || f.type === 'OldFile').length;
+      return {
+        paths,
+        files: report.files,
+        file_count: fileCount,
+        warnings: report.warnings,
+        read_errors: report.readErrors,
+        ...(fileCount === 0 ? { coverage: [`no files under ${paths.join(', ')}: is a disk not mounted there?`] } : {}),
+      };
+    });
   }
 
   async checkArtifact(_artifact: ArtifactManifest, data: AsyncIterable<Uint8Array>): Promise<ArtifactCheck> {
