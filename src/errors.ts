@@ -21,6 +21,7 @@ export const USAGE_ERROR_CODES = new Set([
   'CONFIG_NOT_FOUND',
   'USAGE',
   'BACKUP_NAME_INVALID',
+  'REPO_OWNER',
 ] as const);
 
 export type ErrorCode =

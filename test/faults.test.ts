@@ -450,3 +450,36 @@ describe('a backup that protects nothing, or less than before', () => {
     assert.equal(incremental.value.chain, full.value.chain);
   });
 });
+
+describe('root and a repository that belongs to the daemon user', () => {
+  let data: string;
+  let sandbox: Sandbox;
+  before(async () => {
+    data = await filesTree();
+    await execa('chmod', ['-R', 'a+rX', data]);
+    sandbox = await sandboxOf(data);
+    assert.equal((await sandbox.run(['backup', '--full'])).code, 0);
+    // The daemon's user owns its state, as the systemd install makes it.
+    await execa('chown', ['-R', 'nobody:nogroup', sandbox.dir]);
+  });
+  after(async () => {
+    await sandbox.cleanup();
+    await rm(data, { recursive: true, force: true });
+  });
+
+  const rootOwned = async () => (await execa('find', [sandbox.dir, '-uid', '0'])).stdout.trim();
+
+  test('local commands run as root are refused and leave no root-owned file; as the owner they work', async () => {
+    for (const command of [['backup'], ['list'], ['status'], ['verify', '--all'], ['init']]) {
+      const result = await sandbox.run(command);
+      assert.equal(result.code, 2, `${command.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /belongs to nobody: run as root, this command would leave root-owned files there/, command.join(' '));
+      assert.match(result.stderr, /sudo -u nobody stackback/);
+    }
+    assert.equal(await rootOwned(), '', 'no file of the repository or catalog became root-owned');
+    const cli = join(import.meta.dirname, '../src/cli/main.ts');
+    const asOwner = await execa('runuser', ['-u', 'nobody', '--', process.execPath, cli, 'backup', '--config', sandbox.configPath], { reject: false });
+    assert.equal(asOwner.exitCode, 0, asOwner.stderr);
+    assert.equal(await rootOwned(), '');
+  });
+});

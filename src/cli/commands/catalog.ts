@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { StackbackError } from '../../errors.ts';
 import { rebuildCatalog, restoreCatalog } from '../../jobs/catalog-recovery.ts';
 import { createLogger } from '../../log.ts';
-import { type GlobalOptions, loadCliConfig, openCliContext } from '../context.ts';
+import { type GlobalOptions, loadCliConfig, openCliContext, refuseForeignOwner } from '../context.ts';
 import { findDaemon } from '../remote.ts';
 import { printJson, printLine } from '../output.ts';
 import { withCommonOptions } from '../program.ts';
@@ -31,6 +31,7 @@ export function registerCatalog(program: Command): void {
     .action(async (name: string, options: GlobalOptions & { force?: boolean }) => {
       const config = loadCliConfig(options);
       if (await findDaemon(config, 'read')) throw new StackbackError('DAEMON_RUNNING', 'a daemon is running on this catalog', 'stop it first (systemctl stop stackback), then restore the catalog');
+      refuseForeignOwner(config);
       const result = await restoreCatalog(config, createLogger(config.log.level), name, options.force === true);
       if (options.json) printJson(result);
       else printLine(`catalog restored from ${name}: ${result.backups} backup(s), ${result.runs} run(s) of history${result.moved_aside ? `; the previous catalog is at ${result.moved_aside}` : ''}`);

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { Catalog } from '../../catalog/catalog.ts';
 import { daemonRequest } from '../../daemon/client.ts';
 import { buildStatus, humanDuration, type StatusDocument } from '../../daemon/status.ts';
-import { type GlobalOptions, loadCliConfig } from '../context.ts';
+import { type GlobalOptions, loadCliConfig, openCliCatalog } from '../context.ts';
 import { EXIT_FAILED, setCommandExitCode } from '../exit.ts';
 import { formatBytes, printJson, printLine } from '../output.ts';
 import { withCommonOptions } from '../program.ts';
@@ -34,7 +33,7 @@ export function registerStatus(program: Command): void {
       let status: StatusDocument;
       if (socket) status = (await daemonRequest(socket, 'GET', '/api/backup/status')).body as StatusDocument;
       else {
-        const catalog = new Catalog(config.catalog.path);
+        const catalog = openCliCatalog(config);
         try {
           status = buildStatus(config, catalog, null, new Date());
         } finally {
