@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -118,7 +119,9 @@ describe('prune', () => {
   });
 
   test('old restore safety databases are dropped after pre_restore_days, recent ones kept', async () => {
-    await cluster.psql('postgres', 'CREATE DATABASE app_pre_restore_20200101_000000');
+    // Marked as a stackback safety copy, as a swap restore marks it (only those are ever dropped).
+    const marker = `stackback:safety-copy ${JSON.stringify({ db: 'app_pre_restore_20200101_000000', host: hostname(), pid: 1 })}`;
+    await cluster.psql('postgres', `CREATE DATABASE app_pre_restore_20200101_000000; COMMENT ON DATABASE app_pre_restore_20200101_000000 IS '${marker}';`);
     const recent = `app_pre_restore_${new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15)}`;
     await cluster.psql('postgres', `CREATE DATABASE ${recent}`);
     const dry = await sandbox.json<PruneJson>(['prune', '--dry-run']);

@@ -216,7 +216,7 @@ describe('a backup set where one source fails', () => {
     const client = new QdrantClient({ url: standin.url, apiKey: 'right-key', checkCompatibility: false });
     await fillCollections(client);
     keyDir = await mkdtemp(join(tmpdir(), 'stackback-key-'));
-    await writeFile(join(keyDir, 'wrong'), 'wrong-key\n');
+    await writeFile(join(keyDir, 'wrong'), 'wrong-key\n', { mode: 0o600 });
   });
 
   after(async () => {
@@ -311,7 +311,7 @@ describe('a real Qdrant server', () => {
     const client = new QdrantClient({ url: url!, checkCompatibility: false, ...(apiKey ? { apiKey } : {}) });
     const prefix = `stackback_test_${Date.now()}_`;
     const keyDir = await mkdtemp(join(tmpdir(), 'stackback-key-'));
-    if (apiKey) await writeFile(join(keyDir, 'key'), apiKey);
+    if (apiKey) await writeFile(join(keyDir, 'key'), apiKey, { mode: 0o600 });
     const s = await makeSandbox('', { qdrantYaml: qdrantSourceYaml(url!, { collections: [`${prefix}docs`, `${prefix}images`], ...(apiKey ? { apiKeyFile: join(keyDir, 'key') } : {}) }) });
     try {
       await fillCollections(client, prefix);
