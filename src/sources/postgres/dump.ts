@@ -4,6 +4,7 @@ import { runTool } from '../tool.ts';
 import type { PgBinaries } from './binaries.ts';
 import type { PgServer } from './connection.ts';
 import { readDatabaseProperties } from './properties.ts';
+import { exec, ident } from './sql.ts';
 
 export interface TableCount {
   table: string;
@@ -46,8 +47,7 @@ async function countRows(client: pg.Client, exactMaxBytes: number): Promise<Tabl
     const table = `${t.schema}.${t.name}`;
     if (!t.populated) counts.push({ table, rows: null, exact: false });
     else if (Number(t.bytes) <= exactMaxBytes) {
-      const ident = `${client.escapeIdentifier(t.schema)}.${client.escapeIdentifier(t.name)}`;
-      const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident}`);
+      const result = await exec<{ n: string }>(client, `SELECT count(*) AS n FROM ONLY ${ident(t.schema)}.${ident(t.name)}`);
       counts.push({ table, rows: Number(result.rows[0]!.n), exact: true });
     } else counts.push({ table, rows: t.estimate < 0 ? null : Math.round(t.estimate), exact: false });
   }

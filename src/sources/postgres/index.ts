@@ -247,8 +247,7 @@ export class PostgresSource implements Source {
         for (const table of meta.tables) {
           if (!table.exact || table.rows === null) continue;
           const [schema, ...rest] = table.table.split('.');
-          const ident = `${client.escapeIdentifier(schema!)}.${client.escapeIdentifier(rest.join('.'))}`;
-          const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident}`).catch(() => undefined);
+          const result = await exec<{ n: string }>(client, `SELECT count(*) AS n FROM ONLY ${ident(schema!)}.${ident(rest.join('.'))}`).catch(() => undefined);
           if (!result) found.push(`table ${table.table} is missing`);
           else if (Number(result.rows[0]!.n) !== table.rows) found.push(`table ${table.table}: ${result.rows[0]!.n} rows restored, ${table.rows} recorded at backup time`);
         }
