@@ -1,6 +1,7 @@
 import { type Catalog, newestBackupOf, type RunRow } from '../catalog/catalog.ts';
 import { isSafetyCopy } from '../repository/manifest.ts';
 import type { Config } from '../config/load.ts';
+import { errorMessage } from '../errors.ts';
 import { repositoryState } from '../jobs/repository-identity.ts';
 import type { JobView } from './queue.ts';
 import { type ScheduleInfo, scheduleInfo } from './schedule-info.ts';
@@ -63,8 +64,12 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   const backups = catalog.listBackups();
   const warnings: string[] = [];
   if (!daemon) warnings.push('the daemon is not running: no scheduled backups happen');
-  const repository = repositoryState(config, catalog);
-  if (repository.state === 'missing' || repository.state === 'mismatch') warnings.push(repository.error.message);
+  try {
+    const repository = repositoryState(config, catalog);
+    if (repository.state === 'missing' || repository.state === 'mismatch') warnings.push(repository.error.message);
+  } catch (error) {
+    warnings.push(errorMessage(error)); // an unreadable repo.json
+  }
   const periods = schedules.filter((s) => (s.name === 'full' || s.name === 'incremental') && s.period_ms !== null).map((s) => s.period_ms!);
   const expected = periods.length > 0 ? Math.min(...periods) : null;
   // Per source: a backup of one source (backup --source X) says nothing about the others.
