@@ -1,5 +1,6 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { DEFAULT_CHUNKER } from './chunker.ts';
 
 /**
  * How a chunk is stored: one tag byte, then the payload. The tag lets a repository hold
@@ -27,14 +28,38 @@ export async function encodeObject(plain: Buffer, level: number): Promise<Buffer
   return Buffer.concat([Buffer.of(TAG_ZSTD), compressed]);
 }
 
-/** `expectedSize` (from the manifest) sizes the output buffer; it is not trusted for anything else. */
+/**
+ * `expectedSize` (from the manifest) sizes the output buffer and caps it: a crafted object
+ * whose zstd frame inflates to more (a decompression bomb) fails after at most that many
+ * bytes, never more than the chunker's largest chunk, instead of exhausting memory.
+ */
 export async function decodeObject(stored: Buffer, expectedSize: number): Promise<Buffer> {
-  return decodeTagged(stored, (payload) => zstdDecompress(payload, { chunkSize: outputSlice(expectedSize) }));
+  try {
+    return await decodeTagged(stored, (payload) => zstdDecompress(payload, zstdOptions(expectedSize)));
+  } catch (error) {
+    throw inflatedTooFar(error, expectedSize);
+  }
 }
 
 /** The same on the calling thread: for the worker that feeds restores (src/repository/chunk-worker.ts). */
 export function decodeObjectSync(stored: Buffer, expectedSize: number): Buffer {
-  return decodeTagged(stored, (payload) => zlib.zstdDecompressSync(payload, { chunkSize: outputSlice(expectedSize) }));
+  try {
+    return decodeTagged(stored, (payload) => zlib.zstdDecompressSync(payload, zstdOptions(expectedSize)));
+  } catch (error) {
+    throw inflatedTooFar(error, expectedSize);
+  }
+}
+
+const outputLimit = (expectedSize: number) => Math.max(1, Math.min(expectedSize, DEFAULT_CHUNKER.maxSize));
+
+function zstdOptions(expectedSize: number): zlib.ZstdOptions {
+  const limit = outputLimit(expectedSize);
+  return { chunkSize: outputSlice(limit), maxOutputLength: limit };
+}
+
+function inflatedTooFar(error: unknown, expectedSize: number): unknown {
+  if ((error as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') return error;
+  return new Error(`it inflates to more than ${outputLimit(expectedSize)} bytes (recorded size ${expectedSize}): decoding stopped there`);
 }
 
 function decodeTagged<T>(stored: Buffer, zstd: (payload: Buffer) => T): T | Buffer {

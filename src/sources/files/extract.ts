@@ -1,4 +1,4 @@
-import type { Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { chmod, lchown, mkdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,15 +11,22 @@ import { type FileEntry, idNames } from './archive.ts';
  * Unpacking a files archive without ever writing outside the restore root. The archive is
  * read twice: a scan that refuses the whole restore, before anything is written, if any
  * entry would escape (an absolute path, a `..`, a hard link out, a relative symlink that
- * resolves outside, anything written through a symlink); then the extraction itself, which
- * keeps modes and mtimes, and owners when running as root.
- * Absolute symlink targets are data (as in GNU tar) and are restored as they were.
+ * resolves outside, anything written through a symlink in the archive, and in place, any
+ * entry outside the paths the source backed up); then the extraction itself, which keeps
+ * modes and mtimes, and owners when running as root, and stops at the first entry whose
+ * way down crosses a symlink already on disk.
+ * Absolute symlink targets are data (as in GNU tar) and are restored as they were. That is
+ * why node-tar runs with preservePaths: without it, node-tar makes absolute symlink targets
+ * relative (and refuses relative ones that pass through another symlink); its check of
+ * folders on disk comes with that same option, so the check is done here instead.
  */
 export interface ExtractOptions {
   /** Where the archive's `/` lands: `/` for an in-place restore, or --target-dir. */
   root: string;
   /** Only this original path and what is below it. */
   only?: string | undefined;
+  /** In place: the paths the manifest recorded for the source. Nothing outside them is written. */
+  recorded?: string[] | undefined;
 }
 
 const normalize = (entryPath: string) => entryPath.replace(/^\.\//, '').replace(/\/+$/, '');
@@ -30,6 +37,40 @@ function selected(entryPath: string, only: string | undefined): boolean {
   const original = `/${normalize(entryPath)}`;
   return original === only || original.startsWith(`${only}/`);
 }
+
+/** The recorded path an original path lies in (the deepest one), if any. */
+export function recordedRoot(original: string, recorded: string[]): string | undefined {
+  return recorded
+    .map((p) => path.resolve(p))
+    .filter((p) => within(p, original))
+    .sort((a, b) => b.length - a.length)[0];
+}
+
+/**
+ * The first folder on the way from `base` down to `target` (excluded unless `inclusive`)
+ * that is a symlink on disk. Folders not there yet are made by tar as real folders; real
+ * folders already checked are remembered in `checked`.
+ */
+export function symlinkOnTheWay(base: string, target: string, inclusive: boolean, checked: Set<string>): string | undefined {
+  const last = inclusive ? target : path.dirname(target);
+  let at = base;
+  for (const part of path.relative(base, last).split('/').filter(Boolean)) {
+    at = path.join(at, part);
+    if (checked.has(at)) continue;
+    let info: Stats;
+    try {
+      info = lstatSync(at);
+    } catch {
+      return undefined;
+    }
+    if (info.isSymbolicLink()) return at;
+    if (info.isDirectory()) checked.add(at);
+  }
+  return undefined;
+}
+
+/** setuid/setgid only come back for root restoring owners too: a file another user could run as root, or as this user, is not made. */
+const restorableMode = (mode: number) => (process.getuid?.() === 0 ? mode : mode & ~0o6000);
 
 /** Problems that make the archive unsafe to unpack under `root`; empty when it is safe. */
 export interface TopEntry {
@@ -68,6 +109,9 @@ export async function scanArchive(data: AsyncIterable<Uint8Array>, options: Extr
       if (raw.split('/').includes('..')) return problems.push(`${raw}: contains '..'`);
       const target = path.resolve(root, raw);
       if (!within(root, target)) return problems.push(`${raw}: lands outside ${root}`);
+      if (options.recorded && !recordedRoot(`/${normalize(raw)}`, options.recorded)) {
+        return problems.push(`${raw}: outside the paths this source backed up (${options.recorded.join(', ')})`);
+      }
       tops.add(normalize(raw).split('/')[0]!);
       if (!normalize(raw).includes('/')) {
         topEntries.push({ name: normalize(raw), type: entry.type, mode: entry.mode ?? 0o755, uid: entry.uid ?? 0, gid: entry.gid ?? 0, mtime: entry.mtime ?? new Date() });
@@ -102,9 +146,16 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
   const passes = root === '/' ? scan.tops.map((top) => ({ cwd: `/${top}`, strip: 1, prefix: `${top}/` })) : [{ cwd: root, strip: 0, prefix: '' }];
   // Unpacking a folder's children touches its mtime: folders get theirs back at the end, deepest first.
   const directories: { path: string; mtime: Date }[] = [];
+  const checked = new Set<string>();
+  // tar creates files and folders through the umask and never chmods a new file; writing to a
+  // file, or giving it to its owner, clears setuid/setgid. Modes those change are set at the end.
+  const umask = process.umask();
+  const modes: { path: string; mode: number }[] = [];
+  // Symlinks on disk are looked for below --target-dir; in place, from each entry's recorded path down.
+  const baseOf = (original: string) => (root === '/' ? path.dirname(recordedRoot(original, options.recorded ?? []) ?? '/') : root);
+  let failure: unknown;
   for (const pass of passes) {
     await mkdir(pass.cwd, { recursive: true });
-    let failure: unknown;
     const extractor = extractTar({
       cwd: pass.cwd,
       strip: pass.strip,
@@ -116,11 +167,25 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
       preserveOwner: process.getuid?.() === 0,
       filter: (entryPath: string, entry: ReadEntry | Stats) => {
         const wanted = normalize(entryPath).startsWith(pass.prefix) && selected(entryPath, options.only);
+        if (!wanted || failure) return false;
         const read = entry as ReadEntry;
-        if (wanted && read.type === 'Directory' && read.mtime) {
-          directories.push({ path: path.join(pass.cwd, normalize(entryPath).split('/').slice(pass.strip).join('/')), mtime: read.mtime });
+        const onDisk = (original: string) => path.join(pass.cwd, normalize(original).split('/').slice(pass.strip).join('/'));
+        const target = onDisk(entryPath);
+        const base = baseOf(`/${normalize(entryPath)}`);
+        // A folder entry where a symlink is would have its children written through it; a hard link reads through its target's folders.
+        const link =
+          symlinkOnTheWay(base, target, read.type === 'Directory', checked) ??
+          (read.type === 'Link' ? symlinkOnTheWay(base, onDisk(read.linkpath ?? ''), false, checked) : undefined);
+        if (link !== undefined) {
+          failure = new Error(`refused to write ${target} through ${link}, a symlink on disk: nothing past it was written`);
+          return false;
         }
-        return wanted;
+        if (read.mode !== undefined) {
+          read.mode = restorableMode(read.mode & 0o7777);
+          if ((read.type === 'File' || read.type === 'Directory') && read.mode & (0o7000 | umask)) modes.push({ path: target, mode: read.mode });
+        }
+        if (read.type === 'Directory' && read.mtime) directories.push({ path: target, mtime: read.mtime });
+        return true;
       },
       onwarn: (code: string, message: string) => {
         if (code !== 'TAR_ENTRY_INFO') failure ??= new Error(message);
@@ -133,11 +198,12 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
   // its own entry, so its mode, owner and time are applied here.
   if (root === '/') {
     for (const top of scan.topEntries.filter((t) => t.type === 'Directory' && selected(t.name, options.only))) {
-      await chmod(`/${top.name}`, top.mode & 0o7777);
+      await chmod(`/${top.name}`, restorableMode(top.mode & 0o7777));
       if (process.getuid?.() === 0) await lchown(`/${top.name}`, top.uid, top.gid);
       directories.push({ path: `/${top.name}`, mtime: top.mtime });
     }
   }
+  for (const { path: target, mode } of modes) await chmod(target, mode);
   directories.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
   for (const dir of directories) await utimes(dir.path, dir.mtime, dir.mtime);
 }
@@ -157,6 +223,8 @@ export async function applyOwnerNames(root: string, files: FileEntry[], only: st
     const gid = (file.group !== undefined ? groups.get(file.group) : undefined) ?? file.gid;
     if (uid === file.uid && gid === file.gid) continue;
     await lchown(path.join(root, file.path), uid, gid).catch(() => undefined);
+    // A change of owner clears setuid/setgid: root restoring owners keeps them.
+    if (file.mode & 0o6000 && file.type !== 'SymbolicLink') await chmod(path.join(root, file.path), file.mode & 0o7777).catch(() => undefined);
     changed += 1;
   }
   return changed;

@@ -10,7 +10,7 @@ import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
 import { dumpOfStream } from '../artifact-dump.ts';
 import { createArchive, excluded, type FileEntry } from './archive.ts';
-import { applyOwnerNames, extractArchive, scanArchive } from './extract.ts';
+import { applyOwnerNames, extractArchive, recordedRoot, scanArchive, symlinkOnTheWay } from './extract.ts';
 
 async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -96,7 +96,10 @@ export class FilesSource implements Source {
     if (only !== undefined && !path.isAbsolute(only)) throw new StackbackError('USAGE', `--path must be an absolute path as it was backed up (got ${only})`);
     request.willRead([artifact]);
     const root = targetDir === undefined ? '/' : path.resolve(targetDir);
-    const scan = await scanArchive(request.open(artifact), { root, only });
+    const recorded = (artifact.meta.paths as string[] | undefined) ?? [];
+    // In place, only what the source backs up may be written: an entry elsewhere refuses the restore.
+    const extract = { root, only, recorded: targetDir === undefined ? recorded : undefined };
+    const scan = await scanArchive(request.open(artifact), extract);
     if (scan.entries === 0) throw new StackbackError('ARTIFACT_NOT_FOUND', `the backup holds nothing under ${only ?? '/'} from source ${this.name}`);
     const findings: Finding[] = scan.problems.map((problem) => ({
       level: 'error',
@@ -109,9 +112,14 @@ export class FilesSource implements Source {
     const needed = artifact.size + request.reserveBytes;
     if (free !== undefined && free < needed) findings.push({ level: 'error', message: `not enough free disk under ${root}: ${free} bytes free, about ${needed} needed`, hint: 'free space, or restore into another --target-dir' });
     else if (free !== undefined) findings.push({ level: 'ok', message: `${root} has ${free} bytes free, about ${needed} needed` });
-    const recorded = (artifact.meta.paths as string[] | undefined) ?? [];
     // In place, what gets replaced is moved aside first: the --path, or each backed-up top-level path.
-    const aside = targetDir === undefined ? (only !== undefined ? [only] : recorded).filter((p) => existsSync(p)) : [];
+    const replaced = targetDir === undefined ? (only !== undefined ? [only] : recorded) : [];
+    for (const p of replaced) {
+      // A symlink below the recorded path (say, an uploads folder its owner swapped for a link to /etc) would take the move and the files elsewhere.
+      const link = symlinkOnTheWay(path.dirname(recordedRoot(p, recorded) ?? p), p, false, new Set());
+      if (link !== undefined) findings.push({ level: 'error', message: `${link} is a symlink on disk: restoring ${p} in place would write through it`, hint: 'restore with --target-dir, check what is there, and move it into place' });
+    }
+    const aside = replaced.filter((p) => existsSync(p));
     const suffix = `.pre-restore-${restoreStamp(request.now)}`;
     return {
       source: this.name,
@@ -127,7 +135,7 @@ export class FilesSource implements Source {
         for (const p of aside) await rename(p, `${p}${suffix}`);
         await mkdir(root, { recursive: true, mode: 0o750 });
         try {
-          await extractArchive(() => request.open(artifact), { root, only }, scan);
+          await extractArchive(() => request.open(artifact), extract, scan);
         } catch (error) {
           if (aside.length === 0) throw error;
           throw new StackbackError('RESTORE_FAILED', `${(error as Error).message}; the previous contents are at ${aside.map((p) => `${p}${suffix}`).join(', ')}`);
