@@ -13,6 +13,7 @@ import { loadConfig } from '../src/config/load.ts';
 import { createLogger } from '../src/log.ts';
 import { currentProcessIdentity } from '../src/process-identity.ts';
 import { createSources } from '../src/sources/registry.ts';
+import { controlSockets, controlYaml, startDaemon } from './support/daemon.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { makeSandbox, postgresSourceYaml, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
 
@@ -282,27 +283,44 @@ describe('PostgreSQL: no privileges through a restore, no secrets in the open, n
     await cluster.psql('postgres', [names.unmarked, names.live, names.renamed].map((n) => `DROP DATABASE ${n};`).join('\n'));
   });
 
-  test('a killed restore leaves a marked copy, which the next restore drops', async () => {
+  test('a killed restore leaves a marked copy, which the next restore, or the next daemon start, drops', async () => {
     await cluster.psql('postgres', 'CREATE DATABASE killed');
     const s = await sandbox(postgresSourceYaml(cluster, { databases: ['killed'], globals: false, extra: `      bin_dir: ${wrappers}` }));
     const backup = await s.run(['backup', '--full']);
     assert.equal(backup.code, 0, backup.stderr);
     const name = backup.stdout.trim();
-    await writeFile(join(dir, 'slow'), '');
-    // Its own process group, so that the kill takes the tools it started too, as a power loss would.
-    const restore = execa(process.execPath, [join(PROJECT_ROOT, 'src/cli/main.ts'), 'restore', name, '--target-db', 'killed_copy', '--config', s.configPath], { detached: true, reject: false });
+    const killedRestore = async (target: string) => {
+      await writeFile(join(dir, 'slow'), '');
+      // Its own process group, so that the kill takes the tools it started too, as a power loss would.
+      const restore = execa(process.execPath, [join(PROJECT_ROOT, 'src/cli/main.ts'), 'restore', name, '--target-db', target, '--config', s.configPath], { detached: true, reject: false });
+      try {
+        const deadline = Date.now() + 30_000;
+        while ((await commentOf(target)) === '' || (await commentOf(target)) === '(none)') {
+          assert.ok(Date.now() < deadline, 'the restore created its copy');
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      } finally {
+        process.kill(-restore.pid!, 'SIGKILL');
+        await restore;
+        await rm(join(dir, 'slow'), { force: true });
+      }
+      assert.match(await commentOf(target), new RegExp(`^stackback:restore \\{"db":"${target}",`));
+    };
+
+    await killedRestore('killed_daemon');
+    await writeFile(s.configPath, `${controlYaml(controlSockets(s.dir))}\nschedule: { full: "off", incremental: "off", verify: "off", prune: "off", catch_up: false }\n${await readFile(s.configPath, 'utf8')}`);
+    const daemon = await startDaemon(s.configPath, controlSockets(s.dir));
     try {
       const deadline = Date.now() + 30_000;
-      while ((await commentOf('killed_copy')) === '' || (await commentOf('killed_copy')) === '(none)') {
-        assert.ok(Date.now() < deadline, 'the restore created its copy');
-        await new Promise((resolve) => setTimeout(resolve, 100));
+      while ((await databaseNames('killed_%')).includes('killed_daemon')) {
+        assert.ok(Date.now() < deadline, `the daemon did not drop the leftover at start:\n${daemon.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
       }
     } finally {
-      process.kill(-restore.pid!, 'SIGKILL');
-      await restore;
-      await rm(join(dir, 'slow'), { force: true });
+      await daemon.stop();
     }
-    assert.match(await commentOf('killed_copy'), /^stackback:restore \{"db":"killed_copy",/);
+
+    await killedRestore('killed_copy');
     const next = await s.json<{ results: { leftovers_dropped?: string[] }[] }>(['restore', name, '--target-db', 'killed_again']);
     assert.equal(next.code, 0, next.stderr);
     assert.deepEqual(next.value.results.find((r) => r.leftovers_dropped)?.leftovers_dropped, ['killed_copy']);

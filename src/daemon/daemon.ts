@@ -71,7 +71,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   installLastResort(queue, log);
   const notifier = new SystemdNotifier(log);
 
-  await startupCleanup(repo, catalog, config, log);
+  await startupCleanup(repo, catalog, config, sources, log);
 
   const submit = (kind: Parameters<JobQueue['submit']>[0], params: Record<string, unknown>, origin: 'schedule' | 'manual', run: JobRunner) => {
     const submitted = queue.submit(kind, params, origin, run);
@@ -256,7 +256,7 @@ function restartOnly(config: Config): string {
 }
 
 /** Runs left `running` by a crash become interrupted; their leftovers go, if no CLI holds the repository. */
-async function startupCleanup(repo: Repository, catalog: Catalog, config: Config, log: Logger): Promise<void> {
+async function startupCleanup(repo: Repository, catalog: Catalog, config: Config, sources: Source[], log: Logger): Promise<void> {
   markInterruptedRuns(catalog, log);
   try {
     const lock = await repo.lockWriter({ command: 'daemon start-up cleanup', timeoutMs: 0 });
@@ -273,6 +273,10 @@ async function startupCleanup(repo: Repository, catalog: Catalog, config: Config
     }
   } catch (error) {
     log.info(`start-up cleanup skipped: ${errorMessage(error)}`);
+  }
+  // Scratch databases of restores and drills that were killed: not awaited, a server that is down must not hold up the start.
+  for (const source of sources) {
+    source.cleanLeftovers?.(log).catch((error: unknown) => log.warn(`${source.name}: clean-up of databases left by killed restores skipped: ${errorMessage(error)}`));
   }
 }
 
