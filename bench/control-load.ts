@@ -71,12 +71,18 @@ function parseOptions(argv: string[]): ControlOptions {
   };
 }
 
-/** Schedules off, so the only job is the bench's own backup. */
-function daemonSettings(socket: string): Record<string, unknown> {
+/** Headroom over a burst's connections: the bench's own job polling and event stream. */
+const BENCH_CONNECTIONS = 8;
+
+/**
+ * Schedules off, so the only job is the bench's own backup. Bursts go to the read-only
+ * socket, as monitoring does; it takes the whole burst at once instead of answering 503.
+ */
+function daemonSettings(socket: string, adminSocket: string, requests: number): Record<string, unknown> {
   return {
     timezone: 'UTC',
     schedule: { full: 'off', incremental: 'off', verify: 'off', prune: 'off', catch_up: false },
-    control: { socket },
+    control: { socket, admin_socket: adminSocket, max_connections: requests + BENCH_CONNECTIONS },
   };
 }
 
@@ -187,15 +193,15 @@ async function waitUntilDumping(socket: string, id: number): Promise<void> {
   }
 }
 
-async function startFullBackup(socket: string): Promise<number> {
-  const { status, body } = await daemonRequest(socket, 'POST', '/api/backup/create', { type: 'full' });
+async function startFullBackup(adminSocket: string): Promise<number> {
+  const { status, body } = await daemonRequest(adminSocket, 'POST', '/api/backup/create', { type: 'full' });
   if (status !== 202) throw new Error(`POST /api/backup/create answered ${status}: ${JSON.stringify(body)}`);
   return (body as { job: JobView }).job.id;
 }
 
 /** A burst while a full backup is dumping; the backup must then end ok. */
-async function backupBurst(socket: string, requests: number): Promise<Round['backup']> {
-  const id = await startFullBackup(socket);
+async function backupBurst(socket: string, adminSocket: string, requests: number): Promise<Round['backup']> {
+  const id = await startFullBackup(adminSocket);
   await waitUntilDumping(socket, id);
   const answers = await burst(socket, requests);
   const last = await followJob(socket, id, () => {});
@@ -211,12 +217,14 @@ async function runRound(bench: Bench, requests: number, index: number): Promise<
   await mkdir(dir);
   try {
     const socket = join(dir, 'control.sock');
-    const { config } = await writeConfig(bench, dir, DB, daemonSettings(socket));
-    return await withDaemon(config, socket, async () => {
+    const adminSocket = join(dir, 'admin.sock');
+    const { config } = await writeConfig(bench, dir, DB, daemonSettings(socket, adminSocket, requests));
+    // The admin socket is listened on last: once it answers, both do.
+    return await withDaemon(config, adminSocket, async () => {
       log(`idle daemon: ${requests} concurrent GET /api/backup/status`);
       const idle = burstStats(await burst(socket, requests));
       log(`full backup dumping: ${requests} concurrent GET /api/backup/status`);
-      return { idle, backup: await backupBurst(socket, requests) };
+      return { idle, backup: await backupBurst(socket, adminSocket, requests) };
     });
   } finally {
     await rm(dir, { recursive: true, force: true });
