@@ -21,7 +21,7 @@ function problemsOf(yaml: string): string[] {
 describe('config', () => {
   test('the bundled development config (npm start) loads and keeps everything under ./var', () => {
     const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.dev.yaml'));
-    for (const p of [config.repository.path, config.catalog.path, config.workDir, config.control.socket]) assert.ok(p.startsWith(join(PROJECT_ROOT, 'var/')), p);
+    for (const p of [config.repository.path, config.catalog.path, config.workDir, config.control.socket, config.control.adminSocket]) assert.ok(p.startsWith(join(PROJECT_ROOT, 'var/')), p);
   });
 
   test('the bundled example config loads, with its documented values', () => {

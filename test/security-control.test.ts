@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
+import { parseConfig } from '../src/config/load.ts';
 import { daemonRequest, type DaemonResponse, followJob } from '../src/daemon/client.ts';
 import type { JobView } from '../src/daemon/queue.ts';
 import { controlSockets, controlYaml, type DaemonProcess, startDaemon } from './support/daemon.ts';
@@ -184,7 +185,7 @@ describe('the control channel: a read-only socket and an admin socket', () => {
     }
   });
 
-  test('a socket mode writable by others is refused at config load, naming the key', async () => {
+  test('a socket mode writable by others, or one file for both sockets, is refused at config load, naming the key', async () => {
     const other = await makeSandbox('', { filesYaml: filesSourceYaml([data]) });
     try {
       const sockets = controlSockets(other.dir);
@@ -197,5 +198,7 @@ describe('the control channel: a read-only socket and an admin socket', () => {
     } finally {
       await other.cleanup();
     }
+    // One file cannot be both sockets.
+    assert.throws(() => parseConfig('/etc/stackback/stackback.yaml', 'control: { socket: /run/s.sock, admin_socket: /run/s.sock }'), /control\.admin_socket: must not be the same file as control\.socket/);
   });
 });
