@@ -145,16 +145,22 @@ describe('the control channel: a read-only socket and an admin socket', () => {
   test('connections past max_connections get 503 with Retry-After; each socket counts its own', async () => {
     const idle: net.Socket[] = [];
     try {
-      for (let i = 0; i < MAX_CONNECTIONS; i++) {
-        const socket = net.connect(daemon.socket);
-        await new Promise((resolve) => socket.once('connect', resolve));
-        idle.push(socket);
-      }
+      const openIdle = async (count: number) => {
+        for (let i = 0; i < count; i++) {
+          const socket = net.connect(daemon.socket);
+          await new Promise((resolve) => socket.once('connect', resolve));
+          idle.push(socket);
+        }
+      };
+      await openIdle(MAX_CONNECTIONS);
       const refused = await freshRequest(daemon.socket, 'GET', '/api/backup/status');
       assert.equal(refused.status, 503);
       assert.equal(refused.headers['retry-after'], '1');
       assert.equal((refused.body as { error: { code: string } }).error.code, 'TOO_MANY_CONNECTIONS');
       assert.equal((await freshRequest(daemon.adminSocket, 'GET', '/api/backup/status')).status, 200, 'the admin socket is not crowded out');
+      // Past twice the limit, connections are closed before they cost more than their accept.
+      await openIdle(MAX_CONNECTIONS);
+      await assert.rejects(freshRequest(daemon.socket, 'GET', '/api/backup/status'), /socket hang up|ECONNRESET|EPIPE/);
     } finally {
       for (const socket of idle) socket.destroy();
     }
