@@ -136,7 +136,7 @@ describe('the control channel: a read-only socket and an admin socket', () => {
     const jobsBefore = ((await read('GET', '/api/jobs')).body as JobView[]).length;
     const backup = await asNobody(['backup', '--full']);
     assert.equal(backup.exitCode, 1);
-    assert.match(String(backup.stderr), new RegExp(`may not use its admin socket ${daemon.adminSocket}`));
+    assert.match(String(backup.stderr), new RegExp(`this user may not use the daemon's admin socket ${daemon.adminSocket}, which this command needs`));
     assert.match(String(backup.stderr), /hint: run it as root or as the daemon's user: sudo -u stackback/);
     assert.equal(((await read('GET', '/api/jobs')).body as JobView[]).length, jobsBefore, 'nothing ran, through the daemon or locally');
     assert.deepEqual(await sandbox.manifests(), []);

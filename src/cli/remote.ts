@@ -5,7 +5,7 @@ import type { JobEvent, JobView } from '../daemon/queue.ts';
 import { formatBytes, printJson, printLine } from './output.ts';
 
 /**
- * The CLI's side of the daemon: when the daemon answers on its socket, commands that touch
+ * The CLI's side of the daemon: when the daemon answers on its sockets, commands that touch
  * the repository run as daemon jobs (one queue, no lock fights) and the CLI follows them.
  */
 
@@ -38,7 +38,7 @@ export async function findDaemon(config: Config, access: DaemonAccess): Promise<
   if (admin === 'answers') return adminSocket;
   if (access === 'admin') {
     if (admin === 'forbidden') {
-      throw new StackbackError('FORBIDDEN', `a daemon runs, but this user may not use its admin socket ${adminSocket}, which this command needs`, "run it as root or as the daemon's user: sudo -u stackback stackback …");
+      throw new StackbackError('FORBIDDEN', `this user may not use the daemon's admin socket ${adminSocket}, which this command needs`, "run it as root or as the daemon's user: sudo -u stackback stackback …");
     }
     if ((await probe(socket)) !== 'absent') {
       throw new StackbackError('DAEMON_UNREACHABLE', `a daemon runs (its socket ${socket} is there) but nothing answers on its admin socket ${adminSocket}, which this command needs`, 'a changed control.admin_socket takes effect when the daemon restarts (systemctl restart stackback)');
@@ -48,7 +48,7 @@ export async function findDaemon(config: Config, access: DaemonAccess): Promise<
   const read = await probe(socket);
   if (read === 'answers') return socket;
   if (read === 'forbidden') {
-    throw new StackbackError('FORBIDDEN', `a daemon runs, but this user may not use its socket ${socket}`, `run it as a member of the socket's group${socketGroup ? ` (${socketGroup})` : ''}, as the daemon's user or as root`);
+    throw new StackbackError('FORBIDDEN', `this user may not use the daemon's socket ${socket}`, `run it as a member of the socket's group${socketGroup ? ` (${socketGroup})` : ''}, as the daemon's user or as root`);
   }
   return undefined;
 }

@@ -21,7 +21,7 @@ import { JobQueue, type JobRunner } from './queue.ts';
 import { type ScheduleName, scheduleInfo } from './schedule-info.ts';
 import { Scheduler } from './scheduler.ts';
 import { ForegroundActivity } from './foreground.ts';
-import { type ControlApi, createControlServer } from './server.ts';
+import { type ControlApi, createControlServer, type SocketRole } from './server.ts';
 import { closeSockets, listenOnSockets, type SocketListener } from './socket.ts';
 import { buildStatus, statusLine } from './status.ts';
 
@@ -190,7 +190,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   };
 
   const { control } = config;
-  const listener = (role: 'read' | 'admin', path: string, mode: number, group: string | null): SocketListener => ({
+  const listener = (role: SocketRole, path: string, mode: number, group: string | null): SocketListener => ({
     server: createControlServer(api, log, foreground, { role, adminSocket: control.adminSocket, maxConnections: control.maxConnections }),
     path,
     mode,
