@@ -20,7 +20,7 @@ export interface HookOptions {
  */
 export async function runHook(command: string, what: string, options: HookOptions): Promise<void> {
   const child = execa('sh', ['-c', command], { reject: false, all: true, detached: true, stdin: 'ignore' });
-  let stopped: string | undefined;
+  let stopped: { why: string; code: 'CANCELLED' | 'COMMAND_FAILED' } | undefined;
   let grace: NodeJS.Timeout | undefined;
   const killGroup = (signal: NodeJS.Signals) => {
     try {
@@ -29,14 +29,14 @@ export async function runHook(command: string, what: string, options: HookOption
       // The group is gone already.
     }
   };
-  const stop = (why: string) => {
+  const stop = (why: string, code: 'CANCELLED' | 'COMMAND_FAILED') => {
     if (stopped !== undefined) return;
-    stopped = why;
+    stopped = { why, code };
     killGroup('SIGTERM');
     grace = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
   };
-  const timer = setTimeout(() => stop(`did not finish within ${options.timeoutMs / 1000} s (hook_timeout): stopped it`), options.timeoutMs);
-  const onAbort = () => stop('was stopped: the job was cancelled');
+  const timer = setTimeout(() => stop(`did not finish within ${options.timeoutMs / 1000} s (hook_timeout): stopped it`, 'COMMAND_FAILED'), options.timeoutMs);
+  const onAbort = () => stop('was stopped: the job was cancelled', 'CANCELLED');
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -45,7 +45,7 @@ export async function runHook(command: string, what: string, options: HookOption
     if (stopped !== undefined) {
       // Whatever ignored SIGTERM goes too: no process of a stopped hook stays behind.
       killGroup('SIGKILL');
-      throw new StackbackError(options.signal?.aborted ? 'CANCELLED' : 'COMMAND_FAILED', `${what} \`${command}\` ${stopped}${output ? `: ${output}` : ''}`);
+      throw new StackbackError(stopped.code, `${what} \`${command}\` ${stopped.why}${output ? `: ${output}` : ''}`);
     }
     if (result.failed) throw new StackbackError('COMMAND_FAILED', `${what} \`${command}\` failed (exit status ${result.exitCode ?? result.signal}): ${output || 'no output'}`);
   } finally {
