@@ -5,12 +5,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { execa, type ResultPromise } from 'execa';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { snapshotDatabase } from './support/pg-fixture.ts';
 import { makeSandbox, postgresSourceYaml, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
+import { waitFor } from './support/wait.ts';
 
 interface RunJson {
   id: number;
@@ -29,14 +29,6 @@ async function countFiles(dir: string): Promise<number> {
 /** Starts `stackback backup` as a child we can kill. */
 function startBackup(sandbox: Sandbox, kind: string): ResultPromise {
   return execa(process.execPath, [join(PROJECT_ROOT, 'src/cli/main.ts'), 'backup', kind, '--config', sandbox.configPath], { reject: false });
-}
-
-async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 /** Every chunk file in the repository is named by some manifest (nothing orphaned). */
@@ -80,7 +72,7 @@ describe('crash safety', () => {
   test('kill -9 during a full backup: no manifest, run marked interrupted, leftovers cleaned, next backup fine', async () => {
     const s = await sandbox();
     const child = startBackup(s, '--full');
-    await waitFor('the first chunks on disk', async () => (await countFiles(join(s.repoPath, 'chains'))) >= 3);
+    await waitFor('the first chunks on disk', async () => (await countFiles(join(s.repoPath, 'chains'))) >= 3, 30_000, 10);
     child.kill('SIGKILL');
     await child;
     assert.deepEqual(await s.manifests(), [], 'a killed backup has no manifest');
@@ -109,7 +101,7 @@ describe('crash safety', () => {
     const [manifest] = await s.manifests();
     const chainCount = async () => countFiles(join(s.repoPath, 'chains'));
     const before = await chainCount();
-    await waitFor('new chunks of the incremental', async () => (await chainCount()) >= before + 3);
+    await waitFor('new chunks of the incremental', async () => (await chainCount()) >= before + 3, 30_000, 10);
     child.kill('SIGKILL');
     await child;
     assert.deepEqual(await s.manifests(), [manifest]);

@@ -6,7 +6,6 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import http from 'node:http';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { followJob } from '../src/daemon/client.ts';
@@ -14,6 +13,7 @@ import type { JobEvent, JobView } from '../src/daemon/queue.ts';
 import { controlSockets, controlYaml, type DaemonProcess, startDaemon } from './support/daemon.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { makeSandbox, postgresSourceYaml, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
+import { waitFor } from './support/wait.ts';
 
 interface Submitted {
   job: JobView;
@@ -25,16 +25,6 @@ function daemonYaml(sandbox: { dir: string }, schedule: string): string {
 }
 
 const OFF = 'full: "off", incremental: "off", verify: "off", prune: "off", catch_up: false';
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function finished(daemon: DaemonProcess, id: number): Promise<JobEvent> {
   return followJob(daemon.socket, id, () => undefined);

@@ -3,7 +3,7 @@
 // refused; unreadable files named; the catalog brought back from a backup alone.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { appendFile, chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { execa } from 'execa';
 import { createArchive } from '../src/sources/files/archive.ts';
 import { extractArchive, scanArchive } from '../src/sources/files/extract.ts';
 import { filesSourceYaml, makeSandbox, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
+import { writeIncompressibleFile } from './support/wait.ts';
 
 interface Entry {
   type: 'file' | 'dir' | 'symlink';
@@ -95,13 +96,7 @@ describe('files source', () => {
     await writeFile(join(tree, 'scratch.tmp'), 'excluded');
     await writeFile(join(tree, 'cache', 'c.dat'), 'excluded');
     // A file over 100 MB, generated (random-ish, so it does not compress away).
-    const big = createWriteStream(join(tree, 'big.dat'));
-    const block = randomBytes(1024 * 1024);
-    for (let i = 0; i < 101; i++) {
-      block.writeUInt32LE(i, 0);
-      if (!big.write(Buffer.from(block))) await new Promise<void>((r) => big.once("drain", () => r()));
-    }
-    await new Promise<void>((r) => big.end(() => r()));
+    await writeIncompressibleFile(join(tree, 'big.dat'), 101);
     await utimes(join(tree, 'uploads', 'empty.txt'), new Date('2020-02-02T02:02:02Z'), new Date('2020-02-02T02:02:02Z'));
     await utimes(join(tree, 'uploads', 'nested'), new Date('2021-01-01T00:00:00Z'), new Date('2021-01-01T00:00:00Z'));
     original = await describeTree(tree);

@@ -2,24 +2,14 @@
 // nobody caught (an exception thrown from a callback, a rejection left unhandled). The job
 // that was running fails with it; the daemon stays up and keeps running jobs.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { followJob } from '../src/daemon/client.ts';
 import type { JobView } from '../src/daemon/queue.ts';
 import { controlSockets, controlYaml, type DaemonProcess, startDaemon } from './support/daemon.ts';
 import { filesSourceYaml, makeSandbox, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
-
-async function waitFor(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+import { waitFor, writeIncompressibleFile } from './support/wait.ts';
 
 describe("the daemon's last resort", () => {
   let sandbox: Sandbox;
@@ -30,13 +20,7 @@ describe("the daemon's last resort", () => {
     const tree = join(sandbox.dir, 'tree');
     await mkdir(tree);
     // Big enough (256 MiB, incompressible) that a backup of it is still running when the fault comes.
-    const big = createWriteStream(join(tree, 'big.dat'));
-    const block = randomBytes(1024 * 1024);
-    for (let i = 0; i < 256; i++) {
-      block.writeUInt32LE(i, 0);
-      if (!big.write(Buffer.from(block))) await new Promise<void>((r) => big.once('drain', () => r()));
-    }
-    await new Promise<void>((r) => big.end(() => r()));
+    await writeIncompressibleFile(join(tree, 'big.dat'), 256);
     const sockets = controlSockets(sandbox.dir);
     const config = (await readFile(sandbox.configPath, 'utf8')).replace('TREE', tree).replace('sources:', `${controlYaml(sockets)}\nschedule: { full: "off", incremental: "off", verify: "off", prune: "off", catch_up: false }\nsources:`);
     await writeFile(sandbox.configPath, config);

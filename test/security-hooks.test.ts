@@ -4,28 +4,18 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { followJob } from '../src/daemon/client.ts';
 import type { JobView } from '../src/daemon/queue.ts';
 import { controlSockets, controlYaml, startDaemon } from './support/daemon.ts';
 import { makeSandbox, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
+import { waitFor } from './support/wait.ts';
 
 /** Processes whose command line is exactly `sleep <seconds>`: each test sleeps for a length of its own. */
 async function sleepers(seconds: string): Promise<number[]> {
   const result = await execa('pgrep', ['-x', '-f', `sleep ${seconds}`], { reject: false });
   return String(result.stdout).split('\n').filter(Boolean).map(Number);
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 // A hook that is not stopped would hang its test: fail it instead.
