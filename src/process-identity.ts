@@ -59,7 +59,8 @@ export function pidExists(pid: number): boolean {
 /**
  * Whether the process a record names is still running. A record from another boot is dead
  * (its boot ended, or it was written on another machine: a repository is never shared live
- * between hosts). Within this boot the pid must exist with the recorded start time.
+ * between hosts). Within this boot the pid must exist with the recorded start time (when both
+ * can be read).
  * `legacySameHost` decides for records without a boot id (written by older versions): only
  * then does the pid alone count, and only on the host that wrote it.
  */
@@ -67,5 +68,7 @@ export function processAlive(record: ProcessIdentity, legacySameHost: boolean): 
   if (record.boot_id === undefined) return legacySameHost ? pidExists(record.pid) : true;
   if (record.boot_id !== currentBootId()) return false;
   if (!pidExists(record.pid)) return false;
-  return record.start_time === undefined || record.start_time === processStartTime(record.pid);
+  // A start time that cannot be read (/proc mounted with hidepid) proves nothing: the pid lives.
+  const startTime = processStartTime(record.pid);
+  return record.start_time === undefined || startTime === undefined || record.start_time === startTime;
 }

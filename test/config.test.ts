@@ -76,6 +76,14 @@ describe('config', () => {
     assert.deepEqual(problemsOf('sources: { postgres: [ { name: same } ], qdrant: [ { name: same } ] }'), ['sources.qdrant[0].name: source name "same" is already used by sources.postgres[0]']);
   });
 
+  test('timeouts longer than a timer can hold (24d) are refused: they would fire at once', () => {
+    assert.deepEqual(
+      problemsOf('stall_timeout: 30d\nsources: { qdrant: [ { name: q1, timeout: 25d, mode: storage_dir, storage_path: /q, hook_timeout: 100d } ] }').sort(),
+      ['sources.qdrant[0].hook_timeout: must be at most 24d, got "100d"', 'sources.qdrant[0].timeout: must be at most 24d, got "25d"', 'stall_timeout: must be at most 24d, got "30d"'],
+    );
+    assert.equal(parseConfig('/etc/stackback/stackback.yaml', 'stall_timeout: 24d\nretention: { keep_within: 400d }\n').stallTimeoutMs, 24 * 86_400_000);
+  });
+
   test('duplicate source names and missing names are named', () => {
     assert.deepEqual(problemsOf('sources: { postgres: [ { name: a }, { name: a } ] }'), ['sources.postgres[1].name: source name "a" is already used by sources.postgres[0]']);
     assert.deepEqual(problemsOf('sources: { postgres: [ { port: 5432 } ] }'), ['sources.postgres[0].name: is required']);

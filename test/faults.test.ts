@@ -13,8 +13,9 @@ import { QdrantClient } from '@qdrant/js-client-rest';
 import { execa } from 'execa';
 import { currentBootId, processStartTime } from '../src/process-identity.ts';
 import { controlSockets, controlYaml, startDaemon } from './support/daemon.ts';
+import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { startQdrantStandin, type QdrantStandin } from './support/qdrant-standin.ts';
-import { filesSourceYaml, makeSandbox, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
+import { filesSourceYaml, makeSandbox, postgresSourceYaml, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
 
 interface StatusJson {
   healthy: boolean;
@@ -110,6 +111,21 @@ describe('a backup disk that is not mounted', () => {
       await rm(original, { recursive: true });
     } finally {
       await other.cleanup();
+    }
+  });
+
+  test('a fresh install whose repository folder is empty (a mount point without its disk) waits for init', async () => {
+    const fresh = await sandboxOf(data);
+    try {
+      await mkdir(fresh.repoPath);
+      const backup = await fresh.run(['backup']);
+      assert.equal(backup.code, 1);
+      assert.match(backup.stderr, /is an empty folder — is its disk mounted\?/);
+      assert.deepEqual(await readdir(fresh.repoPath), []);
+      assert.equal((await fresh.run(['init'])).code, 0);
+      assert.equal((await fresh.run(['backup'])).code, 0);
+    } finally {
+      await fresh.cleanup();
     }
   });
 
@@ -338,7 +354,7 @@ describe('a full disk', () => {
         for (;;) {
           const status = await sandbox.json<StatusJson>(['status']);
           // Retention keeps both fulls here: nothing can be freed, and status says so.
-          if (status.value.warnings.some((w) => /out of space and the retention policy keeps every backup/.test(w))) break;
+          if (status.value.warnings.some((w) => /failed for lack of space and the retention policy keeps every backup/.test(w))) break;
           assert.ok(Date.now() < deadline, `status never named the full disk:\n${status.value.warnings.join('\n')}\n${daemon.output()}`);
           await new Promise((resolve) => setTimeout(resolve, 500));
         }
@@ -481,5 +497,32 @@ describe('root and a repository that belongs to the daemon user', () => {
     const asOwner = await execa('runuser', ['-u', 'nobody', '--', process.execPath, cli, 'backup', '--config', sandbox.configPath], { reject: false });
     assert.equal(asOwner.exitCode, 0, asOwner.stderr);
     assert.equal(await rootOwned(), '');
+  });
+});
+
+describe('databases: all on a server with no database to back up', () => {
+  let cluster: PgCluster;
+  before(async () => {
+    cluster = await startPgCluster();
+    await cluster.psql('template1', 'DROP DATABASE postgres');
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test('is named on the run and in status, even though the globals were stored', async () => {
+    const sandbox = await makeSandbox(postgresSourceYaml(cluster, { extra: '      maintenance_db: template1' }), {
+      extraYaml: `${controlYaml(controlSockets(join(tmpdir(), 'unused')))}\nschedule: { incremental: "0 * * * *", catch_up: false }`,
+    });
+    try {
+      const backup = await sandbox.json<{ status: string; artifacts: number; sources: { name: string; coverage?: string[] }[] }>(['backup', '--full']);
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.equal(backup.value.artifacts, 2, 'the globals and the copy of the catalog');
+      assert.deepEqual(backup.value.sources[0]!.coverage, ['nothing to back up: its configuration matched no database, collection or path']);
+      const status = await sandbox.json<StatusJson>(['status']);
+      assert.ok(status.value.warnings.some((w) => w.startsWith('source main: nothing to back up')), status.value.warnings.join('\n'));
+    } finally {
+      await sandbox.cleanup();
+    }
   });
 });

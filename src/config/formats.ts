@@ -16,6 +16,8 @@ const DURATION_UNITS_MS: Record<string, number> = {
   w: 604_800_000,
 };
 
+const MAX_TIMER_MS = 24 * 86_400_000;
+
 /** "30m", "2d", "1500ms" → milliseconds; undefined when it is not a duration. */
 export function parseDuration(value: unknown): number | undefined {
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value * 1000;
@@ -104,6 +106,14 @@ export function registerFormats(): void {
     },
     duration: {
       validate: (value: unknown) => check(parseDuration(value) !== undefined, 'must be a duration such as 90s, 30m, 6h or 2d'),
+    },
+    // Timers fire at once past 2^31-1 ms (about 24.8 days): a longer timeout would stop everything immediately.
+    timeout: {
+      validate: (value: unknown) => {
+        const ms = parseDuration(value);
+        check(ms !== undefined, 'must be a duration such as 90s, 30m, 6h or 2d');
+        check(ms! <= MAX_TIMER_MS, 'must be at most 24d');
+      },
     },
     size: {
       validate: (value: unknown) => check(parseSize(value) !== undefined, 'must be a size such as 512MiB, 2GB or a number of bytes'),

@@ -74,7 +74,7 @@ export const QDRANT_SOURCE_SCHEMA = {
     default: null,
   },
   collections: { doc: 'Collections to back up: a list of names, or "all".', format: 'name-list', default: 'all' },
-  timeout: { doc: 'Timeout of each API call; snapshot creation of a big collection can take long.', format: 'duration', default: '30m' },
+  timeout: { doc: 'Timeout of each API call; snapshot creation of a big collection can take long.', format: 'timeout', default: '30m' },
   keep_server_snapshots: {
     doc: 'Keep the snapshot on the Qdrant server after it was copied into the repository (it is deleted by default: snapshots use server disk).',
     format: Boolean,
@@ -93,7 +93,7 @@ export const QDRANT_SOURCE_SCHEMA = {
   },
   hook_timeout: {
     doc: 'Mode storage_dir: pre_command and post_command are stopped (their whole process group) after this long and the job fails. A cancelled job stops its pre_command at once.',
-    format: 'duration',
+    format: 'timeout',
     default: '10m',
   },
 } as const;
@@ -154,7 +154,7 @@ export const SCHEMA = {
   },
   stall_timeout: {
     doc: 'A backup that gets no bytes from its source for this long (a pg_dump stuck behind a lock, a hung server) is aborted and recorded as stalled.',
-    format: 'duration',
+    format: 'timeout',
     default: '30m',
   },
   timezone: {

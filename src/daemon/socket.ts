@@ -5,10 +5,10 @@ import path from 'node:path';
 import { StackbackError } from '../errors.ts';
 import { daemonRequest } from './client.ts';
 
-async function groupId(group: string): Promise<number> {
+async function groupId(group: string, socketPath: string): Promise<number> {
   if (/^\d+$/.test(group)) return Number(group);
   const line = (await readFile('/etc/group', 'utf8')).split('\n').find((l) => l.split(':')[0] === group);
-  if (!line) throw new StackbackError('CONFIG_INVALID', `control.socket_group: no group named "${group}"`);
+  if (!line) throw new StackbackError('CONFIG_INVALID', `no group named "${group}" for the control socket ${socketPath}`, 'fix control.socket_group or control.admin_socket_group, or create the group');
   return Number(line.split(':')[2]);
 }
 
@@ -41,7 +41,7 @@ async function listenOnSocket(server: http.Server, socketPath: string, mode: num
     process.umask(previous);
   }
   await chmod(socketPath, mode);
-  if (group !== null) await chown(socketPath, -1, await groupId(group));
+  if (group !== null) await chown(socketPath, -1, await groupId(group, socketPath));
 }
 
 export interface SocketListener {

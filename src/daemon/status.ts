@@ -104,20 +104,18 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   };
 }
 
-/** After the newest backup failed for lack of space: what the prune that follows such a failure did about it. */
+/** After the newest backup failed for lack of space (repository or work_dir): what the prunes since did about it. */
 function diskFullWarning(catalog: Catalog): string | undefined {
   const backup = catalog.lastRun('backup');
   if (backup?.status !== 'failed' || backup.detail?.error_code !== 'DISK_SPACE') return undefined;
   const prune = catalog.lastRun('prune');
-  if (!prune || prune.detail?.trigger !== 'disk_full' || prune.started_at < backup.started_at) {
-    return 'the repository is out of space and no prune has run since: free space, or run `stackback prune`';
-  }
-  if (prune.status !== 'ok') return `the repository is out of space; the prune run to free space ${prune.status}${prune.error ? `: ${prune.error}` : ''}`;
-  const removed = Array.isArray(prune.detail.removed) ? prune.detail.removed.length : 0;
-  const freed = typeof prune.detail.freed_bytes === 'number' ? prune.detail.freed_bytes : 0;
+  if (!prune || prune.started_at < backup.started_at) return 'the last backup failed for lack of space and no prune has run since: free space, or run `stackback prune`';
+  if (prune.status !== 'ok') return `the last backup failed for lack of space; the prune after it ${prune.status}${prune.error ? `: ${prune.error}` : ''}`;
+  const removed = Array.isArray(prune.detail?.removed) ? prune.detail.removed.length : 0;
+  const freed = typeof prune.detail?.freed_bytes === 'number' ? prune.detail.freed_bytes : 0;
   return removed > 0
-    ? `the repository was out of space: a prune ran and removed ${removed} backup(s), freeing ${freed} bytes; the next backup will tell whether that is enough`
-    : 'the repository is out of space and the retention policy keeps every backup: free space, move repository.path or tighten retention';
+    ? `the last backup failed for lack of space: a prune since removed ${removed} backup(s), freeing ${freed} bytes; the next backup will tell whether that is enough`
+    : 'the last backup failed for lack of space and the retention policy keeps every backup: free space, move repository.path or work_dir, or tighten retention';
 }
 
 /** The one line systemd shows in `systemctl status`. */

@@ -234,7 +234,7 @@ function noteCoverage(ctx: JobContext, outcome: SourceOutcome, plan: SourcePlan,
   if (outcome.status === 'failed') return;
   const mine = stored.filter((a) => a.source === plan.source.name);
   const notes: string[] = mine.flatMap((a) => (Array.isArray(a.meta.coverage) ? a.meta.coverage.map(String) : []));
-  if (plan.artifacts.length === 0) notes.push('nothing to back up: its configuration matched no database, collection or path');
+  if (plan.artifacts.every((a) => a.auxiliary)) notes.push('nothing to back up: its configuration matched no database, collection or path');
   if (previous) {
     const failed = new Set((outcome.failed_artifacts ?? []).map((f) => f.id));
     const now = new Set(mine.map((a) => a.id));

@@ -18,15 +18,15 @@ export interface PruneResult {
 
 const DAY_MS = 86_400_000;
 
+/** Why a prune ran outside its schedule: a scheduled backup failed for lack of space. */
+export type PruneTrigger = 'disk_full';
+
 /**
  * Applies the retention policy. Order (the safety argument): decide; delete the manifests
  * of the backups to remove (each deletion is the commit point for that backup); then
  * collect chunks no remaining backup uses. A kill at any point leaves every remaining
  * backup complete; the next prune finishes the collection. A dry run reads only.
  */
-/** Why a prune ran outside its schedule: a scheduled backup failed for lack of space. */
-export type PruneTrigger = 'disk_full';
-
 export async function runPrune(ctx: JobContext, options: { dryRun: boolean; trigger?: PruneTrigger | undefined }): Promise<PruneResult> {
   const result: PruneResult = { dry_run: options.dryRun, decisions: [], removed: [], freed_chunks: 0, freed_bytes: 0, chains_removed: [], safety_copies: [] };
   // A fresh install has nothing to prune yet; a repository the catalog knows must be there.

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Config } from '../config/load.ts';
@@ -18,6 +18,14 @@ export type RepositoryState =
   /** No repository, and the catalog has never seen one: a fresh install. */
   | { state: 'none' }
   | { state: 'missing' | 'mismatch'; error: StackbackError };
+
+function isEmptyFolder(folder: string): boolean {
+  try {
+    return readdirSync(folder).length === 0;
+  } catch {
+    return false;
+  }
+}
 
 function hasSeenRepository(catalog: Catalog): boolean {
   return catalog.fact(REPOSITORY_ID) !== undefined || catalog.backupNames().length > 0;
@@ -65,6 +73,15 @@ export async function openRepository(config: Config, catalog: Catalog, options: 
     if (!options.createFirst) {
       throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${config.repository.path} yet`, 'run `stackback init` (or a first backup), or fix repository.path');
     }
+    // An empty folder where the repository should be is most likely a mount point whose disk is
+    // missing (with the catalog on it too, so the catalog looks new): only init may fill it.
+    if (isEmptyFolder(config.repository.path)) {
+      throw new StackbackError(
+        'REPO_MISSING',
+        `repository ${config.repository.path} is an empty folder — is its disk mounted?`,
+        'mount the disk; if this empty folder is meant for a new repository, run `stackback init`',
+      );
+    }
     return adopt(catalog, await Repository.create(config.repository.path));
   }
   return adopt(catalog, await Repository.open(config.repository.path));
@@ -83,9 +100,6 @@ export function adopt(catalog: Catalog, repo: Repository): Repository {
  */
 export async function initRepository(config: Config, catalog: Catalog, force: boolean): Promise<{ path: string; id: string; forgot_backups: number }> {
   const found = repositoryState(config, catalog);
-  if (found.state === 'ok' || found.state === 'mismatch') {
-    throw new StackbackError('REPO_EXISTS', `a repository already exists at ${config.repository.path} (id ${readRepoInfo(config.repository.path).id})`, 'nothing to do; `stackback catalog rebuild` indexes it if the catalog does not know it');
-  }
   let forgot = 0;
   if (found.state === 'missing') {
     if (!force) {
@@ -94,6 +108,7 @@ export async function initRepository(config: Config, catalog: Catalog, force: bo
     forgot = catalog.backupNames().length;
     catalog.clearIndex();
   }
+  // An existing repository (the catalog's or another) is refused by create, REPO_EXISTS.
   const repo = adopt(catalog, await Repository.create(config.repository.path));
   return { path: repo.root, id: repo.info.id, forgot_backups: forgot };
 }

@@ -13,6 +13,8 @@ export interface PlannedArtifact {
   target: string;
   /** Rough size of the artifact, for free-space checks and progress. */
   estimatedBytes: number;
+  /** Kept beside what the source was configured to protect (a server's roles): a backup of only these protects nothing. */
+  auxiliary?: boolean;
 }
 
 export interface ArtifactDump {

@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { type ErrorCode, StackbackError } from '../errors.ts';
 import type { ArtifactData } from '../repository/artifact-reader.ts';
 import { SIDES_FAILED } from '../repository/chunk-threads.ts';
+import { pidExists } from '../process-identity.ts';
 
 /**
  * Runs an external tool (pg_dump, pg_restore, psql, …) whose stdout is streamed rather
@@ -131,13 +132,7 @@ export function isDeadProcessPipe(name: string): boolean {
   const match = /^pipe-(\d+)-[0-9a-f]+$/.exec(name);
   if (!match) return false;
   const pid = Number(match[1]);
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+  return pid === process.pid || !pidExists(pid);
 }
 
 /** Where perl is (Debian's perl-base is essential): it can give the pipe a bigger buffer, Node cannot. */

@@ -73,7 +73,7 @@ export class PostgresSource implements Source {
       target: db,
       estimatedBytes: sizes.get(db) ?? 0,
     }));
-    if (this.server.config.globals) artifacts.push({ id: `${this.name}/globals`, kind: 'pg_globals', target: 'globals', estimatedBytes: 64 * 1024 });
+    if (this.server.config.globals) artifacts.push({ id: `${this.name}/globals`, kind: 'pg_globals', target: 'globals', estimatedBytes: 64 * 1024, auxiliary: true });
     return artifacts;
   }
 
