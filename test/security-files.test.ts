@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import { decodeObject, decodeObjectSync } from '../src/repository/object-codec.ts';
 import { createArchive } from '../src/sources/files/archive.ts';
+import { extractArchive, scanArchive } from '../src/sources/files/extract.ts';
 import { filesSourceYaml, makeSandbox, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -194,5 +195,99 @@ describe('chunk decoding is bounded', () => {
       await sandbox.cleanup();
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/** A tar of `paths` made by the backup's own archive code. */
+async function tarOf(paths: string[]): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of createArchive({ paths, exclude: [], oneFileSystem: true }).stream) parts.push(Buffer.from(part as Uint8Array));
+  return Buffer.concat(parts);
+}
+
+/** The archive in 64 KiB slices; before each slice, `act` may do something to the tree on disk (once it returns true it is not called again). */
+function slowly(tarball: Buffer, act: () => boolean): () => AsyncIterable<Uint8Array> {
+  return () =>
+    (async function* () {
+      let done = false;
+      for (let at = 0; at < tarball.length; at += 64 * 1024) {
+        if (!done) done = act();
+        yield tarball.subarray(at, at + 64 * 1024);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+}
+
+/** A shell command run as nobody: the user who owns a folder inside the restored tree. */
+const asNobody = (command: string) => execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', command], { stdio: 'pipe' });
+
+describe('files restores as root, racing a user who owns a folder inside the tree', { skip: isRoot && existsSync('/usr/bin/setpriv') ? false : 'needs root and setpriv' }, () => {
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stackback-sec-race-'));
+    await chmod(dir, 0o755);
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a just-restored setuid file swapped for a symlink: the link target does not get its mode', async () => {
+    const src = join(dir, 'mode', 'src');
+    await mkdir(join(src, 'd'), { recursive: true });
+    await writeFile(join(src, 'd', 'evil'), '#!/bin/sh\n');
+    await chmod(join(src, 'd', 'evil'), 0o4755);
+    await writeFile(join(src, 'd', 'zbig'), Buffer.alloc(16 * 1024 * 1024));
+    await chown(join(src, 'd'), 65534, 65534);
+    const tarball = await tarOf([src]);
+    const victim = join(dir, 'mode', 'victim');
+    await writeFile(victim, 'root owns this\n', { mode: 0o644 });
+    await chmod(victim, 0o644);
+    // The user's folder is there already (a restore into a tree they own a folder of).
+    const target = join(dir, 'mode', 'out');
+    const d = join(target, src.slice(1), 'd');
+    await mkdir(d, { recursive: true });
+    await chown(d, 65534, 65534);
+    let swapped = false;
+    const open = slowly(tarball, () => {
+      if (!existsSync(join(d, 'evil'))) return false;
+      asNobody(`mv '${d}/evil' '${d}/evil.moved' && ln -s '${victim}' '${d}/evil'`);
+      return (swapped = true);
+    });
+    const options = { root: target };
+    await extractArchive(open, options, await scanArchive(slowly(tarball, () => true)(), options)).catch(() => undefined);
+    assert.ok(swapped && (await lstat(join(d, 'evil'))).isSymbolicLink(), 'the swap happened while the restore ran');
+    assert.equal((await lstat(victim)).mode & 0o7777, 0o644, 'the symlink target keeps its mode');
+    assert.equal((await lstat(join(d, 'evil.moved'))).mode & 0o7777, 0o4755, 'the restored file itself got its mode');
+  });
+
+  test('in place: a folder checked earlier in the restore, swapped for a symlink by its parent folder owner, is not written through', async () => {
+    const app = join(dir, 'inplace', 'srv', 'app');
+    const outside = join(dir, 'inplace', 'other');
+    const c = join(app, 'u', 'c');
+    await mkdir(c, { recursive: true });
+    await mkdir(outside);
+    await writeFile(join(c, 'a.txt'), 'a');
+    await writeFile(join(c, 'big'), Buffer.alloc(16 * 1024 * 1024));
+    await writeFile(join(c, 'z.txt'), 'written after the swap');
+    await chown(join(app, 'u'), 65534, 65534);
+    await chown(c, 65534, 65534);
+    await chown(outside, 65534, 65534);
+    const tarball = await tarOf([app]);
+    // The files were deleted; the folders are still there. Restore them in place.
+    for (const name of ['a.txt', 'big', 'z.txt']) await rm(join(c, name));
+    const options = { root: '/', recorded: [app] };
+    let swapped = false;
+    const open = slowly(tarball, () => {
+      if (!existsSync(join(c, 'big'))) return false;
+      asNobody(`mv '${c}' '${c}.old' && ln -s '${outside}' '${c}'`);
+      return (swapped = true);
+    });
+    const scan = await scanArchive(slowly(tarball, () => true)(), options);
+    assert.deepEqual(scan.problems, []);
+    await assert.rejects(extractArchive(open, options, scan), new RegExp(`through ${c}, a symlink on disk`));
+    assert.ok(swapped, 'the swap happened while the restore ran');
+    assert.deepEqual(await readdir(outside), [], 'nothing was written through the link');
   });
 });

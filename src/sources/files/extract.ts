@@ -1,11 +1,11 @@
-import { lstatSync, type Stats } from 'node:fs';
-import { chmod, lchown, mkdir, utimes } from 'node:fs/promises';
+import { closeSync, constants, existsSync, fchmodSync, fchownSync, fstatSync, futimesSync, lchownSync, lstatSync, openSync, statSync, type Stats } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extract as extractTar, Parser, type ReadEntry } from 'tar';
+import { Parser, type ReadEntry, Unpack } from 'tar';
 import { StackbackError } from '../../errors.ts';
-import { type FileEntry, idNames } from './archive.ts';
+import { idNames } from './archive.ts';
 
 /**
  * Unpacking a files archive without ever writing outside the restore root. The archive is
@@ -47,26 +47,72 @@ export function recordedRoot(original: string, recorded: string[]): string | und
 }
 
 /**
- * The first folder on the way from `base` down to `target` (excluded unless `inclusive`)
- * that is a symlink on disk. Folders not there yet are made by tar as real folders; real
- * folders already checked are remembered in `checked`.
+ * What is known of the folders on the way down to entries: a real folder whose place in the
+ * tree nobody else can change (it and every folder above it, from where the check starts,
+ * belong to root or to us and are open to nobody else for writing) is checked once. Any
+ * other folder is checked again before every entry below it is written: its owner (or
+ * anyone who may write to the folder holding it) can swap it for a symlink at any time.
  */
-export function symlinkOnTheWay(base: string, target: string, inclusive: boolean, checked: Set<string>): string | undefined {
-  const last = inclusive ? target : path.dirname(target);
-  let at = base;
-  for (const part of path.relative(base, last).split('/').filter(Boolean)) {
-    at = path.join(at, part);
-    if (checked.has(at)) continue;
-    let info: Stats;
-    try {
-      info = lstatSync(at);
-    } catch {
-      return undefined;
-    }
-    if (info.isSymbolicLink()) return at;
-    if (info.isDirectory()) checked.add(at);
+export class FolderChecks {
+  /** Folder → whether it is itself closed to others. Only folders whose place is stable are here. */
+  private readonly stable = new Map<string, boolean>();
+
+  /** A folder nobody but root and us can change the entries of. */
+  private static closed(info: Stats): boolean {
+    return (info.uid === 0 || info.uid === process.getuid?.()) && (info.mode & 0o022) === 0;
   }
-  return undefined;
+
+  /**
+   * The first folder on the way from `base` down to `target` (excluded unless `inclusive`)
+   * that is a symlink on disk. Folders not there yet are made by tar as real folders.
+   */
+  symlinkOnTheWay(base: string, target: string, inclusive: boolean): string | undefined {
+    const last = inclusive ? target : path.dirname(target);
+    if (!within(base, last)) return undefined;
+    let parentClosed: boolean | undefined = this.stable.get(base);
+    if (parentClosed === undefined) {
+      // `base` is where the check starts: symlinks above it (and base itself) are the host's own layout.
+      const info = statOrUndefined(base);
+      if (!info) return undefined;
+      parentClosed = FolderChecks.closed(info);
+      this.stable.set(base, parentClosed);
+    }
+    let stableChain = true;
+    let at = base;
+    for (const part of path.relative(base, last).split('/').filter(Boolean)) {
+      at = path.join(at, part);
+      const known: boolean | undefined = stableChain ? this.stable.get(at) : undefined;
+      if (known !== undefined) {
+        parentClosed = known;
+        continue;
+      }
+      let info: Stats;
+      try {
+        info = lstatSync(at);
+      } catch {
+        return undefined;
+      }
+      if (info.isSymbolicLink()) return at;
+      if (!info.isDirectory()) return undefined;
+      stableChain &&= parentClosed;
+      parentClosed = FolderChecks.closed(info);
+      if (stableChain) this.stable.set(at, parentClosed);
+    }
+    return undefined;
+  }
+}
+
+function statOrUndefined(file: string): Stats | undefined {
+  try {
+    return statSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first symlink on disk on the way from `base` down to `target` (see FolderChecks). */
+export function symlinkOnTheWay(base: string, target: string, inclusive: boolean, checks = new FolderChecks()): string | undefined {
+  return checks.symlinkOnTheWay(base, target, inclusive);
 }
 
 /** setuid/setgid only come back for root restoring owners too: a file another user could run as root, or as this user, is not made. */
@@ -79,6 +125,8 @@ export interface TopEntry {
   mode: number;
   uid: number;
   gid: number;
+  uname?: string | undefined;
+  gname?: string | undefined;
   mtime: Date;
 }
 
@@ -114,7 +162,7 @@ export async function scanArchive(data: AsyncIterable<Uint8Array>, options: Extr
       }
       tops.add(normalize(raw).split('/')[0]!);
       if (!normalize(raw).includes('/')) {
-        topEntries.push({ name: normalize(raw), type: entry.type, mode: entry.mode ?? 0o755, uid: entry.uid ?? 0, gid: entry.gid ?? 0, mtime: entry.mtime ?? new Date() });
+        topEntries.push({ name: normalize(raw), type: entry.type, mode: entry.mode ?? 0o755, uid: entry.uid ?? 0, gid: entry.gid ?? 0, uname: entry.uname, gname: entry.gname, mtime: entry.mtime ?? new Date() });
       }
       if (symlinks.some((link) => target.startsWith(`${link}/`))) return problems.push(`${raw}: would be written through a symlink`);
       if (entry.type === 'Link') {
@@ -137,95 +185,259 @@ export async function scanArchive(data: AsyncIterable<Uint8Array>, options: Extr
   return { entries, problems, tops: [...tops], topEntries };
 }
 
+/** What an extraction did beyond writing the entries. */
+export interface ExtractResult {
+  /** Entries given the owner their user or group name has on this host rather than the archive's numeric id (as root). */
+  ownersMappedByName: number;
+}
+
+// node-tar's own steps, wrapped below: MKDIR makes the folders on an entry's way down, MAKEFS
+// writes the entry itself once its parents exist and whatever was in its place is gone.
+const tarStep = (description: string): symbol => {
+  const found = Object.getOwnPropertySymbols(Unpack.prototype).find((s) => s.description === description);
+  if (!found) throw new StackbackError('RESTORE_FAILED', `this node-tar has no '${description}' step: files restores need the node-tar version package.json names`);
+  return found;
+};
+
+type TarCallback = (error?: Error | null) => void;
+interface TarSteps {
+  mkdir(dir: string, mode: number, cb: TarCallback): void;
+  makeFs(error: Error | null, entry: ReadEntry, done: TarCallback): void;
+}
+
+/** /proc/self/fd/<n>/<name> opens <name> in the folder open as <n> (openat, which node lacks). */
+const PROC_FD = '/proc/self/fd';
+
+/**
+ * Opens `target`, never following a symlink on the way from `base` (which is trusted) down:
+ * each folder is opened through the one above it, the last step with O_NOFOLLOW. Without
+ * /proc, only the last step is protected.
+ */
+function openBelow(base: string, target: string, flags: number): number {
+  const parts = path.relative(base, target).split('/').filter(Boolean);
+  if (parts.length === 0) return openSync(base, flags);
+  if (!existsSync(PROC_FD)) return openSync(target, flags | constants.O_NOFOLLOW);
+  let dir = openSync(base, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    for (const part of parts.slice(0, -1)) {
+      const next = openSync(`${PROC_FD}/${dir}/${part}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      closeSync(dir);
+      dir = next;
+    }
+    return openSync(`${PROC_FD}/${dir}/${parts.at(-1)!}`, flags | constants.O_NOFOLLOW);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+/** Runs `fn` on the folder `parent` of `target`, opened as openBelow does, and the last name. */
+function inParentBelow<T>(base: string, target: string, fn: (parentPath: string) => T): T {
+  if (!existsSync(PROC_FD)) return fn(path.dirname(target));
+  const parent = path.dirname(target);
+  const fd = within(base, parent) ? openBelow(base, parent, constants.O_RDONLY | constants.O_DIRECTORY) : openSync(parent, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    return fn(`${PROC_FD}/${fd}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface Owner {
+  uid: number;
+  gid: number;
+  /** The archive's numeric ids were replaced by this host's ids of the recorded names. */
+  mapped: boolean;
+}
+
+interface FolderMeta {
+  path: string;
+  mode: number;
+  owner: Owner | undefined;
+  atime: Date;
+  mtime: Date | undefined;
+}
+
 /**
  * Unpacks the (scanned) archive. Into `/` (in place), one pass per top-level folder with
  * that folder as the working directory: tar refuses `/` itself as an extraction target.
+ *
+ * Nothing here follows a symlink a user may put in place of a restored entry while the
+ * restore runs (a user who owns a folder inside the tree can swap what is in it at any time):
+ * - tar opens files with O_NOFOLLOW; owner, mode and time are set on that descriptor before
+ *   tar closes it (tar's own chown, chmod and utimes go by path and are turned off);
+ * - folders get theirs at the end, each opened through its parent with O_NOFOLLOW;
+ * - just before tar makes a folder or writes an entry, its way down is checked for symlinks
+ *   again, unless every folder on it is closed to others (FolderChecks).
+ * What remains: node has no openat(), so tar's own mkdir/open/symlink/link resolve the path
+ * from the top; a user who can write to a folder on that way can swap a folder below it for
+ * a symlink between that last check and the call (microseconds, one entry), and that entry
+ * is written through the link. Only folders such a user can write to are exposed, and the
+ * next entry below it is refused.
  */
-export async function extractArchive(open: () => AsyncIterable<Uint8Array>, options: ExtractOptions, scan: Pick<ArchiveScan, 'tops' | 'topEntries'>): Promise<void> {
+export async function extractArchive(open: () => AsyncIterable<Uint8Array>, options: ExtractOptions, scan: Pick<ArchiveScan, 'tops' | 'topEntries'>): Promise<ExtractResult> {
   const root = path.resolve(options.root);
   const passes = root === '/' ? scan.tops.map((top) => ({ cwd: `/${top}`, strip: 1, prefix: `${top}/` })) : [{ cwd: root, strip: 0, prefix: '' }];
-  // Unpacking a folder's children touches its mtime: folders get theirs back at the end, deepest first.
-  const directories: { path: string; mtime: Date }[] = [];
-  const checked = new Set<string>();
-  // tar creates files and folders through the umask and never chmods a new file; writing to a
-  // file, or giving it to its owner, clears setuid/setgid. Modes those change are set at the end.
-  const umask = process.umask();
-  const modes: { path: string; mode: number }[] = [];
-  // Symlinks on disk are looked for below --target-dir; in place, from each entry's recorded path down.
-  const baseOf = (original: string) => (root === '/' ? path.dirname(recordedRoot(original, options.recorded ?? []) ?? '/') : root);
-  let failure: unknown;
+  const asRoot = process.getuid?.() === 0;
+  const users = asRoot ? new Map([...idNames('/etc/passwd')].map(([id, name]) => [name, id])) : new Map<string, number>();
+  const groups = asRoot ? new Map([...idNames('/etc/group')].map(([id, name]) => [name, id])) : new Map<string, number>();
+  let ownersMappedByName = 0;
+  /** As root, an entry's owner: by name where this host knows the name (as GNU tar does), else the archive's ids. */
+  const ownerOf = (entry: { uid?: number | undefined; gid?: number | undefined; uname?: string | undefined; gname?: string | undefined }): Owner | undefined => {
+    if (!asRoot) return undefined;
+    const uid = (entry.uname ? users.get(entry.uname) : undefined) ?? entry.uid ?? 0;
+    const gid = (entry.gname ? groups.get(entry.gname) : undefined) ?? entry.gid ?? 0;
+    return { uid, gid, mapped: uid !== (entry.uid ?? 0) || gid !== (entry.gid ?? 0) };
+  };
+  // Folders get their mode, owner and time at the end, deepest first: unpacking a folder's
+  // children touches its mtime, and a folder closed to its owner must still take them.
+  const folders: FolderMeta[] = [];
+  const checks = new FolderChecks();
+  // Symlinks on disk are looked for below --target-dir; in place, from each entry's recorded path down (none above it).
+  const baseOf = (onDisk: string): string | undefined => {
+    if (root !== '/') return root;
+    const recorded = recordedRoot(onDisk, options.recorded ?? []);
+    return recorded === undefined ? undefined : path.dirname(recorded);
+  };
+  let failure: Error | undefined;
+  const refuse = (target: string, link: string) => (failure ??= new Error(`refused to write ${target} through ${link}, a symlink on disk: nothing past it was written`));
+  const linkOnTheWay = (target: string, inclusive: boolean) => {
+    const base = baseOf(target);
+    return base === undefined ? undefined : checks.symlinkOnTheWay(base, target, inclusive);
+  };
+
+  /** On the descriptor tar wrote a file through, before tar closes it: owner, then mode (a chown clears setuid/setgid), then times. */
+  const settleFile = (fd: number, entry: ReadEntry) => {
+    const info = fstatSync(fd);
+    if (!info.isFile()) throw new Error(`${String(entry.absolute)} is not a regular file`);
+    const owner = ownerOf(entry);
+    let chowned = false;
+    if (owner && (info.uid !== owner.uid || info.gid !== owner.gid)) {
+      fchownSync(fd, owner.uid, owner.gid);
+      chowned = true;
+      if (owner.mapped) ownersMappedByName += 1;
+    }
+    const mode = entry.mode ?? 0o644;
+    if (chowned || (info.mode & 0o7777) !== mode) fchmodSync(fd, mode);
+    if (entry.mtime) futimesSync(fd, entry.atime ?? new Date(), entry.mtime);
+  };
+
+  /** Tar writes a file by piping its entry into a write stream: that stream's descriptor is where the file's metadata goes. */
+  const watchFile = (entry: ReadEntry) => {
+    const pipe = entry.pipe.bind(entry);
+    entry.pipe = ((stream: NodeJS.EventEmitter & { fd?: number }, pipeOptions?: unknown) => {
+      // Before tar's own 'finish' handler, which closes the descriptor.
+      stream.prependListener('finish', () => {
+        try {
+          if (typeof stream.fd === 'number') settleFile(stream.fd, entry);
+        } catch (error) {
+          failure ??= new Error(`${String(entry.absolute)}: its mode, owner and time could not be set: ${(error as Error).message}`);
+        }
+      });
+      return pipe(stream as never, pipeOptions as never);
+    }) as typeof entry.pipe;
+    return undefined;
+  };
+
+  /** As root, a symlink's owner (tar leaves symlinks to the restoring user): lchown through its parent, opened without following links. */
+  const settleSymlink = (entry: ReadEntry) => {
+    const owner = ownerOf(entry);
+    if (!owner || (owner.uid === process.getuid?.() && owner.gid === process.getgid?.())) return;
+    const target = String(entry.absolute);
+    inParentBelow(baseOf(target) ?? '/', target, (parent) => {
+      const inside = path.join(parent, path.basename(target));
+      if (!lstatSync(inside).isSymbolicLink()) return;
+      lchownSync(inside, owner.uid, owner.gid);
+      if (owner.mapped) ownersMappedByName += 1;
+    });
+  };
+
+  const MKDIR = tarStep('mkdir');
+  const MAKEFS = tarStep('makeFs');
   for (const pass of passes) {
     await mkdir(pass.cwd, { recursive: true });
-    const extractor = extractTar({
+    const unpack = new Unpack({
       cwd: pass.cwd,
       strip: pass.strip,
       strict: true,
       // The scan already refused absolute paths and '..'; this keeps absolute symlink targets as they were.
       preservePaths: true,
-      chmod: true,
-      processUmask: 0,
-      preserveOwner: process.getuid?.() === 0,
+      // tar's chmod, chown and utimes go by path and follow symlinks: all of that is done here.
+      chmod: false,
+      noMtime: true,
+      preserveOwner: false,
+      transform: watchFile,
       filter: (entryPath: string, entry: ReadEntry | Stats) => {
         const wanted = normalize(entryPath).startsWith(pass.prefix) && selected(entryPath, options.only);
         if (!wanted || failure) return false;
         const read = entry as ReadEntry;
-        const onDisk = (original: string) => path.join(pass.cwd, normalize(original).split('/').slice(pass.strip).join('/'));
-        const target = onDisk(entryPath);
-        const base = baseOf(`/${normalize(entryPath)}`);
-        // A folder entry where a symlink is would have its children written through it; a hard link reads through its target's folders.
-        const link =
-          symlinkOnTheWay(base, target, read.type === 'Directory', checked) ??
-          (read.type === 'Link' ? symlinkOnTheWay(base, onDisk(read.linkpath ?? ''), false, checked) : undefined);
-        if (link !== undefined) {
-          failure = new Error(`refused to write ${target} through ${link}, a symlink on disk: nothing past it was written`);
-          return false;
+        if (read.mode !== undefined) read.mode = restorableMode(read.mode & 0o7777);
+        if (read.type === 'Directory') {
+          const target = path.join(pass.cwd, normalize(entryPath).split('/').slice(pass.strip).join('/'));
+          folders.push({ path: target, mode: read.mode ?? 0o755, owner: ownerOf(read), atime: read.atime ?? new Date(), mtime: read.mtime });
         }
-        if (read.mode !== undefined) {
-          read.mode = restorableMode(read.mode & 0o7777);
-          if ((read.type === 'File' || read.type === 'Directory') && read.mode & (0o7000 | umask)) modes.push({ path: target, mode: read.mode });
-        }
-        if (read.type === 'Directory' && read.mtime) directories.push({ path: target, mtime: read.mtime });
         return true;
       },
       onwarn: (code: string, message: string) => {
         if (code !== 'TAR_ENTRY_INFO') failure ??= new Error(message);
       },
+    }) as Unpack & Record<symbol, unknown>;
+    const steps: TarSteps = { mkdir: (unpack[MKDIR] as TarSteps['mkdir']).bind(unpack), makeFs: (unpack[MAKEFS] as TarSteps['makeFs']).bind(unpack) };
+    // Right before tar makes a folder or writes an entry: its way down, checked again (see FolderChecks).
+    unpack[MKDIR] = (dir: string, mode: number, cb: TarCallback) => {
+      const link = linkOnTheWay(dir, true);
+      if (link !== undefined) return cb(refuse(dir, link));
+      steps.mkdir(dir, mode, cb);
+    };
+    unpack[MAKEFS] = (error: Error | null, entry: ReadEntry, done: TarCallback) => {
+      if (error || failure) return steps.makeFs(error ?? failure!, entry, done);
+      const target = String(entry.absolute);
+      const link = linkOnTheWay(target, entry.type === 'Directory') ?? (entry.type === 'Link' ? linkOnTheWay(path.resolve(pass.cwd, entry.linkpath ?? ''), false) : undefined);
+      if (link !== undefined) return steps.makeFs(refuse(target, link), entry, done);
+      if (entry.type !== 'SymbolicLink') return steps.makeFs(null, entry, done);
+      steps.makeFs(null, entry, (doneError) => {
+        try {
+          if (!doneError) settleSymlink(entry);
+        } catch (settleError) {
+          failure ??= new Error(`${target}: its owner could not be set: ${(settleError as Error).message}`);
+        }
+        done(doneError);
+      });
+    };
+    await pipeline(Readable.from(open()), unpack).catch((error: unknown) => {
+      failure ??= error as Error;
     });
-    await pipeline(Readable.from(open()), extractor);
-    if (failure) throw new StackbackError('RESTORE_FAILED', `unpacking failed: ${(failure as Error).message}`);
+    if (failure) throw new StackbackError('RESTORE_FAILED', `unpacking failed: ${failure.message}`);
   }
   // In place, a first-segment folder (/data) is each pass's working directory: tar never sees
-  // its own entry, so its mode, owner and time are applied here.
+  // its own entry, so its mode, owner and time are applied here too.
   if (root === '/') {
     for (const top of scan.topEntries.filter((t) => t.type === 'Directory' && selected(t.name, options.only))) {
-      await chmod(`/${top.name}`, restorableMode(top.mode & 0o7777));
-      if (process.getuid?.() === 0) await lchown(`/${top.name}`, top.uid, top.gid);
-      directories.push({ path: `/${top.name}`, mtime: top.mtime });
+      folders.push({ path: `/${top.name}`, mode: restorableMode(top.mode & 0o7777), owner: ownerOf(top), atime: new Date(), mtime: top.mtime });
     }
   }
-  for (const { path: target, mode } of modes) await chmod(target, mode);
-  directories.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
-  for (const dir of directories) await utimes(dir.path, dir.mtime, dir.mtime);
-}
-
-/**
- * As root, gives restored entries their owners by name where this host knows the name
- * under another id (as GNU tar does); otherwise the numeric ids from the archive stay.
- */
-export async function applyOwnerNames(root: string, files: FileEntry[], only: string | undefined): Promise<number> {
-  if (process.getuid?.() !== 0) return 0;
-  const users = new Map([...idNames('/etc/passwd')].map(([id, name]) => [name, id]));
-  const groups = new Map([...idNames('/etc/group')].map(([id, name]) => [name, id]));
-  let changed = 0;
-  for (const file of files) {
-    if (only !== undefined && file.path !== only && !file.path.startsWith(`${only}/`)) continue;
-    const uid = (file.user !== undefined ? users.get(file.user) : undefined) ?? file.uid;
-    const gid = (file.group !== undefined ? groups.get(file.group) : undefined) ?? file.gid;
-    if (uid === file.uid && gid === file.gid) continue;
-    await lchown(path.join(root, file.path), uid, gid).catch(() => undefined);
-    // A change of owner clears setuid/setgid: root restoring owners keeps them.
-    if (file.mode & 0o6000 && file.type !== 'SymbolicLink') await chmod(path.join(root, file.path), file.mode & 0o7777).catch(() => undefined);
-    changed += 1;
+  folders.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
+  for (const folder of folders) {
+    let fd: number;
+    try {
+      fd = openBelow(baseOf(folder.path) ?? '/', folder.path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NONBLOCK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'ELOOP' || code === 'ENOTDIR' ? 'it, or a folder above it, is a symlink now' : (error as Error).message;
+      throw new StackbackError('RESTORE_FAILED', `unpacked, but ${folder.path} did not get its mode, owner and time: ${why}`);
+    }
+    try {
+      const info = fstatSync(fd);
+      let chowned = false;
+      if (folder.owner && (info.uid !== folder.owner.uid || info.gid !== folder.owner.gid)) {
+        fchownSync(fd, folder.owner.uid, folder.owner.gid);
+        chowned = true;
+        if (folder.owner.mapped) ownersMappedByName += 1;
+      }
+      if (chowned || (info.mode & 0o7777) !== folder.mode) fchmodSync(fd, folder.mode);
+      if (folder.mtime) futimesSync(fd, folder.atime, folder.mtime);
+    } finally {
+      closeSync(fd);
+    }
   }
-  return changed;
+  return { ownersMappedByName };
 }

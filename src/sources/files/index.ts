@@ -10,7 +10,7 @@ import { restoreStamp } from '../stamp.ts';
 import { listTar } from '../tar-listing.ts';
 import { dumpOfStream } from '../artifact-dump.ts';
 import { createArchive, excluded, type FileEntry } from './archive.ts';
-import { applyOwnerNames, extractArchive, recordedRoot, scanArchive, symlinkOnTheWay } from './extract.ts';
+import { extractArchive, recordedRoot, scanArchive, symlinkOnTheWay } from './extract.ts';
 
 async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
@@ -116,7 +116,7 @@ export class FilesSource implements Source {
     const replaced = targetDir === undefined ? (only !== undefined ? [only] : recorded) : [];
     for (const p of replaced) {
       // A symlink below the recorded path (say, an uploads folder its owner swapped for a link to /etc) would take the move and the files elsewhere.
-      const link = symlinkOnTheWay(path.dirname(recordedRoot(p, recorded) ?? p), p, false, new Set());
+      const link = symlinkOnTheWay(path.dirname(recordedRoot(p, recorded) ?? p), p, false);
       if (link !== undefined) findings.push({ level: 'error', message: `${link} is a symlink on disk: restoring ${p} in place would write through it`, hint: 'restore with --target-dir, check what is there, and move it into place' });
     }
     const aside = replaced.filter((p) => existsSync(p));
@@ -134,13 +134,13 @@ export class FilesSource implements Source {
       execute: async () => {
         for (const p of aside) await rename(p, `${p}${suffix}`);
         await mkdir(root, { recursive: true, mode: 0o750 });
+        let renamedOwners: number;
         try {
-          await extractArchive(() => request.open(artifact), extract, scan);
+          renamedOwners = (await extractArchive(() => request.open(artifact), extract, scan)).ownersMappedByName;
         } catch (error) {
           if (aside.length === 0) throw error;
           throw new StackbackError('RESTORE_FAILED', `${(error as Error).message}; the previous contents are at ${aside.map((p) => `${p}${suffix}`).join(', ')}`);
         }
-        const renamedOwners = await applyOwnerNames(root, (artifact.meta.files as FileEntry[] | undefined) ?? [], only);
         return [{ artifact: artifact.id, restored_as: root, entries: scan.entries, owners_mapped_by_name: renamedOwners, moved_aside: aside.map((p) => `${p}${suffix}`) }];
       },
     };
