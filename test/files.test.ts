@@ -326,3 +326,23 @@ describe('files source', () => {
     assert.equal(again.code, 2, 'an existing catalog is not replaced without --force');
   });
 });
+
+describe('files source coverage', () => {
+  test('one of two configured paths empty (a disk not mounted there): that path is named, the other is not', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stackback-files-coverage-'));
+    const full = join(dir, 'full');
+    const empty = join(dir, 'mnt-empty');
+    await mkdir(join(full, 'sub'), { recursive: true });
+    await writeFile(join(full, 'sub', 'file.txt'), 'data');
+    await mkdir(join(empty, 'lost+found'), { recursive: true });
+    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([full, empty], { name: 'two' }) });
+    try {
+      const backup = await sandbox.json<{ sources: { name: string; coverage?: string[] }[] }>(['backup', '--full']);
+      assert.equal(backup.code, 0, backup.stderr);
+      assert.deepEqual(backup.value.sources.find((s) => s.name === 'two')?.coverage, [`no files under ${empty}: is a disk not mounted there?`]);
+    } finally {
+      await sandbox.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -72,14 +72,25 @@ export class FilesSource implements Source {
     const { stream, report } = createArchive({ paths: this.config.paths, exclude: this.config.exclude, oneFileSystem: this.config.oneFileSystem, signal });
     const paths = this.config.paths;
     return dumpOfStream(stream, () => {
-      const fileCount = report.files.filter((f) => f.type === 'File' || f.type === 'OldFile').length;
+      // Per configured path: one empty mount point among several is as much a lost disk as a whole empty source.
+      const perPath = paths.map(() => 0);
+      const roots = paths.map((p) => path.resolve(p));
+      let fileCount = 0;
+      for (const file of report.files) {
+        if (file.type !== 'File' && file.type !== 'OldFile') continue;
+        fileCount += 1;
+        roots.forEach((root, index) => {
+          if (file.path === root || file.path.startsWith(root === '/' ? '/' : `${root}/`)) perPath[index]! += 1;
+        });
+      }
+      const empty = paths.filter((_, index) => perPath[index] === 0);
       return {
         paths,
         files: report.files,
         file_count: fileCount,
         warnings: report.warnings,
         read_errors: report.readErrors,
-        ...(fileCount === 0 ? { coverage: [`no files under ${paths.join(', ')}: is a disk not mounted there?`] } : {}),
+        ...(empty.length > 0 ? { coverage: empty.map((p) => `no files under ${p}: is a disk not mounted there?`) } : {}),
       };
     });
   }
