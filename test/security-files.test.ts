@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
+import { DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { decodeObject, decodeObjectSync } from '../src/repository/object-codec.ts';
 import { createArchive } from '../src/sources/files/archive.ts';
 import { extractArchive, scanArchive } from '../src/sources/files/extract.ts';
@@ -161,12 +162,13 @@ describe('chunk decoding is bounded', () => {
 
   test('a zstd bomb fails with a clear error without being inflated, on the thread pool and in the restore worker', async () => {
     assert.ok(bomb.length < 1024 * 1024, `the bomb is ${bomb.length} bytes`);
-    const grown = Math.max(await grows(() => decodeObject(bomb, 1024 * 1024)), await grows(() => decodeObjectSync(bomb, 1024 * 1024)));
+    const grown = Math.max(await grows(() => decodeObject(bomb, 1024 * 1024, DEFAULT_CHUNKER.maxSize)), await grows(() => decodeObjectSync(bomb, 1024 * 1024, DEFAULT_CHUNKER.maxSize)));
     assert.ok(grown < 128 * 1024 * 1024, `memory grew by ${grown} bytes`);
   });
 
   test('a recorded size above the largest chunk does not lift the cap', async () => {
-    await assert.rejects(decodeObject(bomb, 2 ** 30), /inflates to more than 4194304 bytes/);
+    await assert.rejects(decodeObject(bomb, 2 ** 30, DEFAULT_CHUNKER.maxSize), /inflates to more than 4194304 bytes/);
+    await assert.rejects(decodeObject(bomb, 2 ** 30, 2 * 1024 * 1024), /inflates to more than 2097152 bytes/, 'the repository\'s own largest chunk is the cap');
   });
 
   test('a restore from a repository whose chunk was swapped for a bomb fails clearly', async () => {

@@ -104,7 +104,7 @@ async function loadChunk(repo: Repository, chain: string, ref: ChunkRef, check: 
   if (check === 'stored') checkStoredBytes(chain, ref, stored);
   let plain: Buffer;
   try {
-    plain = await decodeObject(stored, ref.size);
+    plain = await decodeObject(stored, ref.size, repo.info.chunker.maxSize);
   } catch (error) {
     throw undecodable(chain, ref, error);
   }

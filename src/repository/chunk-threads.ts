@@ -72,7 +72,7 @@ export async function writeArtifactToPipe(repo: Repository, chain: string, artif
     Atomics.notify(release!, 0);
   };
   const onSidesClosed = () => void sides!.done.then(() => answer(RELEASE), () => answer(ABANDON));
-  const job = { kind: 'pipe' as const, chain, artifact, paths, check, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
+  const job = { kind: 'pipe' as const, chain, artifact, paths, check, maxChunkSize: repo.info.chunker.maxSize, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
   await startThread(job, `writing artifact ${artifact.id}`, onSidesClosed).done;
 }
 

@@ -21,6 +21,8 @@ export interface PipeJob {
   /** Object file of each chunk, in artifact order. */
   paths: string[];
   check: ReadCheck;
+  /** The repository's largest chunk (repo.json): no chunk decodes to more. */
+  maxChunkSize: number;
   pipe: string;
   /** CPU priority of this thread while it writes (0 = unchanged). */
   nice: number;
@@ -151,7 +153,7 @@ class HeldBackWriter {
   }
 }
 
-function writePipe({ chain, artifact, paths, check, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): void {
+function writePipe({ chain, artifact, paths, check, maxChunkSize, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): void {
   // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
   // change the whole process, so the priority is left alone there.
   if (nice > 0 && process.platform === 'linux') setPriority(nice);
@@ -168,7 +170,7 @@ function writePipe({ chain, artifact, paths, check, pipe, nice, sidePipes, relea
       if (check === 'stored') checkStoredBytes(chain, ref, stored);
       let plain: Buffer;
       try {
-        plain = decodeObjectSync(stored, ref.size);
+        plain = decodeObjectSync(stored, ref.size, maxChunkSize);
       } catch (error) {
         throw undecodable(chain, ref, error);
       }

@@ -1,6 +1,5 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { DEFAULT_CHUNKER } from './chunker.ts';
 
 /**
  * How a chunk is stored: one tag byte, then the payload. The tag lets a repository hold
@@ -31,35 +30,37 @@ export async function encodeObject(plain: Buffer, level: number): Promise<Buffer
 /**
  * `expectedSize` (from the manifest) sizes the output buffer and caps it: a crafted object
  * whose zstd frame inflates to more (a decompression bomb) fails after at most that many
- * bytes, never more than the chunker's largest chunk, instead of exhausting memory.
+ * bytes, never more than `maxChunkSize`, the largest chunk of the repository's own chunker
+ * (repo.json: a repository keeps the chunker it was made with, whatever today's default is),
+ * instead of exhausting memory.
  */
-export async function decodeObject(stored: Buffer, expectedSize: number): Promise<Buffer> {
+export async function decodeObject(stored: Buffer, expectedSize: number, maxChunkSize: number): Promise<Buffer> {
   try {
-    return await decodeTagged(stored, (payload) => zstdDecompress(payload, zstdOptions(expectedSize)));
+    return await decodeTagged(stored, (payload) => zstdDecompress(payload, zstdOptions(expectedSize, maxChunkSize)));
   } catch (error) {
-    throw inflatedTooFar(error, expectedSize);
+    throw inflatedTooFar(error, expectedSize, maxChunkSize);
   }
 }
 
 /** The same on the calling thread: for the worker that feeds restores (src/repository/chunk-worker.ts). */
-export function decodeObjectSync(stored: Buffer, expectedSize: number): Buffer {
+export function decodeObjectSync(stored: Buffer, expectedSize: number, maxChunkSize: number): Buffer {
   try {
-    return decodeTagged(stored, (payload) => zlib.zstdDecompressSync(payload, zstdOptions(expectedSize)));
+    return decodeTagged(stored, (payload) => zlib.zstdDecompressSync(payload, zstdOptions(expectedSize, maxChunkSize)));
   } catch (error) {
-    throw inflatedTooFar(error, expectedSize);
+    throw inflatedTooFar(error, expectedSize, maxChunkSize);
   }
 }
 
-const outputLimit = (expectedSize: number) => Math.max(1, Math.min(expectedSize, DEFAULT_CHUNKER.maxSize));
+const outputLimit = (expectedSize: number, maxChunkSize: number) => Math.max(1, Math.min(expectedSize, maxChunkSize));
 
-function zstdOptions(expectedSize: number): zlib.ZstdOptions {
-  const limit = outputLimit(expectedSize);
+function zstdOptions(expectedSize: number, maxChunkSize: number): zlib.ZstdOptions {
+  const limit = outputLimit(expectedSize, maxChunkSize);
   return { chunkSize: outputSlice(limit), maxOutputLength: limit };
 }
 
-function inflatedTooFar(error: unknown, expectedSize: number): unknown {
+function inflatedTooFar(error: unknown, expectedSize: number, maxChunkSize: number): unknown {
   if ((error as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') return error;
-  return new Error(`it inflates to more than ${outputLimit(expectedSize)} bytes (recorded size ${expectedSize}): decoding stopped there`);
+  return new Error(`it inflates to more than ${outputLimit(expectedSize, maxChunkSize)} bytes (recorded size ${expectedSize}): decoding stopped there`);
 }
 
 function decodeTagged<T>(stored: Buffer, zstd: (payload: Buffer) => T): T | Buffer {
