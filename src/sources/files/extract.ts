@@ -62,6 +62,11 @@ export class FolderChecks {
     return (info.uid === 0 || info.uid === process.getuid?.()) && (info.mode & 0o022) === 0;
   }
 
+  /** Whether a path to `dir` checked before still leads to that same folder (no one else can swap a folder on the way). */
+  isStable(dir: string): boolean {
+    return this.stable.has(dir);
+  }
+
   /**
    * The first folder on the way from `base` down to `target` (excluded unless `inclusive`)
    * that is a symlink on disk. Folders not there yet are made by tar as real folders.
@@ -268,11 +273,14 @@ interface FolderMeta {
  * - folders get theirs at the end, each opened through its parent with O_NOFOLLOW;
  * - just before tar makes a folder or writes an entry, its way down is checked for symlinks
  *   again, unless every folder on it is closed to others (FolderChecks).
+ * - below such a folder, a file's owner and mode are set only if the file is still where it
+ *   should be (checked through its parent, opened as above); otherwise the restore fails.
  * What remains: node has no openat(), so tar's own mkdir/open/symlink/link resolve the path
  * from the top; a user who can write to a folder on that way can swap a folder below it for
- * a symlink between that last check and the call (microseconds, one entry), and that entry
- * is written through the link. Only folders such a user can write to are exposed, and the
- * next entry below it is refused.
+ * a symlink between that last check and the call (microseconds; tar may have several
+ * entries in flight), and those entries are created or truncated and written through the
+ * link, as root, without their owner or mode (for a file, the restore then fails). Only folders such a
+ * user can write to are exposed, and no entry is started below them after that.
  */
 export async function extractArchive(open: () => AsyncIterable<Uint8Array>, options: ExtractOptions, scan: Pick<ArchiveScan, 'tops' | 'topEntries'>): Promise<ExtractResult> {
   const root = path.resolve(options.root);
@@ -308,7 +316,19 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
   /** On the descriptor tar wrote a file through, before tar closes it: owner, then mode (a chown clears setuid/setgid), then times. */
   const settleFile = (fd: number, entry: ReadEntry) => {
     const info = fstatSync(fd);
-    if (!info.isFile()) throw new Error(`${String(entry.absolute)} is not a regular file`);
+    const target = String(entry.absolute);
+    if (!info.isFile()) throw new Error(`${target} is not a regular file`);
+    // Below a folder others can change, tar's open may have raced a swap on the way: owner and mode go only to the file that is where it should be.
+    const base = baseOf(target);
+    if (base !== undefined && !checks.isStable(path.dirname(target))) {
+      let there: Stats | undefined;
+      try {
+        there = inParentBelow(base, target, (parent) => lstatSync(path.join(parent, path.basename(target))));
+      } catch {
+        there = undefined;
+      }
+      if (there?.dev !== info.dev || there.ino !== info.ino) throw new Error(`a folder on its way was swapped while it was written, it is not where it should be`);
+    }
     const owner = ownerOf(entry);
     let chowned = false;
     if (owner && (info.uid !== owner.uid || info.gid !== owner.gid)) {
