@@ -12,10 +12,12 @@ import Database from 'better-sqlite3';
 import { QdrantClient } from '@qdrant/js-client-rest';
 import { execa } from 'execa';
 import { currentBootId, processStartTime } from '../src/process-identity.ts';
+import { daemonRequest } from '../src/daemon/client.ts';
 import { controlSockets, controlYaml, startDaemon } from './support/daemon.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { startQdrantStandin, type QdrantStandin } from './support/qdrant-standin.ts';
 import { filesSourceYaml, makeSandbox, postgresSourceYaml, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
+import { waitFor } from './support/wait.ts';
 
 interface StatusJson {
   healthy: boolean;
@@ -473,7 +475,7 @@ describe('root and a repository that belongs to the daemon user', () => {
   before(async () => {
     data = await filesTree();
     await execa('chmod', ['-R', 'a+rX', data]);
-    sandbox = await sandboxOf(data);
+    sandbox = await sandboxOf(data, 'schedule: { full: "off", incremental: "off", verify: "off", prune: "off", catch_up: false }');
     assert.equal((await sandbox.run(['backup', '--full'])).code, 0);
     // The daemon's user owns its state, as the systemd install makes it.
     await execa('chown', ['-R', 'nobody:nogroup', sandbox.dir]);
@@ -497,6 +499,27 @@ describe('root and a repository that belongs to the daemon user', () => {
     const asOwner = await execa('runuser', ['-u', 'nobody', '--', process.execPath, cli, 'backup', '--config', sandbox.configPath], { reject: false });
     assert.equal(asOwner.exitCode, 0, asOwner.stderr);
     assert.equal(await rootOwned(), '');
+  });
+
+  test('with the daemon running as its user, root reads and submits through its sockets and leaves nothing root-owned', async () => {
+    const cli = join(import.meta.dirname, '../src/cli/main.ts');
+    const sockets = controlSockets(sandbox.dir);
+    const daemon = execa('runuser', ['-u', 'nobody', '--', process.execPath, cli, 'daemon', '--config', sandbox.configPath], { reject: false, all: true });
+    try {
+      await waitFor('the daemon', async () => (await daemonRequest(sockets.socket, 'GET', '/api/backup/status', undefined, 1000).catch(() => undefined))?.status === 200);
+      const name = (await readdir(join(sandbox.repoPath, 'manifests')))[0]!.replace(/\.json$/, '');
+      for (const command of [['list'], ['show', name], ['history'], ['status'], ['backup']]) {
+        const result = await sandbox.run(command);
+        assert.ok(result.code === 0 || (command[0] === 'status' && result.code === 1), `${command.join(' ')}: ${result.code} ${result.stderr}`);
+        assert.doesNotMatch(result.stderr, /belongs to nobody/, command.join(' '));
+      }
+      const history = await sandbox.json<{ kind: string; status: string }[]>(['history', '-n', '1']);
+      assert.deepEqual(history.value.map((r) => [r.kind, r.status]), [['backup', 'ok']], 'the backup ran as a daemon job');
+      assert.equal(await rootOwned(), '', 'no file of the repository or catalog became root-owned');
+    } finally {
+      daemon.kill('SIGTERM');
+      await daemon;
+    }
   });
 });
 

@@ -78,7 +78,7 @@ describe('the control channel: a read-only socket and an admin socket', () => {
     assert.equal((await stat(daemon.adminSocket)).mode & 0o777, 0o600);
   });
 
-  test('the read-only socket answers status, list, show and jobs, and refuses with 403 whatever would change something', async () => {
+  test('the read-only socket answers status, list, show, history and jobs, and refuses with 403 whatever would change something', async () => {
     const created = await daemon.request('POST', '/api/backup/create', { type: 'full', sources: ['app-files'] });
     assert.equal(created.status, 202);
     const id = (created.body as Submitted).job.id;
@@ -90,6 +90,8 @@ describe('the control channel: a read-only socket and an admin socket', () => {
     const name = (list.body as { name: string }[])[0]!.name;
     assert.equal(((await read('GET', `/api/backup/${name}`)).body as { name: string }).name, name);
     assert.equal((await read('GET', `/api/jobs/${id}`)).status, 200);
+    const history = await read('GET', '/api/history?limit=1');
+    assert.deepEqual((history.body as { kind: string; backup: string }[]).map((r) => [r.kind, r.backup]), [['backup', name]]);
     const jobsBefore = (await read('GET', '/api/jobs')).body as JobView[];
 
     const target = join(sandbox.dir, 'restored');

@@ -2,6 +2,8 @@ import { type ErrorCode, StackbackError } from '../errors.ts';
 import type { Config } from '../config/load.ts';
 import { daemonRequest, followJob } from '../daemon/client.ts';
 import type { JobEvent, JobView } from '../daemon/queue.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { type GlobalOptions, loadCliConfig, openCliContext } from './context.ts';
 import { formatBytes, printJson, printLine } from './output.ts';
 
 /**
@@ -51,6 +53,27 @@ export async function findDaemon(config: Config, access: DaemonAccess): Promise<
     throw new StackbackError('FORBIDDEN', `this user may not use the daemon's socket ${socket}`, `run it as a member of the socket's group${socketGroup ? ` (${socketGroup})` : ''}, as the daemon's user or as root`);
   }
   return undefined;
+}
+
+/**
+ * A document that only reads the catalog (list, show, history): asked of the daemon when one
+ * answers, so the CLI opens no catalog file of its own (root never leaves files the daemon
+ * cannot use); otherwise read here.
+ */
+export async function readView<T>(options: GlobalOptions, path: string, local: (catalog: Catalog) => T): Promise<T> {
+  const config = loadCliConfig(options);
+  const socket = await findDaemon(config, 'read');
+  if (socket) {
+    const response = await daemonRequest(socket, 'GET', path);
+    if (response.status >= 400) throw remoteError(response.body, `the daemon refused GET ${path} (${response.status})`);
+    return response.body as T;
+  }
+  const ctx = openCliContext(options, config);
+  try {
+    return local(ctx.catalog);
+  } finally {
+    ctx.close();
+  }
 }
 
 function remoteError(body: unknown, fallback: string): StackbackError {

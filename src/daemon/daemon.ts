@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Catalog, newestBackupOf } from '../catalog/catalog.ts';
+import { backupDetail, backupList, runHistory } from '../catalog/views.ts';
 import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
 import { errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { cleanUpBeforeWriting, markInterruptedRuns } from '../jobs/housekeeping.ts';
@@ -136,13 +137,9 @@ export async function runDaemon(configFile: string): Promise<number> {
 
   const api: ControlApi = {
     status,
-    listBackups: () => catalog.listBackups(),
-    getBackup: (name) => {
-      validateBackupName(name);
-      const backup = catalog.getBackup(name);
-      if (!backup) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found`);
-      return backup;
-    },
+    listBackups: () => backupList(catalog),
+    getBackup: (name) => backupDetail(catalog, name),
+    history: (limit) => runHistory(catalog, limit),
     submitBackup: (body) => {
       const type = body.type ?? 'incremental';
       if (type !== 'full' && type !== 'incremental') throw new StackbackError('BAD_REQUEST', '"type" must be "full" or "incremental"');

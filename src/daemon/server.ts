@@ -18,6 +18,8 @@ export interface ControlApi {
   status(): StatusDocument;
   listBackups(): unknown;
   getBackup(name: string): unknown;
+  /** The run history, newest first (at most `limit` runs). */
+  history(limit: number): unknown;
   submitBackup(body: Record<string, unknown>): { job: JobView; collapsed: boolean };
   submitRestore(name: string, body: Record<string, unknown>): { job: JobView; collapsed: boolean };
   submitVerify(name: string, level: string | null): { job: JobView; collapsed: boolean };
@@ -127,6 +129,7 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
     ['GET', /^\/api\/backup\/verify\/([^/]+)$/, true, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level')))],
     ['DELETE', /^\/api\/backup\/([^/]+)$/, true, (m, _q, res) => send(res, 202, api.submitDelete(decodePathPart(m[1]!)))],
     ['GET', /^\/api\/backup\/([^/]+)$/, false, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
+    ['GET', /^\/api\/history$/, false, (_m, _q, res, url) => send(res, 200, api.history(Number(url.searchParams.get('limit') ?? 30)))],
     ['GET', /^\/api\/jobs$/, false, (_m, _q, res) => send(res, 200, api.jobs())],
     ['GET', /^\/api\/jobs\/(\d+)$/, false, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
     ['GET', EVENTS_ROUTE, false, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
