@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
-import { CopyBlockMerger, MAX_HEAD_BYTES, MIN_SPLIT_AFTER, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
+import { type ArchiveHead, CopyBlockMerger, type FeedReport, MAX_HEAD_BYTES, MIN_SPLIT_AFTER, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 
 /**
@@ -28,15 +28,22 @@ function pushThrough(merger: CopyBlockMerger, data: Buffer, pieceSizes: number[]
 }
 
 function merge(data: Buffer, pieceSizes: number[] = [data.length]): Buffer {
-  return pushThrough(new CopyBlockMerger(), data, pieceSizes);
+  return mergeWithReport(data, pieceSizes).out;
+}
+
+/** merge(), with what the merger says it did. */
+function mergeWithReport(data: Buffer, pieceSizes: number[] = [data.length]): { out: Buffer; report: FeedReport } {
+  const merger = new CopyBlockMerger();
+  return { out: pushThrough(merger, data, pieceSizes), report: merger.report() };
 }
 
 /** Like merge(), with side streams (at the least split point): what pg_restore gets, and what each side stream gets. */
-function split(data: Buffer, pieceSizes: number[], sideCount: number): { main: Buffer; sides: Buffer[] } {
+function split(data: Buffer, pieceSizes: number[], sideCount: number): { main: Buffer; sides: Buffer[]; report: FeedReport } {
   const written: Buffer[][] = Array.from({ length: sideCount }, () => []);
   const sides = { count: sideCount, write: (index: number, bytes: Buffer) => void written[index]!.push(Buffer.from(bytes)) };
-  const main = pushThrough(new CopyBlockMerger({ sides, options: { splitAfter: 0, serverMajor: 15 } }), data, pieceSizes);
-  return { main, sides: written.map((pieces) => Buffer.concat(pieces)) };
+  const merger = new CopyBlockMerger({ sides, options: { splitAfter: 0, serverMajor: 15 } });
+  const main = pushThrough(merger, data, pieceSizes);
+  return { main, sides: written.map((pieces) => Buffer.concat(pieces)), report: merger.report() };
 }
 
 /** The rows of `table` in a pg_restore or psql script, in order: the lines between its COPY line and the end-of-data line. */
@@ -66,14 +73,20 @@ function handMadeArchive(minor: 13 | 14 | 15 | 16, rows: string[]): Buffer {
   return Buffer.concat([...header, ...entry, ...data]);
 }
 
+/** The parsed head of an archive the merger must know. */
+function headOf(archive: Buffer): ArchiveHead {
+  const head = parseArchiveHead(archive);
+  if (typeof head === 'string') assert.fail(`not recognised: ${head}`);
+  return head;
+}
+
 /**
  * The data section of an uncompressed custom archive (after its table of contents), decoded
  * as pg_restore reads it: per dump id, its pieces in order. For archive versions the
  * machine's pg_restore cannot read.
  */
 function dataPieces(archive: Buffer): Map<number, Buffer[]> {
-  const head = parseArchiveHead(archive);
-  assert.ok(head, 'a recognised archive');
+  const head = headOf(archive);
   const readInt = (at: number) => (archive[at] ? -1 : 1) * archive.readUInt32LE(at + 1);
   const pieces = new Map<number, Buffer[]>();
   let at = head.dataStart;
@@ -175,7 +188,7 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     const rows = Array.from({ length: 150_000 }, (_, i) => `${i}\tvalue ${i} ${'ü'.repeat(i % 50)}\n`);
     for (const minor of [15, 16] as const) {
       const original = handMadeArchive(minor, rows);
-      const head = parseArchiveHead(original)!;
+      const head = headOf(original);
       assert.deepEqual([...head.dataEntries.values()].map((copy) => copy?.toString()), ['COPY public.t (a) FROM stdin;\n'], `1.${minor}: the table of contents is read`);
 
       const merged = merge(original, randomPieces(minor));
@@ -189,7 +202,8 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
       assert.ok(Buffer.concat(after).equals(Buffer.concat(before)), `1.${minor}: the same rows in the same order`);
 
       // Split over two side streams: every row arrives exactly once, whole.
-      const { main, sides } = split(original, randomPieces(minor + 100), 2);
+      const { main, sides, report } = split(original, randomPieces(minor + 100), 2);
+      assert.deepEqual(report, { blocks: 'merged', tables_split: [{ table: 'public.t', sessions: 3 }] }, `1.${minor}: what the feed says it did`);
       const mainRows = Buffer.concat(dataPieces(main).get(1)!).toString().split(/(?<=\n)/).filter((r) => r !== '\\.\n');
       const sideRows = sides.flatMap((side) => copyRows(side.toString(), 'public.t').map((row) => `${row}\n`));
       assert.ok(sideRows.length > 0, `1.${minor}: rows were dealt out to the side streams`);
@@ -204,21 +218,29 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
       maxBuffer: 1 << 30,
     });
     const compressed = Buffer.from(gzipped);
-    assert.deepEqual(merge(compressed, randomPieces(4)), compressed, 'a compressed archive');
     const sql = Buffer.from('-- PostgreSQL database dump\nCREATE TABLE t (id int);\n');
-    assert.deepEqual(merge(sql), sql, 'a plain SQL script');
     const cut = archive.subarray(0, 200);
-    assert.deepEqual(merge(cut, [7]), cut, 'an archive cut off inside its table of contents');
     const future = Buffer.from(archive);
     future[6] = 99; // archive version 1.99
-    assert.deepEqual(merge(future), future, 'an archive version it does not know');
+    const cases: [string, Buffer, number[], string][] = [
+      ['a compressed archive', compressed, randomPieces(4), 'a compressed archive (pg_dump without --compress=0): its data blocks are not merged'],
+      ['a plain SQL script', sql, [sql.length], 'not a pg_dump custom-format archive (no PGDMP header)'],
+      ['an archive cut off inside its table of contents', cut, [7], 'the stream ended inside its table of contents'],
+      ['an archive version it does not know', future, [future.length], 'archive version 1.99 not known (this merger reads 1.12 to 1.16)'],
+    ];
+    for (const [what, input, pieces, reason] of cases) {
+      const { out, report } = mergeWithReport(input, pieces);
+      assert.deepEqual(out, input, what);
+      assert.deepEqual(report, { blocks: 'passed through', reason, tables_split: [] }, what);
+    }
+    assert.deepEqual(mergeWithReport(archive).report, { blocks: 'merged', tables_split: [] }, 'a real archive, no side streams');
   });
 
   test('the table of contents is read as pg_restore reads it: the entries with data are the ones it lists', async () => {
     const { stdout } = await execa(`${cluster.binDir}/pg_restore`, ['-l'], { input: archive });
     const listed = [...stdout.matchAll(/^(\d+); \d+ \d+ (TABLE DATA|BLOBS|LARGE OBJECTS) /gm)].map((m) => Number(m[1]));
     assert.ok(listed.length >= 5, stdout);
-    const head = parseArchiveHead(archive)!;
+    const head = headOf(archive);
     assert.deepEqual([...head.dataEntries.keys()].filter((id) => listed.includes(id)).sort(), [...listed].sort());
     // The first data block starts right after it, with a dump id of an entry that has data.
     assert.equal(archive[head.dataStart], 1);
@@ -282,7 +304,7 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     // two full rounds), with the length of the first cut piece split across two pushes (its start unseen).
     for (let aligned = 54_000; aligned < 75_000; aligned += 1000) {
       const alignedBytes = rows.slice(0, aligned).join('').length;
-      const lengthAt = parseArchiveHead(handMadeArchive(14, []))!.dataStart + 1 + 5 + 5 * aligned + alignedBytes;
+      const lengthAt = headOf(handMadeArchive(14, [])).dataStart + 1 + 5 + 5 * aligned + alignedBytes;
       const sides = await check(`${aligned} rows before the cuts`, [...rows.slice(0, aligned), ...cut(alignedBytes, 3000)], [lengthAt + 2, 3000]);
       assert.ok(sides.some((side) => side.length > 0), 'dealing had begun');
     }

@@ -30,6 +30,14 @@ const BLK_BLOBS = 3;
 
 class NeedMore extends Error {}
 
+/** What the restore feed did to an archive (logged and recorded with the restore). */
+export interface FeedReport {
+  blocks: 'merged' | 'passed through' | 'merged, then passed through';
+  /** Why (part of) the archive passed through unchanged. */
+  reason?: string;
+  tables_split: { table: string; sessions: number }[];
+}
+
 export interface ArchiveHead {
   /** Where the data blocks start. */
   dataStart: number;
@@ -43,21 +51,25 @@ export interface ArchiveHead {
 /** Table of contents entries whose SQL pg_restore runs in every session it opens. */
 const SESSION_ENTRIES = new Set(['ENCODING', 'STDSTRINGS', 'SEARCHPATH']);
 
-/** Reads the header and table of contents; null if this is not an archive it knows. */
-export function parseArchiveHead(data: Buffer): ArchiveHead | null {
+const versionName = (version: number) => `${version >> 16}.${(version >> 8) & 0xff}${version & 0xff ? `.${version & 0xff}` : ''}`;
+
+/** Reads the header and table of contents; when this is not an archive it knows, says why (it then passes through). */
+export function parseArchiveHead(data: Buffer): ArchiveHead | string {
   let pos = 0;
   const take = (n: number) => {
     if (pos + n > data.length) throw new NeedMore();
     pos += n;
     return pos - n;
   };
-  if (data.length >= 5 && data.toString('latin1', 0, 5) !== 'PGDMP') return null;
+  if (data.length >= 5 && data.toString('latin1', 0, 5) !== 'PGDMP') return 'not a pg_dump custom-format archive (no PGDMP header)';
   take(5);
   const at = take(6);
   const version = (data[at]! << 16) | (data[at + 1]! << 8) | data[at + 2]!;
   const intSize = data[at + 3]!;
   const offSize = data[at + 4]!;
-  if (version < OLDEST_VERSION || version > NEWEST_VERSION || data[at + 5] !== FORMAT_CUSTOM || intSize < 1 || intSize > 6) return null;
+  if (version < OLDEST_VERSION || version > NEWEST_VERSION) return `archive version ${versionName(version)} not known (this merger reads ${versionName(OLDEST_VERSION)} to ${versionName(NEWEST_VERSION)})`;
+  if (data[at + 5] !== FORMAT_CUSTOM) return `archive format ${data[at + 5]} is not the custom format`;
+  if (intSize < 1 || intSize > 6) return `integer size ${intSize} not known`;
   const readInt = () => readArchiveInt(data, take(1 + intSize), intSize);
   /** A string's bytes (kept in the archive's encoding), or null for an absent one. */
   const readString = (): Buffer | null => {
@@ -66,7 +78,7 @@ export function parseArchiveHead(data: Buffer): ArchiveHead | null {
     return data.subarray(take(length), pos);
   };
   const compressed = version >= 0x010f00 ? data[take(1)] !== 0 : readInt() !== 0;
-  if (compressed) return null;
+  if (compressed) return 'a compressed archive (pg_dump without --compress=0): its data blocks are not merged';
   for (let i = 0; i < 7; i++) readInt(); // creation time
   for (let i = 0; i < 3; i++) readString(); // database name, server version, pg_dump version
   const entries = readInt();
@@ -207,6 +219,9 @@ export class CopyBlockMerger implements StreamTransform {
   private readonly sideFill: number[];
   private readonly sideInTable: boolean[];
   private readonly sideStarted: boolean[];
+  /** Tables whose rows were shared out: their COPY statement, and how many sessions loaded them (pg_restore's included). */
+  private readonly sessionsPerTable = new Map<string, number>();
+  private passedThrough: { reason: string; fromStart: boolean } | undefined;
 
   constructor(split?: { sides: SideStreams; options: SplitOptions }) {
     this.sides = split && split.sides.count > 0 ? split.sides : undefined;
@@ -227,6 +242,7 @@ export class CopyBlockMerger implements StreamTransform {
   }
 
   end(): Buffer {
+    if (this.state === 'head') this.passThrough('the stream ended inside its table of contents');
     const held = Buffer.concat(this.head);
     this.head = [];
     this.state = 'pass';
@@ -251,11 +267,11 @@ export class CopyBlockMerger implements StreamTransform {
         this.nextHeadAttempt = Math.min(buffered.length * 2, MAX_HEAD_BYTES + 1);
         return Buffer.alloc(0);
       }
-      parsed = null;
+      parsed = `no table of contents within ${MAX_HEAD_BYTES / 1024 / 1024} MiB`;
     }
     this.head = [];
-    if (!parsed) {
-      this.state = 'pass';
+    if (typeof parsed === 'string') {
+      this.passThrough(parsed);
       return buffered;
     }
     this.intSize = parsed.intSize;
@@ -292,7 +308,8 @@ export class CopyBlockMerger implements StreamTransform {
       if (this.state === 'blockType') {
         this.blockType = data[read]!;
         keep(1);
-        this.state = this.blockType === BLK_DATA || this.blockType === BLK_BLOBS ? 'blockId' : 'pass';
+        if (this.blockType === BLK_DATA || this.blockType === BLK_BLOBS) this.state = 'blockId';
+        else this.passThrough(`a data block of unknown type ${this.blockType}`);
       } else if (this.state === 'dataBytes' || this.state === 'blobBytes') {
         const n = Math.min(this.remaining, length - read);
         if (this.state === 'dataBytes') {
@@ -374,7 +391,7 @@ export class CopyBlockMerger implements StreamTransform {
     switch (this.state) {
       case 'blockId':
         // An id the table of contents has no data for: this is not the layout we think it is.
-        if (!this.dataEntries.has(value)) this.state = 'pass';
+        if (!this.dataEntries.has(value)) this.passThrough(`a data block for dump id ${value}, which the table of contents lists without data`);
         else if (this.blockType === BLK_DATA) {
           this.state = 'dataLength';
           this.startTable(this.sides ? (this.dataEntries.get(value) ?? null) : null);
@@ -386,7 +403,7 @@ export class CopyBlockMerger implements StreamTransform {
       case 'dataLength':
       case 'blobLength':
         if (value === 0 && this.state === 'dataLength') this.endTable();
-        if (value < 0) this.state = 'pass';
+        if (value < 0) this.passThrough('a negative block length');
         else if (value === 0) this.state = this.state === 'blobLength' ? 'blobOid' : 'blockType';
         else [this.state, this.remaining] = [this.state === 'blobLength' ? 'blobBytes' : 'dataBytes', value];
         return;
@@ -448,6 +465,22 @@ export class CopyBlockMerger implements StreamTransform {
     this.sideStarted[side] = true;
     this.toSide(side, this.copyStatement!, 0, this.copyStatement!.length);
     this.sideInTable[side] = true;
+    const statement = this.copyStatement!.toString();
+    this.sessionsPerTable.set(statement, (this.sessionsPerTable.get(statement) ?? 1) + 1);
+  }
+
+  /** Everything from here on passes through unchanged; the first reason is kept for the report. */
+  private passThrough(reason: string): void {
+    this.passedThrough ??= { reason, fromStart: this.state === 'head' };
+    this.state = 'pass';
+  }
+
+  /** What the feed did to the archive: merged or passed through (and why), which tables were split over how many sessions. */
+  report(): FeedReport {
+    const tables_split = [...this.sessionsPerTable].map(([statement, sessions]) => ({ table: /^COPY (.+?) (?:\(|FROM )/.exec(statement)?.[1] ?? statement.trim(), sessions }));
+    if (!this.passedThrough) return { blocks: 'merged', tables_split };
+    const { reason, fromStart } = this.passedThrough;
+    return { blocks: fromStart ? 'passed through' : 'merged, then passed through', reason, tables_split };
   }
 
   /** The table's data ended: each side stream that got rows of it ends its COPY. */
