@@ -203,7 +203,7 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
 
       // Split over two side streams: every row arrives exactly once, whole.
       const { main, sides, report } = split(original, randomPieces(minor + 100), 2);
-      assert.deepEqual(report, { blocks: 'merged', tables_split: [{ table: 'public.t', sessions: 3 }] }, `1.${minor}: what the feed says it did`);
+      assert.deepEqual(report, { blocks: 'merged', tables_split: [{ table: 'public.t', sessions: 3 }], summary: 'archive data blocks merged; public.t loaded through 3 COPY sessions' }, `1.${minor}: what the feed says it did`);
       const mainRows = Buffer.concat(dataPieces(main).get(1)!).toString().split(/(?<=\n)/).filter((r) => r !== '\\.\n');
       const sideRows = sides.flatMap((side) => copyRows(side.toString(), 'public.t').map((row) => `${row}\n`));
       assert.ok(sideRows.length > 0, `1.${minor}: rows were dealt out to the side streams`);
@@ -231,9 +231,9 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
     for (const [what, input, pieces, reason] of cases) {
       const { out, report } = mergeWithReport(input, pieces);
       assert.deepEqual(out, input, what);
-      assert.deepEqual(report, { blocks: 'passed through', reason, tables_split: [] }, what);
+      assert.deepEqual(report, { blocks: 'passed through', reason, tables_split: [], summary: `archive data blocks passed through unchanged: ${reason}` }, what);
     }
-    assert.deepEqual(mergeWithReport(archive).report, { blocks: 'merged', tables_split: [] }, 'a real archive, no side streams');
+    assert.deepEqual(mergeWithReport(archive).report, { blocks: 'merged', tables_split: [], summary: 'archive data blocks merged' }, 'a real archive, no side streams');
   });
 
   test('the table of contents is read as pg_restore reads it: the entries with data are the ones it lists', async () => {

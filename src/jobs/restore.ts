@@ -158,7 +158,9 @@ async function executeRestore(ctx: JobContext, manifest: Manifest, plans: Restor
         results.push({ safety_backup: safety.manifest.name, artifacts: plan.safetyBackup });
       }
       ctx.log.info({ source: plan.source }, `restoring ${plan.source}: ${plan.steps.join('; ')}`);
-      results.push(...(await plan.execute()));
+      const done = await plan.execute();
+      for (const result of done) ctx.log.info({ source: plan.source, ...result }, `restored ${plan.source} from ${manifest.name}`);
+      results.push(...done);
     }
     ctx.catalog.finishRun(runId, { status: 'ok', backup: manifest.name, detail: { results } });
     return results;

@@ -206,10 +206,10 @@ export interface ArtifactFeed {
   /**
    * Runs the tool with the pipe as its stdin (`bigPipe: false` leaves the pipe at its default
    * size, as on machines without perl; the tests use it to cover that path). Settles when both
-   * the feed and the tool are done; a damaged chunk is reported before the tool's complaint
-   * about its cut input.
+   * the feed and the tool are done, with what the transform reported of its work; a damaged
+   * chunk is reported before the tool's complaint about its cut input.
    */
-  run(file: string, args: string[], options: ToolOptions & { bigPipe?: boolean; sideTools?: SideTool[] }): Promise<void>;
+  run(file: string, args: string[], options: ToolOptions & { bigPipe?: boolean; sideTools?: SideTool[] }): Promise<unknown>;
   /** Stops the feed without running a tool. */
   cancel(): Promise<void>;
 }
@@ -277,6 +277,7 @@ export async function startArtifactFeed(data: ArtifactData, workDir: string, opt
         // A damaged chunk first: the tools' complaints about their cut input follow from it.
         if (feeding.status === 'rejected' && ownFailure(feeding.reason as NodeJS.ErrnoException)) throw feeding.reason;
         if (firstFailure !== undefined) throw firstFailure;
+        return feeding.status === 'fulfilled' ? feeding.value : undefined;
       } finally {
         await removePipes();
       }

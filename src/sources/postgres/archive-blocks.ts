@@ -36,6 +36,8 @@ export interface FeedReport {
   /** Why (part of) the archive passed through unchanged. */
   reason?: string;
   tables_split: { table: string; sessions: number }[];
+  /** The above in one sentence, for the log. */
+  summary: string;
 }
 
 export interface ArchiveHead {
@@ -478,9 +480,12 @@ export class CopyBlockMerger implements StreamTransform {
   /** What the feed did to the archive: merged or passed through (and why), which tables were split over how many sessions. */
   report(): FeedReport {
     const tables_split = [...this.sessionsPerTable].map(([statement, sessions]) => ({ table: /^COPY (.+?) (?:\(|FROM )/.exec(statement)?.[1] ?? statement.trim(), sessions }));
-    if (!this.passedThrough) return { blocks: 'merged', tables_split };
-    const { reason, fromStart } = this.passedThrough;
-    return { blocks: fromStart ? 'passed through' : 'merged, then passed through', reason, tables_split };
+    const blocks = !this.passedThrough ? 'merged' : this.passedThrough.fromStart ? 'passed through' : 'merged, then passed through';
+    const summary = [
+      `archive data blocks ${blocks === 'passed through' ? 'passed through unchanged' : blocks}${this.passedThrough ? `: ${this.passedThrough.reason}` : ''}`,
+      ...tables_split.map((t) => `${t.table} loaded through ${t.sessions} COPY sessions`),
+    ].join('; ');
+    return { blocks, ...(this.passedThrough ? { reason: this.passedThrough.reason } : {}), tables_split, summary };
   }
 
   /** The table's data ended: each side stream that got rows of it ends its COPY. */

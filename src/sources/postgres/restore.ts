@@ -9,7 +9,7 @@ import { feedTool, pipeFolderProblem, runTool, startArtifactFeed } from '../tool
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import type { PgServer } from './connection.ts';
-import type { SplitOptions } from './archive-blocks.ts';
+import type { FeedReport, SplitOptions } from './archive-blocks.ts';
 import type { PgDumpMeta } from './dump.ts';
 import { applyProperties, commentSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
 import { commentOf, scratchMarker } from './scratch.ts';
@@ -55,6 +55,8 @@ export interface DatabaseRestoreResult {
   safety_copy: string | null;
   mode: DatabaseRestorePlan['mode'];
   seconds: number;
+  /** What the feed did to the archive on its way into pg_restore (merged, split, or passed through and why). */
+  feed: FeedReport | null;
 }
 
 const MAX_IDENT_BYTES = 63;
@@ -263,20 +265,20 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
       args: ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'],
       what: `COPY session ${index + 2} of the restore of database "${plan.database}" into "${plan.scratch}"`,
     }));
-    await feed.run(file, argv, {
+    const feedReport = (await feed.run(file, argv, {
       ...server.toolAccess(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
       what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
       sideTools,
-    });
+    })) as FeedReport | undefined;
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await analyzeRestored(server, plan.scratch);
     if (!options.drillMarker) {
       await applyProperties(admin, plan.scratch, plan.properties);
       await swapIn(admin, plan, options);
     }
-    return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000 };
+    return { database: plan.database, restored_as: plan.final, safety_copy: plan.safetyCopy, mode: plan.mode, seconds: (Date.now() - started) / 1000, feed: feedReport ?? null };
   } catch (error) {
     if (!feeding) await feed.cancel().catch(() => undefined);
     if (created) await dropDatabase(admin!, plan.scratch, plan.serverMajor).catch(() => undefined);
