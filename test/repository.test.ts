@@ -12,6 +12,8 @@ import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
+import { chunkKey } from '../src/repository/storage.ts';
+import { LocalStorage } from '../src/repository/storage/local.ts';
 import { type FeedOptions, type SideTool, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
 import { swapCase, TRAILER } from './support/swapcase-transform.ts';
 
@@ -68,8 +70,11 @@ describe('chunker', () => {
 });
 
 /** A fresh repository in a temp folder for the enclosing describe block, removed after it. */
-function tempRepository(prefix: string): { dir: string; repo: Repository } {
-  const temp = {} as { dir: string; repo: Repository };
+function tempRepository(prefix: string): { dir: string; repo: Repository; chunkFile: (chain: string, id: string) => string } {
+  const temp = {
+    /** The file behind a chunk, to damage it. */
+    chunkFile: (chain: string, id: string) => new LocalStorage(join(temp.dir, 'repo')).fileOf(chunkKey(chain, id)),
+  } as { dir: string; repo: Repository; chunkFile: (chain: string, id: string) => string };
   before(async () => {
     temp.dir = await mkdtemp(join(tmpdir(), prefix));
     temp.repo = await Repository.create(join(temp.dir, 'repo'));
@@ -108,7 +113,7 @@ describe('repository store and read back', () => {
     const writer = new BackupWriter(temp.repo, 'chain-c', noChunks, { compressionLevel: 1 });
     const stored = await writer.storeArtifact(inPieces(data));
     const victim = stored.chunks[0]!;
-    const file = temp.repo.chunkPath('chain-c', victim.id);
+    const file = temp.chunkFile('chain-c', victim.id);
     const bytes = await readFile(file);
     bytes[10] = bytes[10]! ^ 0x40;
     await writeFile(file, bytes);
@@ -242,7 +247,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   test('a chunk damaged after the restore preflight fails the feed with CHUNK_CORRUPT', async () => {
     const data = dumpLikeData(3 * 1024 * 1024, 8);
     const artifact = await storeArtifact('pipe-b', data);
-    const victim = temp.repo.chunkPath('pipe-b', artifact.chunks.at(-1)!.id);
+    const victim = temp.chunkFile('pipe-b', artifact.chunks.at(-1)!.id);
     const bytes = await readFile(victim);
     bytes[bytes.length - 3] = bytes[bytes.length - 3]! ^ 0x01;
     await writeFile(victim, bytes);

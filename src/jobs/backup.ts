@@ -95,7 +95,8 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     const kind: BackupKind = promotedToFull ? 'full' : request.kind;
     if (promotedToFull) ctx.log.warn('no backup chain exists yet: this incremental runs as a full backup');
     const chain = kind === 'full' ? Repository.newChainId(started) : latest!.chain;
-    const name = newBackupName(request.label ?? kind, started, (n) => ctx.catalog.hasBackup(n) || repo.hasManifest(n));
+    const inRepository = new Set(await repo.listManifestNames());
+    const name = newBackupName(request.label ?? kind, started, (n) => ctx.catalog.hasBackup(n) || inRepository.has(n));
     ctx.catalog.updateRunDetail(runId, { chain, backup: name, kind });
     ctx.log.info({ backup: name, kind, chain }, `backup ${name} started`);
 
@@ -150,8 +151,8 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     try {
       await writer.commit(manifest);
     } catch (error) {
-      // The manifest may have landed before the folder fsync failed: it goes first, or it would name freed chunks.
-      if (repo.hasManifest(name)) await repo.deleteManifests(name).catch(() => undefined);
+      // The manifest may have landed before its sync failed: it goes first, or it would name freed chunks.
+      await repo.deleteManifests(name).catch(() => undefined);
       await discard(repo, writer, kind);
       throw new StackbackError('BACKUP_FAILED', `backup ${name} could not be committed: ${errorMessage(error)}`, undefined, { cause: error });
     }
@@ -197,12 +198,12 @@ async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKin
   const previous = ctx.catalog.listBackups().filter((b) => b.kind === kind && b.status === 'ok').at(-1);
   const planned = plans.reduce((sum, p) => sum + p.artifacts.reduce((s, a) => s + a.estimatedBytes, 0), 0);
   const [needed, basis] = previous ? [previous.bytes_stored, `the previous ${kind} backup stored that much`] : [planned, 'the size of the data to back up, uncompressed'];
-  const stats = await fs.statfs(repo.root);
-  const free = stats.bavail * stats.bsize;
-  if (free < needed) {
+  // Storage that cannot tell (a bucket) is not checked.
+  const free = await repo.freeBytes();
+  if (free !== undefined && free < needed) {
     throw new StackbackError(
       'DISK_SPACE',
-      `not enough free space for this backup in ${repo.root}: ${free} bytes free, about ${needed} bytes needed (${basis})`,
+      `not enough free space for this backup in ${repo.location}: ${free} bytes free, about ${needed} bytes needed (${basis})`,
       'free space, delete old backups (stackback delete), or move repository.path',
     );
   }
@@ -340,5 +341,5 @@ async function discard(repo: Repository, writer: BackupWriter, kind: BackupKind)
     await repo.removeChain(writer.chain);
     return;
   }
-  for (const chunk of writer.newChunks) await fs.rm(repo.chunkPath(writer.chain, chunk.id), { force: true });
+  for (const chunk of writer.newChunks) await repo.removeChunk(writer.chain, chunk.id);
 }

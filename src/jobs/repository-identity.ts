@@ -110,5 +110,5 @@ export async function initRepository(config: Config, catalog: Catalog, force: bo
   }
   // An existing repository (the catalog's or another) is refused by create, REPO_EXISTS.
   const repo = adopt(catalog, await Repository.create(config.repository.path));
-  return { path: repo.root, id: repo.info.id, forgot_backups: forgot };
+  return { path: repo.location, id: repo.info.id, forgot_backups: forgot };
 }

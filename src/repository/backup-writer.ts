@@ -27,8 +27,8 @@ export interface WriterStats {
  * thread; compression runs on the thread pool and object writes overlap with both, with at
  * most `concurrency` chunks in flight so memory stays bounded whatever the artifact size.
  *
- * Write order (the crash-safety argument): chunk objects (each fsynced) → their folders
- * fsynced → manifest. Nothing names a chunk before the chunk is durable.
+ * Write order (the crash-safety argument, storage.ts): chunk objects → the storage's sync()
+ * barrier → manifest. Nothing names a chunk before the chunk is durable.
  */
 export class BackupWriter {
   readonly chain: string;
@@ -41,7 +41,6 @@ export class BackupWriter {
   private readonly compressionLevel: number;
   private readonly concurrency: number;
   private readonly yieldToForeground: (() => Promise<void> | undefined) | undefined;
-  private readonly touchedFolders = new Set<string>();
   private readonly written = new Map<string, Promise<ChunkRef>>();
   private readonly inFlight = new Set<Promise<unknown>>();
   /** The first failed write: reading stops at the next chunk instead of at the input's end. */
@@ -108,7 +107,7 @@ export class BackupWriter {
 
   private async writeChunk(id: string, plain: Buffer): Promise<ChunkRef> {
     const stored = await encodeObject(plain, this.compressionLevel);
-    await this.repo.writeChunk(this.chain, id, stored, this.touchedFolders);
+    await this.repo.writeChunk(this.chain, id, stored);
     const ref: ChunkRef = {
       id,
       size: plain.length,
@@ -131,10 +130,10 @@ export class BackupWriter {
     await Promise.allSettled(this.written.values());
   }
 
-  /** Waits for every write, makes their folders durable, then writes the manifest. */
+  /** Waits for every write, makes them durable, then writes the manifest. */
   async commit(manifest: Manifest): Promise<void> {
     await Promise.all(this.written.values());
-    await this.repo.syncFolders(this.touchedFolders);
+    await this.repo.sync();
     await this.repo.writeManifest(manifest);
   }
 }

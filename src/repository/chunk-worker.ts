@@ -4,7 +4,7 @@
 // every collection marks the whole program's heap), and the main thread's event loop stays
 // free for its sockets.
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { StackbackError } from '../errors.ts';
@@ -12,14 +12,16 @@ import { type ChunkProblem, type ReadCheck, type SideStreams, type TransformFact
 import { RELEASE, SIDES_CLOSED, SIDES_FAILED } from './chunk-threads.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { decodeObjectSync } from './object-codec.ts';
+import { chunkKey, ReadScratch, type StorageSpec } from './storage.ts';
+import { openStorage } from './storage/open.ts';
 
 /** Write an artifact's checked plaintext into a named pipe. */
 export interface PipeJob {
   kind: 'pipe';
+  /** The repository's storage, which the thread opens itself. */
+  storage: StorageSpec;
   chain: string;
   artifact: ArtifactManifest;
-  /** Object file of each chunk, in artifact order. */
-  paths: string[];
   check: ReadCheck;
   /** The repository's largest chunk (repo.json): no chunk decodes to more. */
   maxChunkSize: number;
@@ -43,8 +45,9 @@ export interface PipeJob {
 /** Check stored objects against their recorded size and sha256; the answer lists the problems. */
 export interface CheckJob {
   kind: 'check';
+  storage: StorageSpec;
+  chain: string;
   chunks: ChunkRef[];
-  paths: string[];
 }
 
 export type ChunkJob = PipeJob | CheckJob;
@@ -60,31 +63,8 @@ export interface ThreadFailure {
   stackback: boolean;
 }
 
-let buffer = Buffer.alloc(0);
-
-/** A stored object, read into a buffer reused from chunk to chunk; undefined when the file is missing. */
-function readObject(file: string): Buffer | undefined {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  try {
-    const size = fstatSync(fd).size;
-    if (buffer.length < size) buffer = Buffer.allocUnsafe(size);
-    let filled = 0;
-    while (filled < size) {
-      const read = readSync(fd, buffer, filled, size - filled, null);
-      if (read === 0) break;
-      filled += read;
-    }
-    return buffer.subarray(0, filled);
-  } finally {
-    closeSync(fd);
-  }
-}
+// One buffer for every chunk the thread reads: the hot loop makes no copies.
+const scratch = new ReadScratch();
 
 function writeAll(fd: number, data: Buffer): void {
   let written = 0;
@@ -153,7 +133,7 @@ class HeldBackWriter {
   }
 }
 
-function writePipe({ chain, artifact, paths, check, maxChunkSize, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): void {
+async function writePipe({ storage, chain, artifact, check, maxChunkSize, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): Promise<void> {
   // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
   // change the whole process, so the priority is left alone there.
   if (nice > 0 && process.platform === 'linux') setPriority(nice);
@@ -161,11 +141,12 @@ function writePipe({ chain, artifact, paths, check, maxChunkSize, pipe, nice, si
   const out = openSync(pipe, 'w');
   const sides = new SidePipes(sidePipes);
   const transform = load?.(transformOptions, sides);
+  const objects = openStorage(storage);
   const main = sidePipes.length > 0 ? new HeldBackWriter(out) : { write: (data: Buffer) => writeAll(out, data), release: () => undefined };
   try {
     const whole = check === 'content' ? createHash('sha256') : undefined;
-    artifact.chunks.forEach((ref, index) => {
-      const stored = readObject(paths[index]!);
+    for (const ref of artifact.chunks) {
+      const stored = await objects.get(chunkKey(chain, ref.id), scratch);
       if (!stored) throw missingChunk(chain, ref.id);
       if (check === 'stored') checkStoredBytes(chain, ref, stored);
       let plain: Buffer;
@@ -179,7 +160,7 @@ function writePipe({ chain, artifact, paths, check, maxChunkSize, pipe, nice, si
       // After the checks: a transform may rewrite `plain` in place.
       if (!transform) main.write(plain);
       else for (let at = 0; at < plain.length; at += TRANSFORM_SLICE_BYTES) main.write(transform.push(plain.subarray(at, at + TRANSFORM_SLICE_BYTES)));
-    });
+    }
     if (transform) main.write(transform.end());
     if (whole) checkArtifactDigest(artifact, whole.digest('hex'));
     if (sidePipes.length > 0) {
@@ -195,16 +176,17 @@ function writePipe({ chain, artifact, paths, check, maxChunkSize, pipe, nice, si
   }
 }
 
-function checkStored({ chunks, paths }: CheckJob): ChunkProblem[] {
+async function checkStored({ storage, chain, chunks }: CheckJob): Promise<ChunkProblem[]> {
+  const objects = openStorage(storage);
   const problems: ChunkProblem[] = [];
-  chunks.forEach((ref, index) => {
-    const stored = readObject(paths[index]!);
+  for (const ref of chunks) {
+    const stored = await objects.get(chunkKey(chain, ref.id), scratch);
     const problem = sizeProblem(ref, stored?.length);
     if (problem) problems.push(problem);
     else if (!storedBytesMatch(ref, stored!)) {
       problems.push({ chunk: ref.id, problem: 'damaged', detail: 'stored bytes do not match their recorded sha256' });
     }
-  });
+  }
   return problems;
 }
 
@@ -212,10 +194,10 @@ async function outcome(job: ChunkJob): Promise<ChunkJobOutcome> {
   try {
     if (job.kind === 'pipe') {
       const load = job.transform ? ((await import(job.transform)) as { createTransform: TransformFactory }).createTransform : undefined;
-      writePipe(job, load);
+      await writePipe(job, load);
       return { ok: true };
     }
-    return { ok: true, problems: checkStored(job) };
+    return { ok: true, problems: await checkStored(job) };
   } catch (error) {
     return {
       ok: false,

@@ -1,21 +1,19 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { StackbackError } from '../errors.ts';
 import { missingChunk } from './artifact-reader.ts';
-import { replaceFileDurably, syncFolder, writeFileDurably } from './atomic-file.ts';
 import { type ChunkerParams, DEFAULT_CHUNKER } from './chunker.ts';
 import { acquireDaemonLock, acquireReaderLock, acquireWriterLock, type Lock, type WriterLockOptions } from './lock.ts';
-import { type Manifest, parseManifest, validateBackupName } from './manifest.ts';
+import { type Manifest, parseManifest } from './manifest.ts';
+import { CHAINS, chainPrefix, chunkKey, keyName, manifestKey, MANIFESTS, type ObjectStorage, REPO_INFO_KEY, type StorageSpec } from './storage.ts';
+import { LocalStorage } from './storage/local.ts';
 
 /**
- * The repository on disk (format version 1; DESIGN.md §3):
- *   repo.json                         format, id, chunker parameters, codec
- *   chains/<chain>/<aa>/<chunk-id>    write-once chunk objects, one namespace per chain
- *   manifests/<backup>.json           one per completed backup, written last
- *   locks/                            writer and reader locks
- *   tmp/                              temp files of in-flight writes (same filesystem)
- * The repository is the source of truth; the catalog is an index of it.
+ * The repository (format version 1; DESIGN.md §3): repo.json, manifests and chunk objects,
+ * kept in an ObjectStorage (storage.ts says how keys and crash safety work), plus locks/
+ * beside them, which are local files. The repository is the source of truth; the catalog is
+ * an index of it.
  */
 export const REPO_FORMAT = 1;
 
@@ -28,26 +26,35 @@ export interface RepoInfo {
   encryption: null;
 }
 
-/** repo.json of the repository at `root` (which must exist). */
-export function readRepoInfo(root: string): RepoInfo {
-  const infoFile = path.join(root, 'repo.json');
+function parseRepoInfo(text: string, origin: string): RepoInfo {
   try {
-    return JSON.parse(readFileSync(infoFile, 'utf8')) as RepoInfo;
+    return JSON.parse(text) as RepoInfo;
   } catch (error) {
-    throw new StackbackError('REPO_CORRUPT', `cannot read ${infoFile}: ${(error as Error).message}`);
+    throw new StackbackError('REPO_CORRUPT', `cannot read ${origin}: ${(error as Error).message}`);
   }
 }
 
-const CHUNK_ID = /^[0-9a-f]{64}$/;
-const CHAIN_ID = /^[0-9a-z-]{1,64}$/;
+/** repo.json of the local repository at `root` (which must exist). */
+export function readRepoInfo(root: string): RepoInfo {
+  const infoFile = new LocalStorage(root).fileOf(REPO_INFO_KEY);
+  let text: string;
+  try {
+    text = readFileSync(infoFile, 'utf8');
+  } catch (error) {
+    throw new StackbackError('REPO_CORRUPT', `cannot read ${infoFile}: ${(error as Error).message}`);
+  }
+  return parseRepoInfo(text, infoFile);
+}
 
 export class Repository {
-  readonly root: string;
   readonly info: RepoInfo;
+  readonly storage: ObjectStorage;
+  private readonly locksDir: string;
 
-  private constructor(root: string, info: RepoInfo) {
-    this.root = root;
+  private constructor(storage: LocalStorage, info: RepoInfo) {
+    this.storage = storage;
     this.info = info;
+    this.locksDir = path.join(storage.root, 'locks');
   }
 
   /**
@@ -55,22 +62,24 @@ export class Repository {
    * disk that is not mounted must not turn into a new, empty repository).
    */
   static async open(root: string): Promise<Repository> {
-    const infoFile = path.join(root, 'repo.json');
-    if (!existsSync(infoFile)) {
+    const storage = new LocalStorage(root);
+    const text = await storage.get(REPO_INFO_KEY);
+    if (!text) {
       throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${root} (repo.json missing)`, 'run `stackback init`, or fix repository.path');
     }
-    const info = readRepoInfo(root);
+    const info = parseRepoInfo(text.toString('utf8'), storage.fileOf(REPO_INFO_KEY));
     if (info.format !== REPO_FORMAT) {
       throw new StackbackError('REPO_FORMAT', `repository ${root} has format ${String(info.format)}; this stackback reads format ${REPO_FORMAT}`, 'use a stackback version that matches the repository');
     }
-    const repo = new Repository(root, info);
-    await repo.ensureFolders();
+    const repo = new Repository(storage, info);
+    await repo.ensureFolders(storage);
     return repo;
   }
 
   /** Makes a new repository at `root` (`stackback init`, or a first backup); refuses if one is there. */
   static async create(root: string): Promise<Repository> {
-    if (existsSync(path.join(root, 'repo.json'))) {
+    const storage = new LocalStorage(root);
+    if (await storage.stat(REPO_INFO_KEY)) {
       throw new StackbackError('REPO_EXISTS', `a repository already exists at ${root} (id ${readRepoInfo(root).id})`, 'use it as it is, or choose another repository.path');
     }
     const info: RepoInfo = {
@@ -81,40 +90,27 @@ export class Repository {
       codec: 'zstd',
       encryption: null,
     };
-    const repo = new Repository(root, info);
-    await repo.ensureFolders();
+    const repo = new Repository(storage, info);
+    await repo.ensureFolders(storage);
     // repo.json last: a folder without it is not a repository yet.
-    await replaceFileDurably(repo.tempDir, path.join(root, 'repo.json'), Buffer.from(`${JSON.stringify(info, null, 2)}\n`));
+    await storage.put(REPO_INFO_KEY, Buffer.from(`${JSON.stringify(info, null, 2)}\n`));
+    await storage.sync();
     return repo;
   }
 
-  private async ensureFolders(): Promise<void> {
-    for (const dir of [this.root, this.chainsDir, this.manifestsDir, this.locksDir, this.tempDir]) {
-      await fs.mkdir(dir, { recursive: true, mode: 0o750 });
-    }
+  private async ensureFolders(storage: LocalStorage): Promise<void> {
+    await storage.ensureFolders();
+    await fs.mkdir(this.locksDir, { recursive: true, mode: 0o750 });
   }
 
-  get chainsDir(): string {
-    return path.join(this.root, 'chains');
-  }
-  get manifestsDir(): string {
-    return path.join(this.root, 'manifests');
-  }
-  get locksDir(): string {
-    return path.join(this.root, 'locks');
-  }
-  get tempDir(): string {
-    return path.join(this.root, 'tmp');
+  /** For people: where the repository is. */
+  get location(): string {
+    return this.storage.location;
   }
 
-  chainDir(chain: string): string {
-    if (!CHAIN_ID.test(chain)) throw new StackbackError('REPO_CORRUPT', `invalid chain id ${JSON.stringify(chain)}`);
-    return path.join(this.chainsDir, chain);
-  }
-
-  chunkPath(chain: string, id: string): string {
-    if (!CHUNK_ID.test(id)) throw new StackbackError('REPO_CORRUPT', `invalid chunk id ${JSON.stringify(id)}`);
-    return path.join(this.chainDir(chain), id.slice(0, 2), id);
+  /** What a worker thread needs to open the repository's storage itself. */
+  get storageSpec(): StorageSpec {
+    return this.storage.spec;
   }
 
   /** A new chain id: time-ordered, so `ls chains/` reads oldest first. */
@@ -134,132 +130,100 @@ export class Repository {
     return acquireDaemonLock(this.locksDir);
   }
 
-  /**
-   * Writes one chunk object durably except for the folder fsync: the caller collects the
-   * folders (`touched`) and syncs them once, before the manifest that names the chunks.
-   */
-  async writeChunk(chain: string, id: string, stored: Buffer, touched: Set<string>): Promise<void> {
-    const target = this.chunkPath(chain, id);
-    const folder = path.dirname(target);
-    if (!touched.has(folder)) {
-      await fs.mkdir(folder, { recursive: true, mode: 0o750 });
-      touched.add(folder);
-      touched.add(path.dirname(folder));
-      touched.add(this.chainsDir);
-    }
-    try {
-      await writeFileDurably(this.tempDir, target, stored);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') {
-        throw new StackbackError('DISK_SPACE', `the repository's disk is full (${code}) at ${this.root}`, 'free space or move repository.path; the failed backup frees what it wrote', { cause: error });
-      }
-      throw error;
-    }
+  /** Stores one chunk object; it may vanish in a crash until sync(), which must come before the manifest naming it. */
+  async writeChunk(chain: string, id: string, stored: Buffer): Promise<void> {
+    await this.storage.put(chunkKey(chain, id), stored);
   }
 
-  async syncFolders(folders: Iterable<string>): Promise<void> {
-    for (const folder of folders) await syncFolder(folder);
+  /** The durability barrier: every chunk written (and object removed) before it survives a crash. */
+  async sync(): Promise<void> {
+    await this.storage.sync();
   }
 
   /** The stored bytes of a chunk; CHUNK_MISSING if the object is gone. */
   async readChunk(chain: string, id: string): Promise<Buffer> {
-    try {
-      return await fs.readFile(this.chunkPath(chain, id));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw missingChunk(chain, id);
-      }
-      throw error;
-    }
+    const stored = await this.storage.get(chunkKey(chain, id));
+    if (!stored) throw missingChunk(chain, id);
+    return stored;
   }
 
   async chunkSize(chain: string, id: string): Promise<number | undefined> {
-    try {
-      return (await fs.stat(this.chunkPath(chain, id))).size;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
+    return (await this.storage.stat(chunkKey(chain, id)))?.size;
   }
 
-  private manifestPath(name: string): string {
-    return path.join(this.manifestsDir, `${validateBackupName(name)}.json`);
+  async removeChunk(chain: string, id: string): Promise<void> {
+    await this.storage.remove(chunkKey(chain, id));
   }
 
   /** The commit point of a backup. */
   async writeManifest(manifest: Manifest): Promise<void> {
-    await replaceFileDurably(this.tempDir, this.manifestPath(manifest.name), Buffer.from(`${JSON.stringify(manifest)}\n`));
+    await this.storage.put(manifestKey(manifest.name), Buffer.from(`${JSON.stringify(manifest)}\n`));
+    await this.storage.sync();
   }
 
-  hasManifest(name: string): boolean {
-    return existsSync(this.manifestPath(name));
+  async hasManifest(name: string): Promise<boolean> {
+    return (await this.storage.stat(manifestKey(name))) !== undefined;
   }
 
   async readManifest(name: string): Promise<Manifest> {
-    const file = this.manifestPath(name);
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found in the repository`, '`stackback list` shows the backups');
-      }
-      throw error;
-    }
-    return parseManifest(text, file);
+    const key = manifestKey(name);
+    const text = await this.storage.get(key);
+    if (!text) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found in the repository`, '`stackback list` shows the backups');
+    return parseManifest(text.toString('utf8'), `${this.location}/${key}`);
   }
 
   async listManifestNames(): Promise<string[]> {
-    const names = (await fs.readdir(this.manifestsDir)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
+    const names: string[] = [];
+    for await (const key of this.storage.list(MANIFESTS)) names.push(keyName(key).slice(0, -'.json'.length));
     return names.sort();
   }
 
-  /** The commit point of a deletion: after this the backups no longer exist (one folder fsync for all). */
+  /** The commit point of a deletion: after this the backups no longer exist (one sync for all). */
   async deleteManifests(...names: string[]): Promise<void> {
-    for (const name of names) await fs.rm(this.manifestPath(name));
-    await syncFolder(this.manifestsDir);
+    for (const name of names) await this.storage.remove(manifestKey(name));
+    await this.storage.sync();
   }
 
   async removeChain(chain: string): Promise<void> {
-    await fs.rm(this.chainDir(chain), { recursive: true, force: true });
+    await this.storage.remove(chainPrefix(chain));
   }
 
   /**
-   * Deletes the chunk objects of `chain` for which `remove(id, mtimeMs)` says so, one
-   * folder listing at a time (memory stays bounded whatever the chain's size); removes the
-   * chain folder when nothing is left. Returns what was freed and what remains.
+   * Deletes the chunk objects of `chain` for which `remove(id, mtimeMs)` says so, as the
+   * storage lists them (memory stays bounded whatever the chain's size); removes the chain
+   * when nothing is left. Returns what was freed and what remains.
    */
   async removeChunksWhere(chain: string, remove: (id: string, mtimeMs: number) => boolean): Promise<{ chunks: number; bytes: number; remaining: number }> {
     const result = { chunks: 0, bytes: 0, remaining: 0 };
-    const chainDir = this.chainDir(chain);
-    if (!existsSync(chainDir)) return result;
-    for (const prefix of await fs.readdir(chainDir)) {
-      const folder = path.join(chainDir, prefix);
-      for (const id of await fs.readdir(folder)) {
-        const file = path.join(folder, id);
-        const info = await fs.stat(file);
-        if (!remove(id, info.mtimeMs)) {
-          result.remaining += 1;
-          continue;
-        }
-        await fs.rm(file);
-        result.chunks += 1;
-        result.bytes += info.size;
+    const prefix = chainPrefix(chain);
+    for await (const key of this.storage.list(prefix)) {
+      const info = await this.storage.stat(key);
+      if (!info) continue;
+      if (!remove(keyName(key), info.mtimeMs)) {
+        result.remaining += 1;
+        continue;
       }
+      await this.storage.remove(key);
+      result.chunks += 1;
+      result.bytes += info.size;
     }
-    if (result.remaining === 0) await fs.rm(chainDir, { recursive: true, force: true });
+    if (result.remaining === 0) await this.storage.remove(prefix);
     return result;
   }
 
   async listChains(): Promise<string[]> {
-    return (await fs.readdir(this.chainsDir)).sort();
+    const chains: string[] = [];
+    for await (const prefix of this.storage.list(CHAINS)) chains.push(keyName(prefix));
+    return chains.sort();
   }
 
-  /** Removes temp files of writes that never finished (call under the writer lock). */
+  /** Removes what writes that never finished left behind (call under the writer lock). */
   async cleanTemp(): Promise<number> {
-    const names = await fs.readdir(this.tempDir);
-    for (const name of names) await fs.rm(path.join(this.tempDir, name), { recursive: true, force: true });
-    return names.length;
+    return this.storage.removeUnfinished();
+  }
+
+  /** Bytes the repository can still take, or undefined where its storage cannot tell. */
+  async freeBytes(): Promise<number | undefined> {
+    return this.storage.freeBytes();
   }
 }
