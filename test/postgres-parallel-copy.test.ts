@@ -61,7 +61,7 @@ describe('restores through several COPY sessions', () => {
     await cluster.psql('postgres', 'CREATE DATABASE shop');
     await cluster.psql('shop', SCHEMA_AND_DATA);
     original = await snapshotDatabase(cluster, 'shop');
-    sandbox = await makeSandbox(postgresSourceYaml(cluster, { databases: ['shop'], globals: false, extra: '      restore_copy_sessions: 3\n      restore_copy_split_after: 4MiB' }));
+    sandbox = await makeSandbox(postgresSourceYaml(cluster, { databases: ['shop'], globals: false, extra: '      restore_copy_sessions: 3\n      restore_copy_split_after: 4MiB' }), { logLevel: 'info' });
     configText = await readFile(sandbox.configPath, 'utf8');
     const backup = await sandbox.run(['backup', '--full']);
     assert.equal(backup.code, 0, backup.stderr);
@@ -74,8 +74,13 @@ describe('restores through several COPY sessions', () => {
   });
 
   test('three sessions: the copy is identical to the original, and its big tables were loaded by all three', async () => {
-    const result = await sandbox.run(['restore', backupName, '--target-db', 'shop_three']);
+    const result = await sandbox.run(['restore', backupName, '--target-db', 'shop_three', '--json']);
     assert.equal(result.code, 0, result.stderr);
+    // The restore says what its feed did, in its result and its log.
+    const feed = (JSON.parse(result.stdout) as { results: { feed: { blocks: string; tables_split: { table: string; sessions: number }[] } }[] }).results[0]!.feed;
+    assert.equal(feed.blocks, 'merged');
+    assert.deepEqual(feed.tables_split.map((t) => `${t.table}:${t.sessions}`).sort(), ['public."Größen":3', 'public.events:3']);
+    assert.match(result.stderr, /archive data blocks merged; .*loaded through 3 COPY sessions/);
     assert.deepEqual(await snapshotDatabase(cluster, 'shop_three'), original);
     assert.equal(await cluster.psql('shop_three', "SELECT count(*) FROM events WHERE body = 'loaded after the trigger'"), '0');
     assert.equal(await loadingTransactions(cluster, 'shop_three', 'events'), 3, 'events was loaded by three sessions');
@@ -89,8 +94,9 @@ describe('restores through several COPY sessions', () => {
 
   test('one session: the same copy, loaded by one', async () => {
     await useConfig(1);
-    const result = await sandbox.run(['restore', backupName, '--target-db', 'shop_one']);
+    const result = await sandbox.run(['restore', backupName, '--target-db', 'shop_one', '--json']);
     assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual((JSON.parse(result.stdout) as { results: { feed: unknown }[] }).results[0]!.feed, { blocks: 'merged', tables_split: [], summary: 'archive data blocks merged' });
     assert.deepEqual(await snapshotDatabase(cluster, 'shop_one'), original);
     assert.equal(await loadingTransactions(cluster, 'shop_one', 'events'), 1);
   });

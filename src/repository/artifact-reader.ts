@@ -29,6 +29,8 @@ export interface StreamTransform {
   push(data: Buffer): Buffer;
   /** What is still held back at the end of the stream. */
   end(): Buffer;
+  /** What it did to the stream, for the restore's log and record (must survive structured cloning). */
+  report?(): unknown;
 }
 
 /** Extra output streams a transform may write parts of its input to (see PipeWriteOptions.sides). */
@@ -46,7 +48,8 @@ export type TransformFactory = (options: unknown, sides: SideStreams) => StreamT
  * pipe that an external tool reads (the fast path for big restores, see chunk-threads.ts).
  */
 export interface ArtifactData extends AsyncIterable<Buffer> {
-  writeToPipe(pipe: string, options: PipeWriteOptions): Promise<void>;
+  /** Resolves, once everything is written, with what the transform reported (undefined without one). */
+  writeToPipe(pipe: string, options: PipeWriteOptions): Promise<unknown>;
 }
 
 export interface PipeWriteOptions {

@@ -18,20 +18,20 @@ export const SIDES_FAILED = 'SIDES_FAILED';
 const WORKER = siblingModule(import.meta.url, 'chunk-worker');
 
 interface ThreadRun {
-  /** Resolves with the problems list (check jobs) or nothing; rejects with the job's error. */
-  done: Promise<ChunkProblem[]>;
+  /** Resolves with the problems list (check jobs) or the transform's report (pipe jobs); rejects with the job's error. */
+  done: Promise<{ problems: ChunkProblem[]; report?: unknown }>;
   stop(): void;
 }
 
 /** Runs one job on a thread of its own; `onSidesClosed` answers a pipe job's SIDES_CLOSED message. */
 function startThread(job: ChunkJob, what: string, onSidesClosed?: () => void): ThreadRun {
   const worker = new Worker(WORKER, { workerData: job });
-  const done = new Promise<ChunkProblem[]>((resolve, reject) => {
+  const done = new Promise<{ problems: ChunkProblem[]; report?: unknown }>((resolve, reject) => {
     let reported = false;
     worker.on('message', (message: ChunkJobOutcome | typeof SIDES_CLOSED) => {
       if (message === SIDES_CLOSED) return onSidesClosed?.();
       reported = true;
-      if (message.ok) resolve(message.problems ?? []);
+      if (message.ok) resolve({ problems: message.problems ?? [], report: message.report });
       else reject(rebuild(message.failure));
     });
     worker.once('error', reject);
@@ -62,7 +62,7 @@ function rebuild(failure: ThreadFailure): Error {
  * chunk makes it wait out the scheduler's time slice, and the server idles meanwhile
  * (measured: 0.45 s of a 4.5 s COPY at scale 50 on 2 cores; at nice 10, 0.15 s).
  */
-export async function writeArtifactToPipe(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, pipe: string, options: PipeWriteOptions): Promise<void> {
+export async function writeArtifactToPipe(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, pipe: string, options: PipeWriteOptions): Promise<unknown> {
   const { sides, ...rest } = options;
   // The thread waits on this flag (Atomics.wait) for the verdict on the side tools.
   const release = sides ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
@@ -72,7 +72,7 @@ export async function writeArtifactToPipe(repo: Repository, chain: string, artif
   };
   const onSidesClosed = () => void sides!.done.then(() => answer(RELEASE), () => answer(ABANDON));
   const job = { kind: 'pipe' as const, storage: repo.storageSpec, chain, artifact, check, maxChunkSize: repo.info.chunker.maxSize, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
-  await startThread(job, `writing artifact ${artifact.id}`, onSidesClosed).done;
+  return (await startThread(job, `writing artifact ${artifact.id}`, onSidesClosed).done).report;
 }
 
 /** Reads and hashes stored objects on as many threads as the machine has cores (at most 4); `signal` stops them. */
@@ -86,7 +86,7 @@ export async function checkStoredInThreads(repo: Repository, chain: string, chun
   const stopAll = () => runs.forEach((run) => run.stop());
   signal?.addEventListener('abort', stopAll, { once: true });
   try {
-    return (await Promise.all(runs.map((r) => r.done))).flat();
+    return (await Promise.all(runs.map((r) => r.done))).flatMap((outcome) => outcome.problems);
   } catch (error) {
     // One failed: the others would go on reading the repository after the caller gave up.
     stopAll();

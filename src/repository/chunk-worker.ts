@@ -53,7 +53,7 @@ export interface CheckJob {
 export type ChunkJob = PipeJob | CheckJob;
 
 /** What the thread posts when it ends. */
-export type ChunkJobOutcome = { ok: true; problems?: ChunkProblem[] } | { ok: false; failure: ThreadFailure };
+export type ChunkJobOutcome = { ok: true; problems?: ChunkProblem[]; report?: unknown } | { ok: false; failure: ThreadFailure };
 
 export interface ThreadFailure {
   message: string;
@@ -133,7 +133,8 @@ class HeldBackWriter {
   }
 }
 
-async function writePipe({ storage, chain, artifact, check, maxChunkSize, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): Promise<void> {
+/** Writes the pipe job's stream; resolves with the transform's report. */
+async function writePipe({ storage, chain, artifact, check, maxChunkSize, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): Promise<unknown> {
   // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
   // change the whole process, so the priority is left alone there.
   if (nice > 0 && process.platform === 'linux') setPriority(nice);
@@ -170,6 +171,7 @@ async function writePipe({ storage, chain, artifact, check, maxChunkSize, pipe, 
       if (Atomics.load(release!, 0) !== RELEASE) throw Object.assign(new Error('a side tool failed: the main stream was not finished'), { code: SIDES_FAILED });
       main.release();
     }
+    return transform?.report?.();
   } finally {
     sides.close();
     closeSync(out);
@@ -194,8 +196,7 @@ async function outcome(job: ChunkJob): Promise<ChunkJobOutcome> {
   try {
     if (job.kind === 'pipe') {
       const load = job.transform ? ((await import(job.transform)) as { createTransform: TransformFactory }).createTransform : undefined;
-      await writePipe(job, load);
-      return { ok: true };
+      return { ok: true, report: await writePipe(job, load) };
     }
     return { ok: true, problems: await checkStored(job) };
   } catch (error) {

@@ -291,7 +291,7 @@ export async function startArtifactFeed(data: ArtifactData, workDir: string, opt
  * reading end ourselves (without blocking) and close it again until the writer has moved on;
  * it then fails with EPIPE, as it does when the tool stops reading mid-way.
  */
-async function releaseWriter(pipe: string, written: Promise<void>): Promise<void> {
+async function releaseWriter(pipe: string, written: Promise<unknown>): Promise<void> {
   let settled = false;
   void written.then(
     () => (settled = true),
