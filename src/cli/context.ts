@@ -7,7 +7,7 @@ import { createLogger } from '../log.ts';
 import { createSources } from '../sources/registry.ts';
 import { markInterruptedRuns } from '../jobs/housekeeping.ts';
 import { StackbackError } from '../errors.ts';
-import { idNames } from '../sources/files/archive.ts';
+import { idNames } from '../system-accounts.ts';
 
 export interface GlobalOptions {
   config?: string;

@@ -1,15 +1,16 @@
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import type http from 'node:http';
 import path from 'node:path';
 import { StackbackError } from '../errors.ts';
+import { nameIds } from '../system-accounts.ts';
 import { daemonRequest } from './client.ts';
 
-async function groupId(group: string, socketPath: string): Promise<number> {
+function groupId(group: string, socketPath: string): number {
   if (/^\d+$/.test(group)) return Number(group);
-  const line = (await readFile('/etc/group', 'utf8')).split('\n').find((l) => l.split(':')[0] === group);
-  if (!line) throw new StackbackError('CONFIG_INVALID', `no group named "${group}" for the control socket ${socketPath}`, 'fix control.socket_group or control.admin_socket_group, or create the group');
-  return Number(line.split(':')[2]);
+  const id = nameIds('/etc/group').get(group);
+  if (id === undefined) throw new StackbackError('CONFIG_INVALID', `no group named "${group}" for the control socket ${socketPath}`, 'fix control.socket_group or control.admin_socket_group, or create the group');
+  return id;
 }
 
 /**
@@ -41,7 +42,7 @@ async function listenOnSocket(server: http.Server, socketPath: string, mode: num
     process.umask(previous);
   }
   await chmod(socketPath, mode);
-  if (group !== null) await chown(socketPath, -1, await groupId(group, socketPath));
+  if (group !== null) await chown(socketPath, -1, groupId(group, socketPath));
 }
 
 export interface SocketListener {

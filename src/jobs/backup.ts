@@ -103,7 +103,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     ctx.progress?.({ phase: 'planning' });
     const plans: SourcePlan[] = [];
     for (const source of sources) plans.push(await planSource(ctx, source, request.artifacts));
-    await checkFreeSpace(ctx, repo, kind, plans);
+    await checkFreeSpace(ctx, repo, kind, plans, backups);
 
     const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel, yieldToForeground: ctx.yieldToForeground });
     const outcomes: SourceOutcome[] = [];
@@ -194,8 +194,8 @@ async function planSource(ctx: JobContext, source: Source, only: string[] | unde
  * of the same kind stored, or (first backup) the sources' own sizes, uncompressed; in
  * work_dir, the temporary copy of the catalog that every backup carries.
  */
-async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKind, plans: SourcePlan[]): Promise<void> {
-  const previous = ctx.catalog.listBackups().filter((b) => b.kind === kind && b.status === 'ok').at(-1);
+async function checkFreeSpace(ctx: JobContext, repo: Repository, kind: BackupKind, plans: SourcePlan[], backups: BackupRow[]): Promise<void> {
+  const previous = backups.filter((b) => b.kind === kind && b.status === 'ok').at(-1);
   const planned = plans.reduce((sum, p) => sum + p.artifacts.reduce((s, a) => s + a.estimatedBytes, 0), 0);
   const [needed, basis] = previous ? [previous.bytes_stored, `the previous ${kind} backup stored that much`] : [planned, 'the size of the data to back up, uncompressed'];
   // Storage that cannot tell (a bucket) is not checked.

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { constants, lstatSync, readFileSync, type Stats } from 'node:fs';
+import { constants, lstatSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, readlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Header, Pax } from 'tar';
 import { StackbackError } from '../../errors.ts';
+import { idNames } from '../../system-accounts.ts';
 
 /**
  * The files source's archive: a tar stream of the configured paths, written relative to `/`
@@ -60,23 +61,6 @@ export function excluded(absolute: string, globs: string[]): boolean {
 export function createArchive(options: ArchiveOptions): { stream: AsyncIterable<Uint8Array>; report: ArchiveReport } {
   const report: ArchiveReport = { files: [], warnings: [], readErrors: [] };
   return { stream: archiveStream(options, report), report };
-}
-
-/** id → name from an /etc/passwd- or /etc/group-style file (name:x:id:…). */
-export function idNames(file: string): Map<number, string> {
-  const names = new Map<number, string>();
-  const text = (() => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch {
-      return '';
-    }
-  })();
-  for (const line of text.split('\n')) {
-    const [name, , id] = line.split(':');
-    if (name && id && /^\d+$/.test(id) && !names.has(Number(id))) names.set(Number(id), name);
-  }
-  return names;
 }
 
 const errno = (error: unknown) => (error as NodeJS.ErrnoException).code;

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry, Unpack } from 'tar';
 import { StackbackError } from '../../errors.ts';
-import { idNames } from './archive.ts';
+import { nameIds } from '../../system-accounts.ts';
 
 /**
  * Unpacking a files archive without ever writing outside the restore root. The archive is
@@ -286,8 +286,8 @@ export async function extractArchive(open: () => AsyncIterable<Uint8Array>, opti
   const root = path.resolve(options.root);
   const passes = root === '/' ? scan.tops.map((top) => ({ cwd: `/${top}`, strip: 1, prefix: `${top}/` })) : [{ cwd: root, strip: 0, prefix: '' }];
   const asRoot = process.getuid?.() === 0;
-  const users = asRoot ? new Map([...idNames('/etc/passwd')].map(([id, name]) => [name, id])) : new Map<string, number>();
-  const groups = asRoot ? new Map([...idNames('/etc/group')].map(([id, name]) => [name, id])) : new Map<string, number>();
+  const users = asRoot ? nameIds('/etc/passwd') : new Map<string, number>();
+  const groups = asRoot ? nameIds('/etc/group') : new Map<string, number>();
   let ownersMappedByName = 0;
   /** As root, an entry's owner: by name where this host knows the name (as GNU tar does), else the archive's ids. */
   const ownerOf = (entry: { uid?: number | undefined; gid?: number | undefined; uname?: string | undefined; gname?: string | undefined }): Owner | undefined => {
