@@ -5,7 +5,7 @@
 //   npm run bench:prune -- [--backups N] [--chunks M] [--compare] [--json]
 //                                        (1000 backups, 100000 chunks by default)
 //
-// The repository is written with stackback's own modules (Repository, encodeObject, the
+// The repository is written with stackback's own modules (Repository and its codec, the
 // Catalog), so it is a valid one: prune, verify and even `verify --deep` accept it. With
 // --compare, a repository a fifth of the size is measured first: the team's goal is a
 // peak RSS that does not grow with the repository.
@@ -18,7 +18,6 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { Catalog } from '../src/catalog/catalog.ts';
 import { type ChunkRef, MANIFEST_FORMAT, type Manifest, newBackupName } from '../src/repository/manifest.ts';
-import { encodeObject } from '../src/repository/object-codec.ts';
 import { Repository } from '../src/repository/repository.ts';
 import { STACKBACK_VERSION } from '../src/version.ts';
 import { MIB, formatTable, megabytes, positiveInt, printReport, run, runMain, seconds, stackback, withScratch, type Measure } from './support.ts';
@@ -127,9 +126,8 @@ async function writeChunks(repo: Repository, chain: string, count: number): Prom
   const chunks: StoredChunk[] = new Array(count);
   await inParallel(count, WRITE_CONCURRENCY, async (i) => {
     const plain = randomBytes(CHUNK_BYTES);
-    const stored = await encodeObject(plain, 1);
-    const id = createHash('sha256').update(plain).digest('hex');
-    await repo.writeChunk(chain, id, stored);
+    const id = repo.codec.chunkId(plain);
+    const stored = await repo.writeChunk(chain, id, plain, 1);
     chunks[i] = { plain, ref: { id, size: plain.length, stored_size: stored.length, stored_sha256: createHash('sha256').update(stored).digest('hex') } };
   });
   await repo.sync();
@@ -181,7 +179,8 @@ async function writeChain(repo: Repository, catalog: Catalog, plan: ChainPlan, t
 
 async function generate(dir: string, size: Size, plans: ChainPlan[]): Promise<{ repository: string; catalog: string }> {
   const paths = { repository: join(dir, 'repo'), catalog: join(dir, 'catalog.db') };
-  const repo = await Repository.create(paths.repository);
+  // Plain (format 1): pruning never decodes an object, so encryption changes nothing it measures.
+  const repo = await Repository.create(paths.repository, { key: { keyFile: join(dir, 'repo.key'), passphraseFile: undefined }, encrypt: false });
   const catalog = new Catalog(paths.catalog);
   const now = Date.now();
   const started = performance.now();

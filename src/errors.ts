@@ -22,6 +22,10 @@ export const USAGE_ERROR_CODES = new Set([
   'USAGE',
   'BACKUP_NAME_INVALID',
   'REPO_OWNER',
+  'KEY_MISSING',
+  'KEY_INVALID',
+  'KEY_WRONG',
+  'KEY_EXISTS',
 ] as const);
 
 export type ErrorCode =
@@ -42,6 +46,10 @@ export type ErrorCode =
   | 'REPO_FORMAT'
   | 'REPO_LOCKED'
   | 'REPO_CORRUPT'
+  | 'KEY_MISSING'
+  | 'KEY_INVALID'
+  | 'KEY_WRONG'
+  | 'KEY_EXISTS'
   | 'CHUNK_MISSING'
   | 'CHUNK_CORRUPT'
   | 'ARTIFACT_CORRUPT'

@@ -117,7 +117,7 @@ describe('chains of full and incremental backups', () => {
   test('a flipped byte is invisible to quick verify, found by --deep with every backup that uses the chunk', async () => {
     const [full, incr1] = taken.map((t) => t.backup);
     const manifests: { chain: string; artifacts: { id: string; chunks: { id: string }[] }[] }[] = [];
-    for (const t of taken) manifests.push(JSON.parse(await readFile(join(sandbox.repoPath, 'manifests', `${t.backup.backup}.json`), 'utf8')));
+    for (const t of taken) manifests.push(await sandbox.readManifest(t.backup.backup));
     const manifest = manifests[0]!;
     // A chunk of the "app" dump that every backup of the chain shares.
     const appChunks = manifests.map((m) => new Set(m.artifacts.find((a) => a.id === 'main/db/app')!.chunks.map((c) => c.id)));

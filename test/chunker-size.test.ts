@@ -26,11 +26,12 @@ describe('chunks of a repository whose chunker is not the default', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'stackback-chunker-'));
     const root = join(dir, 'repo');
-    await Repository.create(root);
+    const key = { keyFile: join(dir, 'repo.key'), passphraseFile: undefined };
+    await Repository.create(root, { key, encrypt: true });
     const info = readRepoInfo(root);
     info.chunker = { ...info.chunker, minSize: DEFAULT_CHUNKER.maxSize + 1024 * 1024, avgSize: DEFAULT_CHUNKER.maxSize + 2 * 1024 * 1024, maxSize };
     await writeFile(join(root, 'repo.json'), `${JSON.stringify(info, null, 2)}\n`);
-    repo = await Repository.open(root);
+    repo = await Repository.open(root, key);
     const stored = await new BackupWriter(repo, 'big-chunks', { lookup: () => undefined }, { compressionLevel: 1 }).storeArtifact((async function* () { yield data; })());
     artifact = { id: 'x/files', source: 'x', kind: 'files_tar' as const, target: 't', meta: {}, ...stored };
     assert.equal(stored.chunks.length, 1);

@@ -33,10 +33,9 @@ function startBackup(sandbox: Sandbox, kind: string): ResultPromise {
 
 /** Every chunk file in the repository is named by some manifest (nothing orphaned). */
 async function assertNoOrphans(sandbox: Sandbox): Promise<void> {
-  const { readFile } = await import('node:fs/promises');
   const referenced = new Set<string>();
   for (const name of await sandbox.manifests()) {
-    const m = JSON.parse(await readFile(join(sandbox.repoPath, 'manifests', name), 'utf8')) as { chain: string; artifacts: { chunks: { id: string }[] }[] };
+    const m = await sandbox.readManifest<{ chain: string; artifacts: { chunks: { id: string }[] }[] }>(name.replace(/\.json$/, ''));
     for (const a of m.artifacts) for (const c of a.chunks) referenced.add(`${m.chain}/${c.id}`);
   }
   const chainsDir = join(sandbox.repoPath, 'chains');

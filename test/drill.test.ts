@@ -77,11 +77,11 @@ describe('restore drills and the restore preflight', () => {
 
   test('a backup whose recorded counts do not match fails the drill with the table named, and cleans up', async () => {
     const file = join(sandbox.repoPath, 'manifests', `${backupName}.json`);
-    const original = await readFile(file, 'utf8');
-    const manifest = JSON.parse(original) as { artifacts: { id: string; meta: { tables: { table: string; rows: number; exact: boolean }[] } }[] };
+    const original = await readFile(file);
+    const manifest = await sandbox.readManifest<{ artifacts: { id: string; meta: { tables: { table: string; rows: number; exact: boolean }[] } }[] }>(backupName);
     const table = manifest.artifacts.find((a) => a.id === 'main/db/app')!.meta.tables.find((t) => t.exact && t.rows > 0)!;
     table.rows += 5;
-    await writeFile(file, JSON.stringify(manifest));
+    await sandbox.writeManifest(backupName, manifest);
     try {
       const result = await sandbox.json<VerifyJson>(['verify', backupName, '--drill']);
       assert.equal(result.code, 1);
@@ -114,12 +114,12 @@ describe('restore drills and the restore preflight', () => {
 
   test('restore --check names a missing role, a missing extension, too little disk, a busy database and an unusable work_dir, each with what to do', async () => {
     const file = join(sandbox.repoPath, 'manifests', `${backupName}.json`);
-    const original = await readFile(file, 'utf8');
-    const manifest = JSON.parse(original) as { artifacts: { id: string; meta: { extensions: { name: string; version: string }[]; roles?: string[] } }[] };
+    const original = await readFile(file);
+    const manifest = await sandbox.readManifest<{ artifacts: { id: string; meta: { extensions: { name: string; version: string }[]; roles?: string[] } }[] }>(backupName);
     const meta = manifest.artifacts.find((a) => a.id === 'main/db/app')!.meta;
     meta.extensions.push({ name: 'postgis_not_here', version: '3.4' });
     meta.roles = [...(meta.roles ?? []), 'ghost_role'];
-    await writeFile(file, JSON.stringify(manifest));
+    await sandbox.writeManifest(backupName, manifest);
     // A session on the database to replace.
     const session = execa(join(cluster.binDir, 'psql'), ['-X', '-h', cluster.socketDir, '-p', String(cluster.port), '-U', 'postgres', '-d', 'app'], { input: 'SELECT pg_sleep(30);', reject: false });
     const config = await readFile(sandbox.configPath, 'utf8');

@@ -237,7 +237,7 @@ describe('a damaged chunk', () => {
   }
   const newestManifest = async (): Promise<ManifestJson> => {
     const names = (await sandbox.manifests()).sort();
-    return JSON.parse(await readFile(join(sandbox.repoPath, 'manifests', names.at(-1)!), 'utf8')) as ManifestJson;
+    return sandbox.readManifest<ManifestJson>(names.at(-1)!.replace(/\.json$/, ''));
   };
   const chunkFile = (m: ManifestJson, index: number) => {
     const id = m.artifacts.find((a) => a.kind === 'files_tar')!.chunks[index]!.id;

@@ -44,7 +44,7 @@ describe('control requests go before backup work', () => {
   test('a backup writer reads no input while a request is in flight', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'stackback-fg-'));
     try {
-      const repo = await Repository.create(join(dir, 'repo'));
+      const repo = await Repository.create(join(dir, 'repo'), { key: { keyFile: join(dir, 'repo.key'), passphraseFile: undefined }, encrypt: false });
       const foreground = new ForegroundActivity();
       const writer = new BackupWriter(repo, 'fg', { lookup: () => undefined }, { compressionLevel: 1, yieldToForeground: () => foreground.yieldTo() });
       let answered: (() => void) | undefined;

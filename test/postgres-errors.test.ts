@@ -81,7 +81,7 @@ describe('errors that name what is wrong, and write nothing', () => {
     assert.ok(!`${result.stdout}${result.stderr}`.includes(cluster.password));
     assert.ok(!(await readFile(s.catalogPath)).includes(cluster.password), 'catalog');
     for (const name of await s.manifests()) {
-      assert.ok(!(await readFile(join(s.repoPath, 'manifests', name), 'utf8')).includes(cluster.password), 'manifest');
+      assert.ok(!JSON.stringify(await s.readManifest(name.replace(/\.json$/, ''))).includes(cluster.password), 'manifest');
     }
   });
 
@@ -185,10 +185,10 @@ describe('errors that name what is wrong, and write nothing', () => {
     const backup = await s.run(['backup', '--full']);
     assert.equal(backup.code, 0, backup.stderr);
     const name = backup.stdout.trim();
-    const manifest = JSON.parse(await readFile(join(s.repoPath, 'manifests', `${name}.json`), 'utf8')) as {
+    const manifest = await s.readManifest<{
       chain: string;
       artifacts: { id: string; chunks: { id: string }[] }[];
-    };
+    }>(name);
     const chunk = manifest.artifacts.find((a) => a.id === 'main/db/app')!.chunks[0]!;
     const file = join(s.repoPath, 'chains', manifest.chain, chunk.id.slice(0, 2), chunk.id);
     const bytes = await readFile(file);

@@ -44,7 +44,7 @@ async function unreferencedChunks(sandbox: Sandbox): Promise<string[]> {
   const manifests = join(sandbox.repoPath, 'manifests');
   const referenced = new Set<string>();
   for (const name of await readdir(manifests)) {
-    const m = JSON.parse(await readFile(join(manifests, name), 'utf8')) as { artifacts: { chunks: { id: string }[] }[] };
+    const m = await sandbox.readManifest<{ artifacts: { chunks: { id: string }[] }[] }>(name.replace(/\.json$/, ''));
     for (const a of m.artifacts) for (const c of a.chunks) referenced.add(c.id);
   }
   const files: string[] = [];

@@ -9,6 +9,7 @@ import { execa } from 'execa';
 import { type ArtifactData, checkStoredChunks, openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
 import { BackupWriter, type ChunkIndex } from '../src/repository/backup-writer.ts';
 import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
+import { SEAL_OVERHEAD } from '../src/repository/crypto.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
 import { Repository } from '../src/repository/repository.ts';
@@ -69,22 +70,22 @@ describe('chunker', () => {
   });
 });
 
-/** A fresh repository in a temp folder for the enclosing describe block, removed after it. */
-function tempRepository(prefix: string): { dir: string; repo: Repository; chunkFile: (chain: string, id: string) => string } {
+/** A fresh repository (encrypted unless `encrypt` is false) in a temp folder for the enclosing describe block, removed after it. */
+function tempRepository(prefix: string, encrypt = true): { dir: string; repo: Repository; chunkFile: (chain: string, id: string) => string } {
   const temp = {
     /** The file behind a chunk, to damage it. */
     chunkFile: (chain: string, id: string) => new LocalStorage(join(temp.dir, 'repo')).fileOf(chunkKey(chain, id)),
   } as { dir: string; repo: Repository; chunkFile: (chain: string, id: string) => string };
   before(async () => {
     temp.dir = await mkdtemp(join(tmpdir(), prefix));
-    temp.repo = await Repository.create(join(temp.dir, 'repo'));
+    temp.repo = await Repository.create(join(temp.dir, 'repo'), { key: { keyFile: join(temp.dir, 'repo.key'), passphraseFile: undefined }, encrypt });
   });
   after(() => rm(temp.dir, { recursive: true, force: true }));
   return temp;
 }
 
-describe('repository store and read back', () => {
-  const temp = tempRepository('stackback-repo-');
+for (const encrypt of [true, false]) describe(`repository store and read back (${encrypt ? 'encrypted, format 2' : 'plain, format 1'})`, () => {
+  const temp = tempRepository('stackback-repo-', encrypt);
 
   test('an artifact round-trips byte for byte, compressed, with each chunk stored once', async () => {
     // The same 4 MiB four times: content-defined cuts realign within the repeats (whatever the repository's seed).
@@ -101,11 +102,11 @@ describe('repository store and read back', () => {
     assert.deepEqual(await checkStoredChunks(temp.repo, 'chain-a', stored.chunks, { hash: true }), []);
   });
 
-  test('incompressible data is stored raw, never larger than it was (plus one tag byte)', async () => {
+  test('incompressible data is stored raw, never larger than it was (plus one tag byte, and nonce and tag when sealed)', async () => {
     const data = randomBytes(3 * 1024 * 1024);
     const writer = new BackupWriter(temp.repo, 'chain-b', noChunks, { compressionLevel: 3 });
     const stored = await writer.storeArtifact(inPieces(data));
-    assert.ok(writer.stats.bytesStored <= data.length + stored.chunks.length);
+    assert.equal(writer.stats.bytesStored, data.length + stored.chunks.length * (1 + (encrypt ? SEAL_OVERHEAD : 0)));
   });
 
   test('a flipped byte is found by the stored-bytes check and by reading back', async () => {
@@ -121,7 +122,8 @@ describe('repository store and read back', () => {
     assert.deepEqual(problems.map((p) => [p.chunk, p.problem]), [[victim.id, 'damaged']]);
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
     await assert.rejects(Array.fromAsync(readArtifact(temp.repo, 'chain-c', artifact, 'content')), /damaged|cannot be decoded/);
-    await assert.rejects(Array.fromAsync(readArtifact(temp.repo, 'chain-c', artifact, 'stored')), /stored bytes do not match/);
+    // Sealed objects are authenticated as they are decrypted: that is the stored-bytes check there.
+    await assert.rejects(Array.fromAsync(readArtifact(temp.repo, 'chain-c', artifact, 'stored')), encrypt ? /chain-c cannot be decoded: it fails authentication/ : /stored bytes do not match/);
     await rm(file);
     const missing = await checkStoredChunks(temp.repo, 'chain-c', stored.chunks, { hash: false });
     assert.equal(missing[0]!.problem, 'missing');
@@ -253,7 +255,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     await writeFile(victim, bytes);
     await assert.rejects(
       runToolOnArtifact(openArtifact(temp.repo, 'pipe-b', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], toolOptions),
-      (error: Error & { code?: string }) => error.code === 'CHUNK_CORRUPT' && /stored bytes do not match/.test(error.message),
+      (error: Error & { code?: string }) => error.code === 'CHUNK_CORRUPT' && /pipe-b cannot be decoded: it fails authentication/.test(error.message),
     );
   });
 

@@ -82,12 +82,12 @@ describe('files restores do not write through links, and keep privileges out', (
   });
 
   test('in place: an archive with entries outside the paths its manifest recorded is refused whole', async () => {
-    // The manifest (format 1: plain JSON) now claims the source backed up only uploads/.
+    // The manifest now claims the source backed up only uploads/.
     const file = join(sandbox.repoPath, 'manifests', `${backup}.json`);
-    const original = await readFile(file, 'utf8');
-    const manifest = JSON.parse(original) as { artifacts: { kind: string; meta: { paths: string[] } }[] };
+    const original = await readFile(file);
+    const manifest = await sandbox.readManifest<{ artifacts: { kind: string; meta: { paths: string[] } }[] }>(backup);
     manifest.artifacts.find((a) => a.kind === 'files_tar')!.meta.paths = [join(app, 'uploads')];
-    await writeFile(file, JSON.stringify(manifest));
+    await sandbox.writeManifest(backup, manifest);
     try {
       await writeFile(join(app, 'run-as-owner'), 'changed since the backup');
       const restore = await sandbox.run(['restore', backup, '--yes']);
@@ -173,7 +173,7 @@ describe('chunk decoding is bounded', () => {
 
   test('a restore from a repository whose chunk was swapped for a bomb fails clearly', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'stackback-bomb-'));
-    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([join(dir, 'tree')]) });
+    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([join(dir, 'tree')]), encryption: 'none' });
     try {
       await mkdir(join(dir, 'tree'));
       await writeFile(join(dir, 'tree', 'small.txt'), 'small');

@@ -52,7 +52,7 @@ export type SourceConfig = PostgresSourceConfig | QdrantSourceConfig | FilesSour
 
 export interface Config {
   file: string;
-  repository: { path: string; compressionLevel: number };
+  repository: { path: string; compressionLevel: number; encryption: 'aes-256-gcm' | 'none'; keyFile: string; passphraseFile: string | null };
   catalog: { path: string };
   workDir: string;
   lockTimeoutMs: number;
@@ -250,7 +250,7 @@ export function parseConfig(file: string, text: string): Config {
 
   if (problems.length > 0) throw new ConfigInvalidError(file, problems);
   const props = top.values as {
-    repository: { path: string; compression_level: number };
+    repository: { path: string; compression_level: number; encryption: 'aes-256-gcm' | 'none'; key_file: string; passphrase_file: string | null };
     catalog: { path: string };
     work_dir: string;
     lock_timeout: string;
@@ -265,7 +265,13 @@ export function parseConfig(file: string, text: string): Config {
   };
   return {
     file,
-    repository: { path: absolute(props.repository.path), compressionLevel: props.repository.compression_level },
+    repository: {
+      path: absolute(props.repository.path),
+      compressionLevel: props.repository.compression_level,
+      encryption: props.repository.encryption,
+      keyFile: absolute(props.repository.key_file),
+      passphraseFile: props.repository.passphrase_file === null ? null : absolute(props.repository.passphrase_file),
+    },
     catalog: { path: absolute(props.catalog.path) },
     workDir: absolute(props.work_dir),
     lockTimeoutMs: parseDuration(props.lock_timeout)!,

@@ -134,6 +134,21 @@ export const SCHEMA = {
       format: 'zstd-level',
       default: 2,
     },
+    encryption: {
+      doc: 'Encryption of a new repository (set when it is made; an existing repository keeps its own): aes-256-gcm encrypts every object, with chunk ids keyed so nothing about the data shows; none keeps it in plain text (format 1).',
+      format: ['aes-256-gcm', 'none'],
+      default: 'aes-256-gcm',
+    },
+    key_file: {
+      doc: 'The repository key (made by `stackback init` if absent, never overwritten); mode 0600 or stricter, or it is refused. Without it the backups cannot be read: keep a copy elsewhere (`stackback key export`). Relative paths are resolved against the config file.',
+      format: 'nonempty-string',
+      default: '/etc/stackback/repo.key',
+    },
+    passphrase_file: {
+      doc: 'File whose first line is a passphrase that wraps the key in key_file (scrypt), instead of key_file holding the key itself; mode 0600 or stricter. null: no passphrase.',
+      format: 'optional-path',
+      default: null,
+    },
   },
   catalog: {
     path: {

@@ -9,10 +9,9 @@ import { StackbackError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readArtifact } from '../repository/artifact-reader.ts';
 import { validateBackupName } from '../repository/manifest.ts';
-import { Repository } from '../repository/repository.ts';
 import type { JobContext } from './context.ts';
 import { syncCatalog } from './housekeeping.ts';
-import { adopt } from './repository-identity.ts';
+import { adopt, openConfiguredRepository } from './repository-identity.ts';
 
 /**
  * Recreates the catalog's index (backups, artifacts, chunks) from the repository's
@@ -20,7 +19,7 @@ import { adopt } from './repository-identity.ts';
  */
 export async function rebuildCatalog(ctx: JobContext): Promise<{ backups: number }> {
   // The operator's word: this repository is the one to index (also when the catalog knew another).
-  const repo = adopt(ctx.catalog, await Repository.open(ctx.config.repository.path));
+  const repo = adopt(ctx.catalog, await openConfiguredRepository(ctx.config));
   const lock = await repo.lockWriter({ command: 'catalog rebuild', timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
   try {
     const manifests = [];
@@ -42,7 +41,7 @@ export async function rebuildCatalog(ctx: JobContext): Promise<{ backups: number
  */
 export async function restoreCatalog(config: Config, log: Logger, name: string, force: boolean): Promise<{ backups: number; runs: number; moved_aside: string | null }> {
   validateBackupName(name);
-  const repo = await Repository.open(config.repository.path);
+  const repo = await openConfiguredRepository(config);
   const manifest = await repo.readManifest(name);
   const artifact = manifest.artifacts.find((a) => a.kind === 'catalog');
   if (!artifact) throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds no copy of the catalog (made by a stackback before catalogs travelled with backups?)`);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Config } from '../config/load.ts';
 import { StackbackError } from '../errors.ts';
-import { readRepoInfo, Repository } from '../repository/repository.ts';
+import { readRepoInfo, Repository, type RepositoryKeyOptions } from '../repository/repository.ts';
 
 /**
  * The catalog remembers which repository it indexes (its id, from repo.json). Every command
@@ -29,6 +29,16 @@ function isEmptyFolder(folder: string): boolean {
 
 function hasSeenRepository(catalog: Catalog): boolean {
   return catalog.fact(REPOSITORY_ID) !== undefined || catalog.backupNames().length > 0;
+}
+
+/** Where the configured repository's key is, and whether a new repository is encrypted. */
+export function keyOptions(config: Config): RepositoryKeyOptions {
+  return { key: { keyFile: config.repository.keyFile, passphraseFile: config.repository.passphraseFile ?? undefined }, encrypt: config.repository.encryption === 'aes-256-gcm' };
+}
+
+/** Opens the configured repository without the catalog's identity check (catalog rebuild, which adopts it). */
+export function openConfiguredRepository(config: Config): Promise<Repository> {
+  return Repository.open(config.repository.path, keyOptions(config).key);
 }
 
 /** What is at repository.path, judged against what the catalog knows (reads only). */
@@ -82,9 +92,9 @@ export async function openRepository(config: Config, catalog: Catalog, options: 
         'mount the disk; if this empty folder is meant for a new repository, run `stackback init`',
       );
     }
-    return adopt(catalog, await Repository.create(config.repository.path));
+    return adopt(catalog, await Repository.create(config.repository.path, keyOptions(config)));
   }
-  return adopt(catalog, await Repository.open(config.repository.path));
+  return adopt(catalog, await openConfiguredRepository(config));
 }
 
 /** Records `repo` as the repository the catalog indexes (first use, or a catalog from before ids were kept). */
@@ -109,6 +119,6 @@ export async function initRepository(config: Config, catalog: Catalog, force: bo
     catalog.clearIndex();
   }
   // An existing repository (the catalog's or another) is refused by create, REPO_EXISTS.
-  const repo = adopt(catalog, await Repository.create(config.repository.path));
+  const repo = adopt(catalog, await Repository.create(config.repository.path, keyOptions(config)));
   return { path: repo.location, id: repo.info.id, forgot_backups: forgot };
 }

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Chunker } from './chunker.ts';
 import type { ChunkRef, Manifest } from './manifest.ts';
-import { encodeObject } from './object-codec.ts';
 import type { Repository } from './repository.ts';
 
 /** Chunks a chain already holds (from committed backups): looked up to skip re-storing them. */
@@ -57,7 +56,7 @@ export class BackupWriter {
 
   /** Reads `input` to its end and stores it; resolves once every chunk is durable. */
   async storeArtifact(input: AsyncIterable<Uint8Array>, onBytes?: (bytes: number) => void): Promise<StoredArtifact> {
-    const chunker = new Chunker(this.repo.info.chunker);
+    const chunker = new Chunker(this.repo.chunker);
     const whole = createHash('sha256');
     const refs: Promise<ChunkRef>[] = [];
     let size = 0;
@@ -82,7 +81,7 @@ export class BackupWriter {
   private async addChunk(plain: Buffer): Promise<{ ref: Promise<ChunkRef> }> {
     if (this.failure !== undefined) throw this.failure;
     this.stats.chunks += 1;
-    const id = createHash('sha256').update(plain).digest('hex');
+    const id = this.repo.codec.chunkId(plain);
     const pending = this.written.get(id);
     if (pending) return { ref: pending };
     const known = this.index.lookup(this.chain, id);
@@ -106,8 +105,7 @@ export class BackupWriter {
   }
 
   private async writeChunk(id: string, plain: Buffer): Promise<ChunkRef> {
-    const stored = await encodeObject(plain, this.compressionLevel);
-    await this.repo.writeChunk(this.chain, id, stored);
+    const stored = await this.repo.writeChunk(this.chain, id, plain, this.compressionLevel);
     const ref: ChunkRef = {
       id,
       size: plain.length,

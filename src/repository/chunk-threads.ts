@@ -71,7 +71,7 @@ export async function writeArtifactToPipe(repo: Repository, chain: string, artif
     Atomics.notify(release!, 0);
   };
   const onSidesClosed = () => void sides!.done.then(() => answer(RELEASE), () => answer(ABANDON));
-  const job = { kind: 'pipe' as const, storage: repo.storageSpec, chain, artifact, check, maxChunkSize: repo.info.chunker.maxSize, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
+  const job = { kind: 'pipe' as const, storage: repo.storageSpec, chain, artifact, check, codec: repo.codec.spec, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
   return (await startThread(job, `writing artifact ${artifact.id}`, onSidesClosed).done).report;
 }
 

@@ -11,7 +11,7 @@ import { StackbackError } from '../errors.ts';
 import { type ChunkProblem, type ReadCheck, type SideStreams, type TransformFactory, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, storedBytesMatch, undecodable } from './artifact-reader.ts';
 import { RELEASE, SIDES_CLOSED, SIDES_FAILED } from './chunk-threads.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
-import { decodeObjectSync } from './object-codec.ts';
+import { type CodecSpec, ObjectCodec } from './object-codec.ts';
 import { chunkKey, ReadScratch, type StorageSpec } from './storage.ts';
 import { openStorage } from './storage/open.ts';
 
@@ -23,8 +23,8 @@ export interface PipeJob {
   chain: string;
   artifact: ArtifactManifest;
   check: ReadCheck;
-  /** The repository's largest chunk (repo.json): no chunk decodes to more. */
-  maxChunkSize: number;
+  /** How the repository's objects decode (its keys, its largest chunk). */
+  codec: CodecSpec;
   pipe: string;
   /** CPU priority of this thread while it writes (0 = unchanged). */
   nice: number;
@@ -134,7 +134,7 @@ class HeldBackWriter {
 }
 
 /** Writes the pipe job's stream; resolves with the transform's report. */
-async function writePipe({ storage, chain, artifact, check, maxChunkSize, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): Promise<unknown> {
+async function writePipe({ storage, chain, artifact, check, codec: codecSpec, pipe, nice, sidePipes, release, transformOptions }: PipeJob, load: TransformFactory | undefined): Promise<unknown> {
   // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
   // change the whole process, so the priority is left alone there.
   if (nice > 0 && process.platform === 'linux') setPriority(nice);
@@ -143,20 +143,22 @@ async function writePipe({ storage, chain, artifact, check, maxChunkSize, pipe, 
   const sides = new SidePipes(sidePipes);
   const transform = load?.(transformOptions, sides);
   const objects = openStorage(storage);
+  const codec = new ObjectCodec(codecSpec);
   const main = sidePipes.length > 0 ? new HeldBackWriter(out) : { write: (data: Buffer) => writeAll(out, data), release: () => undefined };
   try {
     const whole = check === 'content' ? createHash('sha256') : undefined;
     for (const ref of artifact.chunks) {
-      const stored = await objects.get(chunkKey(chain, ref.id), scratch);
+      const key = chunkKey(chain, ref.id);
+      const stored = await objects.get(key, scratch);
       if (!stored) throw missingChunk(chain, ref.id);
-      if (check === 'stored') checkStoredBytes(chain, ref, stored);
+      if (check === 'stored' && !codec.authenticates) checkStoredBytes(chain, ref, stored);
       let plain: Buffer;
       try {
-        plain = decodeObjectSync(stored, ref.size, maxChunkSize);
+        plain = codec.decodeChunkSync(key, stored, ref.size);
       } catch (error) {
         throw undecodable(chain, ref, error);
       }
-      checkPlainBytes(chain, ref, plain, check);
+      checkPlainBytes(chain, ref, plain, check, codec);
       whole?.update(plain);
       // After the checks: a transform may rewrite `plain` in place.
       if (!transform) main.write(plain);

@@ -1,5 +1,6 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { chunkIdOf, type ObjectKeys, type ObjectType, seal, unseal } from './crypto.ts';
 
 /**
  * How a chunk is stored: one tag byte, then the payload. The tag lets a repository hold
@@ -69,4 +70,54 @@ function decodeTagged<T>(stored: Buffer, zstd: (payload: Buffer) => T): T | Buff
   if (tag === TAG_RAW) return payload;
   if (tag === TAG_ZSTD) return zstd(payload);
   throw new Error(`unknown object encoding tag ${String(tag)}`);
+}
+
+/** What a thread needs to decode a repository's objects itself (structured-clone safe). */
+export interface CodecSpec {
+  /** Format 2: the derived keys; format 1: none (objects are stored as encoded). */
+  keys: ObjectKeys | undefined;
+  /** The repository's largest chunk (its chunker, repo.json): no chunk decodes to more. */
+  maxChunkSize: number;
+}
+
+/**
+ * How a repository's objects are stored: compressed (the tag above), then sealed when the
+ * repository is encrypted (crypto.ts), under the object's storage key. Chunk ids come from
+ * here too, since an encrypted repository keys them.
+ */
+export class ObjectCodec {
+  readonly spec: CodecSpec;
+  constructor(spec: CodecSpec) {
+    this.spec = spec;
+  }
+
+  /** Whether reading an object proves it is the one written under its key (AES-GCM does). */
+  get authenticates(): boolean {
+    return this.spec.keys !== undefined;
+  }
+
+  chunkId(plain: Uint8Array): string {
+    return chunkIdOf(plain, this.spec.keys?.idKey);
+  }
+
+  async encodeChunk(key: string, plain: Buffer, level: number): Promise<Buffer> {
+    return this.seal('chunk', key, await encodeObject(plain, level));
+  }
+
+  async decodeChunk(key: string, stored: Buffer, expectedSize: number): Promise<Buffer> {
+    return decodeObject(this.unseal('chunk', key, stored), expectedSize, this.spec.maxChunkSize);
+  }
+
+  decodeChunkSync(key: string, stored: Buffer, expectedSize: number): Buffer {
+    return decodeObjectSync(this.unseal('chunk', key, stored), expectedSize, this.spec.maxChunkSize);
+  }
+
+  /** Small objects (manifests): sealed, not compressed. */
+  seal(type: ObjectType, key: string, data: Buffer): Buffer {
+    return this.spec.keys ? seal(this.spec.keys.objectKey, type, key, data) : data;
+  }
+
+  unseal(type: ObjectType, key: string, stored: Buffer): Buffer {
+    return this.spec.keys ? unseal(this.spec.keys.objectKey, type, key, stored) : stored;
+  }
 }

@@ -4,26 +4,49 @@ import path from 'node:path';
 import { StackbackError } from '../errors.ts';
 import { missingChunk } from './artifact-reader.ts';
 import { type ChunkerParams, DEFAULT_CHUNKER } from './chunker.ts';
+import { checkValuesMatch, CIPHER, deriveKeys, type DerivedKeys } from './crypto.ts';
+import { createKeyFile, type KeySource, unlockKey, type UnlockedKey } from './key-file.ts';
 import { acquireDaemonLock, acquireReaderLock, acquireWriterLock, type Lock, type WriterLockOptions } from './lock.ts';
 import { type Manifest, parseManifest } from './manifest.ts';
+import { ObjectCodec } from './object-codec.ts';
 import { CHAINS, chainPrefix, chunkKey, keyName, manifestKey, MANIFESTS, type ObjectStorage, REPO_INFO_KEY, type StorageSpec } from './storage.ts';
 import { LocalStorage } from './storage/local.ts';
 
 /**
- * The repository (format version 1; DESIGN.md §3): repo.json, manifests and chunk objects,
- * kept in an ObjectStorage (storage.ts says how keys and crash safety work), plus locks/
- * beside them, which are local files. The repository is the source of truth; the catalog is
- * an index of it.
+ * The repository (DESIGN.md §3): repo.json, manifests and chunk objects, kept in an
+ * ObjectStorage (storage.ts says how keys and crash safety work), plus locks/ beside them,
+ * which are local files. The repository is the source of truth; the catalog is an index of it.
+ *
+ * Format 1: plain objects, chunk ids SHA-256 of the plaintext, the chunker's seed in repo.json.
+ * Format 2: encrypted (crypto.ts) — keyed ids, sealed objects, the chunker seeded from the key;
+ * repo.json holds the key's id and a check value, never the key.
  */
-export const REPO_FORMAT = 1;
+export const PLAIN_FORMAT = 1;
+export const ENCRYPTED_FORMAT = 2;
+
+export interface RepoEncryption {
+  cipher: typeof CIPHER;
+  key_derivation: 'hkdf-sha256';
+  chunk_ids: 'hmac-sha256';
+  key_id: string;
+  check: string;
+}
 
 export interface RepoInfo {
-  format: typeof REPO_FORMAT;
+  format: typeof PLAIN_FORMAT | typeof ENCRYPTED_FORMAT;
   id: string;
   created_at: string;
-  chunker: ChunkerParams;
+  /** Format 2 keeps no seed here: it comes from the key. */
+  chunker: Omit<ChunkerParams, 'seed'> & { seed?: string };
   codec: 'zstd';
-  encryption: null;
+  encryption: RepoEncryption | null;
+}
+
+/** How a repository is opened or made: where its key is, and whether a new one is encrypted. */
+export interface RepositoryKeyOptions {
+  key: KeySource;
+  /** For a new repository: encrypt it (format 2), or not (format 1). */
+  encrypt: boolean;
 }
 
 function parseRepoInfo(text: string, origin: string): RepoInfo {
@@ -46,51 +69,90 @@ export function readRepoInfo(root: string): RepoInfo {
   return parseRepoInfo(text, infoFile);
 }
 
+/** The derived keys of an encrypted repository, once the key file is proven to be its key. */
+function keysFor(info: RepoInfo, location: string, source: KeySource): DerivedKeys {
+  const expected = info.encryption!;
+  const unlocked = unlockKey(source);
+  const hint = 'point repository.key_file at this repository\'s key (restore it with `stackback key import` from your exported copy)';
+  if (unlocked.keyId !== expected.key_id) {
+    throw new StackbackError('KEY_WRONG', `key file ${source.keyFile} holds key ${unlocked.keyId}, but repository ${location} is encrypted with key ${expected.key_id}`, hint);
+  }
+  const keys = deriveKeys(unlocked.master, info.id);
+  if (!checkValuesMatch(keys.check, expected.check)) {
+    throw new StackbackError('KEY_WRONG', `key file ${source.keyFile} has the id of repository ${location}'s key (${expected.key_id}) but not its secret (check value differs)`, hint);
+  }
+  return keys;
+}
+
 export class Repository {
   readonly info: RepoInfo;
   readonly storage: ObjectStorage;
+  /** The chunker this repository cuts with (its sizes, and its seed: repo.json's or the key's). */
+  readonly chunker: ChunkerParams;
+  readonly codec: ObjectCodec;
   private readonly locksDir: string;
 
-  private constructor(storage: LocalStorage, info: RepoInfo) {
+  private constructor(storage: LocalStorage, info: RepoInfo, keys: DerivedKeys | undefined) {
     this.storage = storage;
     this.info = info;
+    const seed = keys?.chunkerSeed ?? info.chunker.seed;
+    if (seed === undefined) throw new StackbackError('REPO_CORRUPT', `repo.json of ${storage.location} has no chunker seed`);
+    this.chunker = { minSize: info.chunker.minSize, avgSize: info.chunker.avgSize, maxSize: info.chunker.maxSize, seed };
+    this.codec = new ObjectCodec({ keys: keys && { objectKey: keys.objectKey, idKey: keys.idKey }, maxChunkSize: this.chunker.maxSize });
     this.locksDir = path.join(storage.root, 'locks');
+  }
+
+  get encrypted(): boolean {
+    return this.info.encryption !== null;
   }
 
   /**
    * Opens the repository at `root`. Never creates one: a missing repo.json is an error (a
    * disk that is not mounted must not turn into a new, empty repository).
    */
-  static async open(root: string): Promise<Repository> {
+  static async open(root: string, key: KeySource): Promise<Repository> {
     const storage = new LocalStorage(root);
     const text = await storage.get(REPO_INFO_KEY);
     if (!text) {
       throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${root} (repo.json missing)`, 'run `stackback init`, or fix repository.path');
     }
     const info = parseRepoInfo(text.toString('utf8'), storage.fileOf(REPO_INFO_KEY));
-    if (info.format !== REPO_FORMAT) {
-      throw new StackbackError('REPO_FORMAT', `repository ${root} has format ${String(info.format)}; this stackback reads format ${REPO_FORMAT}`, 'use a stackback version that matches the repository');
+    const encrypted = info.format === ENCRYPTED_FORMAT && info.encryption?.cipher === CIPHER;
+    if (!encrypted && !(info.format === PLAIN_FORMAT && info.encryption === null)) {
+      throw new StackbackError('REPO_FORMAT', `repository ${root} has format ${String(info.format)} (encryption ${JSON.stringify(info.encryption?.cipher ?? null)}); this stackback reads formats ${PLAIN_FORMAT} and ${ENCRYPTED_FORMAT}`, 'use a stackback version that matches the repository');
     }
-    const repo = new Repository(storage, info);
+    const repo = new Repository(storage, info, encrypted ? keysFor(info, root, key) : undefined);
     await repo.ensureFolders(storage);
     return repo;
   }
 
-  /** Makes a new repository at `root` (`stackback init`, or a first backup); refuses if one is there. */
-  static async create(root: string): Promise<Repository> {
+  /**
+   * Makes a new repository at `root` (`stackback init`, or a first backup); refuses if one is
+   * there. Encrypted, it uses the key file if there is one and otherwise makes it — durable
+   * before repo.json names its id.
+   */
+  static async create(root: string, options: RepositoryKeyOptions): Promise<Repository> {
     const storage = new LocalStorage(root);
     if (await storage.stat(REPO_INFO_KEY)) {
       throw new StackbackError('REPO_EXISTS', `a repository already exists at ${root} (id ${readRepoInfo(root).id})`, 'use it as it is, or choose another repository.path');
     }
+    const id = randomUUID();
+    let keys: DerivedKeys | undefined;
+    let encryption: RepoEncryption | null = null;
+    if (options.encrypt) {
+      const unlocked = await existingOrNewKey(options.key);
+      keys = deriveKeys(unlocked.master, id);
+      encryption = { cipher: CIPHER, key_derivation: 'hkdf-sha256', chunk_ids: 'hmac-sha256', key_id: unlocked.keyId, check: keys.check };
+    }
     const info: RepoInfo = {
-      format: REPO_FORMAT,
-      id: randomUUID(),
+      format: options.encrypt ? ENCRYPTED_FORMAT : PLAIN_FORMAT,
+      id,
       created_at: new Date().toISOString(),
-      chunker: { ...DEFAULT_CHUNKER, seed: randomBytes(16).toString('hex') },
+      chunker: options.encrypt ? { ...DEFAULT_CHUNKER } : { ...DEFAULT_CHUNKER, seed: randomBytes(16).toString('hex') },
       codec: 'zstd',
-      encryption: null,
+      encryption,
     };
-    const repo = new Repository(storage, info);
+    const repo = new Repository(storage, info, keys);
     await repo.ensureFolders(storage);
     // repo.json last: a folder without it is not a repository yet.
     await storage.put(REPO_INFO_KEY, Buffer.from(`${JSON.stringify(info, null, 2)}\n`));
@@ -130,9 +192,16 @@ export class Repository {
     return acquireDaemonLock(this.locksDir);
   }
 
-  /** Stores one chunk object; it may vanish in a crash until sync(), which must come before the manifest naming it. */
-  async writeChunk(chain: string, id: string, stored: Buffer): Promise<void> {
-    await this.storage.put(chunkKey(chain, id), stored);
+  /**
+   * Encodes (compresses, and seals when encrypted) and stores one chunk; returns the stored
+   * bytes. The object may vanish in a crash until sync(), which must come before the
+   * manifest naming it.
+   */
+  async writeChunk(chain: string, id: string, plain: Buffer, compressionLevel: number): Promise<Buffer> {
+    const key = chunkKey(chain, id);
+    const stored = await this.codec.encodeChunk(key, plain, compressionLevel);
+    await this.storage.put(key, stored);
+    return stored;
   }
 
   /** The durability barrier: every chunk written (and object removed) before it survives a crash. */
@@ -157,7 +226,8 @@ export class Repository {
 
   /** The commit point of a backup. */
   async writeManifest(manifest: Manifest): Promise<void> {
-    await this.storage.put(manifestKey(manifest.name), Buffer.from(`${JSON.stringify(manifest)}\n`));
+    const key = manifestKey(manifest.name);
+    await this.storage.put(key, this.codec.seal('manifest', key, Buffer.from(`${JSON.stringify(manifest)}\n`)));
     await this.storage.sync();
   }
 
@@ -167,8 +237,14 @@ export class Repository {
 
   async readManifest(name: string): Promise<Manifest> {
     const key = manifestKey(name);
-    const text = await this.storage.get(key);
-    if (!text) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found in the repository`, '`stackback list` shows the backups');
+    const stored = await this.storage.get(key);
+    if (!stored) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found in the repository`, '`stackback list` shows the backups');
+    let text: Buffer;
+    try {
+      text = this.codec.unseal('manifest', key, stored);
+    } catch (error) {
+      throw new StackbackError('REPO_CORRUPT', `manifest of backup ${name} (${this.location}/${key}) cannot be decrypted: ${(error as Error).message}`);
+    }
     return parseManifest(text.toString('utf8'), `${this.location}/${key}`);
   }
 
@@ -226,4 +302,21 @@ export class Repository {
   async freeBytes(): Promise<number | undefined> {
     return this.storage.freeBytes();
   }
+}
+
+/** The key in the key file, or a new key file when there is none (a key file is never replaced). */
+async function existingOrNewKey(source: KeySource): Promise<UnlockedKey> {
+  try {
+    return unlockKey(source);
+  } catch (error) {
+    if ((error as StackbackError).code !== 'KEY_MISSING' || !(await isAbsent(source.keyFile))) throw error;
+    return createKeyFile(source);
+  }
+}
+
+async function isAbsent(file: string): Promise<boolean> {
+  return fs.lstat(file).then(
+    () => false,
+    (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+  );
 }

@@ -1,9 +1,11 @@
 // Runs the real stackback CLI, as an operator would, against a config in a temp folder.
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { Repository } from '../../src/repository/repository.ts';
+import { manifestKey } from '../../src/repository/storage.ts';
 import type { PgCluster } from './pg-cluster.ts';
 
 export const PROJECT_ROOT = new URL('../..', import.meta.url).pathname;
@@ -28,6 +30,10 @@ export interface Sandbox {
   json<T = unknown>(args: string[]): Promise<{ code: number; value: T; stderr: string }>;
   /** Manifest names in the repository (what actually exists on disk). */
   manifests(): Promise<string[]>;
+  /** The manifest of backup `name` (its file name without .json) as stored, decrypted when the repository is encrypted; unchecked. */
+  readManifest<T = unknown>(name: string): Promise<T>;
+  /** Stores `manifest` as backup `name`'s manifest, sealed as the repository would: for tests that craft one. */
+  writeManifest(name: string, manifest: unknown): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -71,7 +77,7 @@ export function filesSourceYaml(paths: string[], source: { name?: string; exclud
 /** A config in a temp folder with the given postgres entries (may be '') and, optionally, qdrant and files entries. */
 export async function makeSandbox(
   postgresYaml: string,
-  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string; cli?: string } = {},
+  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string; cli?: string; encryption?: 'none' } = {},
 ): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
   const configPath = join(dir, 'stackback.yaml');
@@ -79,7 +85,7 @@ export async function makeSandbox(
   const catalogPath = join(dir, 'catalog.db');
   await writeFile(
     configPath,
-    [`repository: { path: ${repoPath} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ...(options.filesYaml ? ['  files:', options.filesYaml] : []), ''].join('\n'),
+    [`repository: { path: ${repoPath}, key_file: ${repoPath}.key${options.encryption ? `, encryption: ${options.encryption}` : ''} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ...(options.filesYaml ? ['  files:', options.filesYaml] : []), ''].join('\n'),
   );
   const cli = options.cli ?? CLI;
   const run = async (args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> => {
@@ -110,6 +116,16 @@ export async function makeSandbox(
     async manifests() {
       const folder = join(repoPath, 'manifests');
       return existsSync(folder) ? (await readdir(folder)).filter((f) => f.endsWith('.json')) : [];
+    },
+    async readManifest<T>(name: string) {
+      const repo = await Repository.open(repoPath, { keyFile: `${repoPath}.key`, passphraseFile: undefined });
+      const key = manifestKey(name);
+      return JSON.parse(repo.codec.unseal('manifest', key, await readFile(join(repoPath, key))).toString('utf8')) as T;
+    },
+    async writeManifest(name: string, manifest: unknown) {
+      const repo = await Repository.open(repoPath, { keyFile: `${repoPath}.key`, passphraseFile: undefined });
+      const key = manifestKey(name);
+      await writeFile(join(repoPath, key), repo.codec.seal('manifest', key, Buffer.from(JSON.stringify(manifest))));
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
