@@ -178,7 +178,8 @@ export async function writeConfig(bench: Bench, dir: string, database = DB, extr
   const repository = join(dir, 'repo');
   const config = join(dir, 'stackback.yaml');
   const settings = {
-    repository: { path: repository },
+    // The key beside the repository: nothing of a bench lands in /etc.
+    repository: { path: repository, key_file: join(dir, 'repo.key') },
     catalog: { path: join(dir, 'catalog.db') },
     work_dir: join(dir, 'work'),
     log: { level: 'warn' },

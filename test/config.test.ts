@@ -21,12 +21,13 @@ function problemsOf(yaml: string): string[] {
 describe('config', () => {
   test('the bundled development config (npm start) loads and keeps everything under ./var', () => {
     const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.dev.yaml'));
-    for (const p of [config.repository.path, config.catalog.path, config.workDir, config.control.socket, config.control.adminSocket]) assert.ok(p.startsWith(join(PROJECT_ROOT, 'var/')), p);
+    for (const p of [config.repository.path, config.repository.keyFile, config.catalog.path, config.workDir, config.control.socket, config.control.adminSocket]) assert.ok(p.startsWith(join(PROJECT_ROOT, 'var/')), p);
   });
 
   test('the bundled example config loads, with its documented values', () => {
     const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.example.yaml'));
     assert.equal(config.repository.path, '/var/lib/stackback/repo');
+    assert.deepEqual([config.repository.encryption, config.repository.keyFile, config.repository.passphraseFile], ['aes-256-gcm', '/etc/stackback/repo.key', null]);
     assert.equal(config.lockTimeoutMs, 10 * 60_000);
     assert.deepEqual(config.sources.map((s) => [s.kind, s.name]), [['postgres', 'main'], ['qdrant', 'vectors']]);
     const main = config.sources[0] as PostgresSourceConfig;

@@ -100,6 +100,9 @@ describe('a backup disk that is not mounted', () => {
       const original = `${sandbox.repoPath}.original`;
       await rename(sandbox.repoPath, original);
       await rename(other.repoPath, sandbox.repoPath);
+      // Its key comes along (the catalog rebuild below opens it).
+      await rename(`${sandbox.repoPath}.key`, `${original}.key`);
+      await rename(`${other.repoPath}.key`, `${sandbox.repoPath}.key`);
       const backup = await sandbox.run(['backup']);
       assert.equal(backup.code, 1);
       assert.match(backup.stderr, /but the catalog .* indexes repository .* — is the right disk mounted\?/);

@@ -173,7 +173,7 @@ describe('chunk decoding is bounded', () => {
 
   test('a restore from a repository whose chunk was swapped for a bomb fails clearly', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'stackback-bomb-'));
-    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([join(dir, 'tree')]), encryption: 'none' });
+    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([join(dir, 'tree')]), repository: 'encryption: none' });
     try {
       await mkdir(join(dir, 'tree'));
       await writeFile(join(dir, 'tree', 'small.txt'), 'small');

@@ -7,6 +7,7 @@ import { registerDaemon } from './commands/daemon.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerHistory } from './commands/history.ts';
 import { registerInit } from './commands/init.ts';
+import { registerKey } from './commands/key.ts';
 import { registerList } from './commands/list.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
@@ -34,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerDaemon, registerInit, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
+  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
     register(program);
   }
   try {

@@ -3,6 +3,7 @@ import { isSafetyCopy } from '../repository/manifest.ts';
 import type { Config } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
 import { repositoryState } from '../jobs/repository-identity.ts';
+import { keyExportWarning } from '../jobs/repository-key.ts';
 import type { JobView } from './queue.ts';
 import { type ScheduleInfo, scheduleInfo } from './schedule-info.ts';
 
@@ -29,7 +30,8 @@ export interface StatusDocument {
   queued: JobView[];
   schedules: ScheduleInfo[];
   last: { full: LastRun | null; incremental: LastRun | null; verify: LastRun | null; prune: LastRun | null };
-  repository: { path: string; bytes: number; backups: number };
+  /** encrypted: the key id an encrypted repository needs, or null (plain, or not there). */
+  repository: { path: string; bytes: number; backups: number; key_id: string | null };
   warnings: string[];
 }
 
@@ -64,9 +66,15 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   const backups = catalog.listBackups();
   const warnings: string[] = [];
   if (!daemon) warnings.push('the daemon is not running: no scheduled backups happen');
+  let keyId: string | null = null;
   try {
     const repository = repositoryState(config, catalog);
     if (repository.state === 'missing' || repository.state === 'mismatch') warnings.push(repository.error.message);
+    if (repository.state === 'ok' && repository.keyId !== null) {
+      keyId = repository.keyId;
+      const notExported = keyExportWarning(catalog, keyId);
+      if (notExported) warnings.push(notExported);
+    }
   } catch (error) {
     warnings.push(errorMessage(error)); // an unreadable repo.json
   }
@@ -99,7 +107,7 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
     queued: daemon?.queued ?? [],
     schedules,
     last: lastRuns,
-    repository: { path: config.repository.path, bytes: catalog.repositoryBytes(), backups: backups.length },
+    repository: { path: config.repository.path, bytes: catalog.repositoryBytes(), backups: backups.length, key_id: keyId },
     warnings,
   };
 }

@@ -14,7 +14,8 @@ import { readRepoInfo, Repository, type RepositoryKeyOptions } from '../reposito
 const REPOSITORY_ID = 'repository_id';
 
 export type RepositoryState =
-  | { state: 'ok'; id: string }
+  /** keyId: the key an encrypted repository needs (null: not encrypted). */
+  | { state: 'ok'; id: string; keyId: string | null }
   /** No repository, and the catalog has never seen one: a fresh install. */
   | { state: 'none' }
   | { state: 'missing' | 'mismatch'; error: StackbackError };
@@ -57,7 +58,7 @@ export function repositoryState(config: Config, catalog: Catalog): RepositorySta
       ),
     };
   }
-  const { id } = readRepoInfo(root);
+  const { id, encryption } = readRepoInfo(root);
   if (known !== undefined && known !== id) {
     return {
       state: 'mismatch',
@@ -68,7 +69,7 @@ export function repositoryState(config: Config, catalog: Catalog): RepositorySta
       ),
     };
   }
-  return { state: 'ok', id };
+  return { state: 'ok', id, keyId: encryption?.key_id ?? null };
 }
 
 /**

@@ -77,7 +77,7 @@ export function filesSourceYaml(paths: string[], source: { name?: string; exclud
 /** A config in a temp folder with the given postgres entries (may be '') and, optionally, qdrant and files entries. */
 export async function makeSandbox(
   postgresYaml: string,
-  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string; cli?: string; encryption?: 'none' } = {},
+  options: { qdrantYaml?: string; filesYaml?: string; extraYaml?: string; logLevel?: string; repoPath?: string; cli?: string; repository?: string } = {},
 ): Promise<Sandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'stackback-test-'));
   const configPath = join(dir, 'stackback.yaml');
@@ -85,7 +85,7 @@ export async function makeSandbox(
   const catalogPath = join(dir, 'catalog.db');
   await writeFile(
     configPath,
-    [`repository: { path: ${repoPath}, key_file: ${repoPath}.key${options.encryption ? `, encryption: ${options.encryption}` : ''} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ...(options.filesYaml ? ['  files:', options.filesYaml] : []), ''].join('\n'),
+    [`repository: { path: ${repoPath}, key_file: ${repoPath}.key${options.repository ? `, ${options.repository}` : ''} }`, `catalog: { path: ${catalogPath} }`, `work_dir: ${join(dir, 'tmp')}`, `log: { level: ${options.logLevel ?? 'warn'} }`, options.extraYaml ?? '', 'sources:', ...(postgresYaml ? ['  postgres:', postgresYaml] : []), ...(options.qdrantYaml ? ['  qdrant:', options.qdrantYaml] : []), ...(options.filesYaml ? ['  files:', options.filesYaml] : []), ''].join('\n'),
   );
   const cli = options.cli ?? CLI;
   const run = async (args: string[], options: { env?: Record<string, string>; input?: string } = {}): Promise<CliResult> => {
