@@ -85,8 +85,9 @@ export function parseKeyFile(text: string, origin: string): KeyFileContent {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (error) {
-    throw invalid(`not JSON (${(error as Error).message}) — truncated?`);
+  } catch {
+    // Not the parser's message: it quotes the text, which is the secret.
+    throw invalid('not JSON — truncated or damaged?');
   }
   const content = value as Partial<KeyFileContent>;
   if (typeof value !== 'object' || value === null || content.stackback_key !== 1) throw invalid('no "stackback_key": 1');
