@@ -1,11 +1,20 @@
 // The merger of pg_dump's per-row data blocks (src/sources/postgres/archive-blocks.ts), on real
 // archives: pg_restore must make exactly the same of the merged stream as of the original,
 // however the stream is cut into pushes, and whatever it does not recognise passes unchanged;
-// with side streams, the rows of big tables are dealt out whole and every row arrives once.
+// with side streams, the rows of big tables are dealt out whole and every row arrives once;
+// in the repository's feeding thread (restore-feed-sink.ts), pg_restore's input ends only
+// after the side sessions have succeeded.
 import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
+import { type ArtifactData, openArtifact } from '../src/repository/artifact-reader.ts';
+import { BackupWriter } from '../src/repository/backup-writer.ts';
+import { Repository } from '../src/repository/repository.ts';
 import { type ArchiveHead, CopyBlockMerger, type FeedReport, MAX_HEAD_BYTES, MIN_SPLIT_AFTER, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
+import { startRestoreFeed } from '../src/sources/postgres/restore-feed.ts';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 
 /**
@@ -323,5 +332,79 @@ describe('merging the data blocks of a pg_dump custom archive', () => {
   test('an archive cut off inside its data stays cut off: pg_restore reports it', async () => {
     const cut = archive.subarray(0, archive.length - 1000);
     await assert.rejects(execa(`${cluster.binDir}/pg_restore`, ['-f', '/dev/null'], { input: merge(cut, randomPieces(5)) }), /pg_restore: error/);
+  });
+});
+
+describe('the restore feed: pg_restore and two COPY sessions fed from the repository\'s thread', () => {
+  let dir: string;
+  let repo: Repository;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'stackback-restore-feed-'));
+    repo = await Repository.create(join(dir, 'repo'), { key: { keyFile: join(dir, 'repo.key'), passphraseFile: undefined }, encrypt: true });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+  const workDir = () => join(dir, 'work');
+  const out = (name: string) => join(dir, `out-${name}`);
+
+  // About 7 MiB of rows in one table: past the least split point (4 MiB), so they are shared out.
+  const rows = Array.from({ length: 120_000 }, (_, i) => `${i}\trow ${i} ${'x'.repeat(i % 80)}\n`);
+  const archive = handMadeArchive(16, rows);
+  const feedOptions = { sessions: 3, split: { splitAfter: 0, serverMajor: 16 } };
+  const toolOptions = { env: {}, errorCode: 'PG_RESTORE_FAILED' as const };
+
+  async function storedArchive(chain: string): Promise<ArtifactData> {
+    const writer = new BackupWriter(repo, chain, { lookup: () => undefined }, { compressionLevel: 1 });
+    const stored = await writer.storeArtifact((async function* () {
+      yield archive;
+    })());
+    return openArtifact(repo, chain, { id: `${chain}/dump`, source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored }, 'stored');
+  }
+
+  test('each session gets its share of the rows, and pg_restore the archive\'s last byte only once both side sessions have finished', { timeout: 30_000 }, async () => {
+    const feed = await startRestoreFeed(await storedArchive('feed-a'), workDir(), feedOptions);
+    // Like pg_restore, the main tool reads as far as the archive goes (its last byte ends the
+    // final block: the only run of five zero bytes past the header), not waiting for the end
+    // of its input, and notes which side sessions had finished by then.
+    const main = `const fs = require('node:fs'); const parts = []; let size = 0; let tail = Buffer.alloc(0); const buffer = Buffer.alloc(65536);
+      for (;;) { const n = fs.readSync(0, buffer); if (n === 0) break; const piece = Buffer.from(buffer.subarray(0, n)); parts.push(piece); size += n;
+        tail = Buffer.concat([tail, piece]).subarray(-5); if (size > 4096 && tail.equals(Buffer.alloc(5))) break; }
+      fs.writeFileSync(process.argv[1] + '.seen', ['one', 'two'].filter((name) => fs.existsSync(process.argv[2] + name + '.done')).join(' '));
+      fs.writeFileSync(process.argv[1], Buffer.concat(parts));`;
+    const side = (name: string, ms: number) => ({
+      file: process.execPath,
+      args: ['-e', `const fs = require('node:fs'); const data = fs.readFileSync(0); setTimeout(() => { fs.writeFileSync(process.argv[1], data); fs.writeFileSync(process.argv[1] + '.done', ''); }, ${ms});`, out(name)],
+      what: `COPY session ${name}`,
+    });
+    const report = await feed.run([{ file: process.execPath, args: ['-e', main, out('main'), out('')], what: 'pg_restore' }, side('one', 300), side('two', 600)], toolOptions);
+    assert.deepEqual(report, { blocks: 'merged', tables_split: [{ table: 'public.t', sessions: 3 }], summary: 'archive data blocks merged; public.t loaded through 3 COPY sessions' });
+    assert.equal(await readFile(`${out('main')}.seen`, 'utf8'), 'one two', 'both side sessions had finished before pg_restore\'s input was complete');
+    const mainRows = Buffer.concat(dataPieces(await readFile(out('main'))).get(1)!).toString().split('\n').slice(0, -1);
+    const sideRows = await Promise.all(['one', 'two'].map(async (name) => copyRows(await readFile(out(name), 'utf8'), 'public.t')));
+    for (const share of [mainRows, ...sideRows]) assert.ok(share.length > 10_000, `a fair share: ${share.length} rows`);
+    assert.deepEqual([...mainRows, ...sideRows.flat()].sort(), rows.map((row) => row.slice(0, -1)).sort(), 'every row once, whole');
+    assert.deepEqual(await readdir(workDir()), []);
+  });
+
+  test('a side session that fails ends the run with its own message; pg_restore is stopped and nothing hangs', { timeout: 30_000 }, async () => {
+    const feed = await startRestoreFeed(await storedArchive('feed-b'), workDir(), feedOptions);
+    await assert.rejects(
+      feed.run(
+        [
+          { file: '/bin/sh', args: ['-c', 'cat > /dev/null'], what: 'pg_restore' },
+          { file: '/bin/sh', args: ['-c', 'cat > /dev/null'], what: 'the patient session' },
+          { file: '/bin/sh', args: ['-c', 'head -c 1000 > /dev/null; echo "session gave up" >&2; exit 4'], what: 'the failing session' },
+        ],
+        toolOptions,
+      ),
+      /the failing session failed \(exit status 4\): session gave up/,
+    );
+    assert.deepEqual(await readdir(workDir()), []);
+  });
+
+  test('a feed cancelled before its tools run (the target could not be prepared) ends promptly and removes its pipes', { timeout: 20_000 }, async () => {
+    const feed = await startRestoreFeed(await storedArchive('feed-c'), workDir(), feedOptions);
+    assert.equal((await readdir(workDir())).length, 3);
+    await feed.cancel();
+    assert.deepEqual(await readdir(workDir()), []);
   });
 });

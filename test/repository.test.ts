@@ -15,8 +15,8 @@ import { newBackupName, validateBackupName } from '../src/repository/manifest.ts
 import { Repository } from '../src/repository/repository.ts';
 import { chunkKey } from '../src/repository/storage.ts';
 import { LocalStorage } from '../src/repository/storage/local.ts';
-import { type FeedOptions, type SideTool, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
-import { swapCase, TRAILER } from './support/swapcase-transform.ts';
+import { type FeedOptions, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
+import { QUESTION, swapCase, TRAILER } from './support/swapcase-sink.ts';
 
 /** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
 function dumpLikeData(bytes: number, seed = 1): Buffer {
@@ -155,10 +155,10 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   const temp = tempRepository('stackback-pipe-');
 
   /** As a restore does it: the feed first (its thread starts and waits for a reader), then the tool. */
-  async function runToolOnArtifact(data: ArtifactData, dir: string, file: string, args: string[], options: ToolOptions & FeedOptions & { bigPipe?: boolean; sideTools?: SideTool[] }) {
-    const { feederNice, transform, sides, ...toolOptions } = options;
-    const feed = await startArtifactFeed(data, dir, { ...(feederNice !== undefined ? { feederNice } : {}), ...(transform ? { transform } : {}), ...(sides ? { sides } : {}) });
-    await feed.run(file, args, toolOptions);
+  async function runToolOnArtifact(data: ArtifactData, dir: string, file: string, args: string[], options: ToolOptions & FeedOptions & { bigPipe?: boolean }): Promise<unknown> {
+    const { feederNice, sink, ...toolOptions } = options;
+    const feed = await startArtifactFeed(data, dir, { feederNice, ...(sink ? { sink } : {}) });
+    return feed.run([{ file, args, what: toolOptions.what }], toolOptions);
   }
 
   async function storeArtifact(chain: string, data: Buffer) {
@@ -183,7 +183,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     assert.deepEqual(await readdir(workDir()), []);
   });
 
-  test('the feeding thread runs at the given lower CPU priority, and a transform module rewrites the stream', async () => {
+  test('the feeding thread runs at the given lower CPU priority, and a sink module takes the plaintext there, asks the main thread and reports', async () => {
     const data = dumpLikeData(2 * 1024 * 1024, 12);
     const artifact = await storeArtifact('pipe-f', data);
     const out = join(temp.dir, 'out-f');
@@ -192,58 +192,21 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     const tool = `const fs = require('node:fs'); fs.readSync(0, Buffer.alloc(1));
       const nice = fs.readdirSync('/proc/' + process.ppid + '/task').map((t) => fs.readFileSync('/proc/' + process.ppid + '/task/' + t + '/stat', 'utf8').split(') ')[1].split(' ')[16]);
       fs.writeFileSync(process.argv[1], nice.join(' ')); const rest = fs.readFileSync(0); fs.writeFileSync(process.argv[2], rest);`;
-    const transform = new URL('./support/swapcase-transform.ts', import.meta.url).href;
-    await runToolOnArtifact(openArtifact(temp.repo, 'pipe-f', artifact, 'stored'), workDir(), process.execPath, ['-e', tool, priorities, out], { ...toolOptions, feederNice: 7, transform });
+    const module = new URL('./support/swapcase-sink.ts', import.meta.url).href;
+    const questions: unknown[] = [];
+    const answer = async (question: unknown) => {
+      questions.push(question);
+      return 42;
+    };
+    const sink = ([pipe]: string[]) => ({ module, options: { pipe }, answer });
+    const report = await runToolOnArtifact(openArtifact(temp.repo, 'pipe-f', artifact, 'stored'), workDir(), process.execPath, ['-e', tool, priorities, out], { ...toolOptions, feederNice: 7, sink });
     const seen = (await readFile(priorities, 'utf8')).split(' ').map(Number);
     assert.ok(seen.includes(7), `one thread at nice 7: ${seen.join(' ')}`);
     assert.equal(seen.filter((n) => n === 7).length, 1, 'only the feeding thread');
-    const expected = Buffer.concat([swapCase(Buffer.from(data)), Buffer.from(TRAILER)]);
+    const expected = Buffer.concat([swapCase(Buffer.from(data)), Buffer.from(`${TRAILER}42\n`)]);
     assert.deepEqual(await readFile(out), expected.subarray(1));
-  });
-
-  test('side tools each read their side stream, and the main tool\'s input ends only once they have all finished', { timeout: 30_000 }, async () => {
-    const data = dumpLikeData(3 * 1024 * 1024, 14);
-    const artifact = await storeArtifact('pipe-h', data);
-    const transform = new URL('./support/copy-to-sides-transform.ts', import.meta.url).href;
-    const out = (name: string) => join(temp.dir, `out-h-${name}`);
-    // The side tools take their time before they finish; the main tool, like pg_restore, reads as far as the data goes
-    // (not waiting for the end of its input), and notes which of them had finished when it got the last byte.
-    const side = (name: string, ms: number) => ({
-      file: process.execPath,
-      args: ['-e', `const fs = require('node:fs'); const data = fs.readFileSync(0); setTimeout(() => { fs.writeFileSync(process.argv[1], data); fs.writeFileSync(process.argv[1] + '.done', ''); }, ${ms});`, out(name)],
-      what: `side tool ${name}`,
-    });
-    const main = `const fs = require('node:fs'); const data = Buffer.alloc(Number(process.argv[3])); let filled = 0;
-      while (filled < data.length) filled += fs.readSync(0, data, filled, data.length - filled);
-      fs.writeFileSync(process.argv[1] + '.seen', ['one', 'two'].filter((name) => fs.existsSync(process.argv[2] + name + '.done')).join(' '));
-      fs.writeFileSync(process.argv[1], data);`;
-    await runToolOnArtifact(openArtifact(temp.repo, 'pipe-h', artifact, 'stored'), workDir(), process.execPath, ['-e', main, out('main'), out(''), String(data.length)], {
-      ...toolOptions,
-      transform,
-      sides: 2,
-      sideTools: [side('one', 300), side('two', 600)],
-    });
-    for (const name of ['main', 'one', 'two']) assert.deepEqual(await readFile(out(name)), data, name);
-    assert.equal(await readFile(`${out('main')}.seen`, 'utf8'), 'one two', 'both side tools had finished before the main input ended');
-    assert.deepEqual(await readdir(workDir()), []);
-  });
-
-  test('a side tool that fails ends the run with its own message; the main tool is stopped and nothing hangs', { timeout: 30_000 }, async () => {
-    const artifact = await storeArtifact('pipe-i', dumpLikeData(4 * 1024 * 1024, 15));
-    const transform = new URL('./support/copy-to-sides-transform.ts', import.meta.url).href;
-    await assert.rejects(
-      runToolOnArtifact(openArtifact(temp.repo, 'pipe-i', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'cat > /dev/null'], {
-        ...toolOptions,
-        transform,
-        sides: 2,
-        sideTools: [
-          { file: '/bin/sh', args: ['-c', 'cat > /dev/null'], what: 'the patient side tool' },
-          { file: '/bin/sh', args: ['-c', 'head -c 1000 > /dev/null; echo "side gave up" >&2; exit 4'], what: 'the failing side tool' },
-        ],
-      }),
-      /the failing side tool failed \(exit status 4\): side gave up/,
-    );
-    assert.deepEqual(await readdir(workDir()), []);
+    assert.deepEqual(questions, [QUESTION]);
+    assert.deepEqual(report, { answer: 42 });
   });
 
   test('a chunk damaged after the restore preflight fails the feed with CHUNK_CORRUPT', async () => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { StackbackError } from '../errors.ts';
-import { checkStoredInThreads, writeArtifactToPipe } from './chunk-threads.ts';
+import { checkStoredInThreads, writeArtifactInThread } from './chunk-threads.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import type { ObjectCodec } from './object-codec.ts';
 import type { Repository } from './repository.ts';
@@ -18,61 +19,69 @@ import { chunkKey } from './storage.ts';
 export type ReadCheck = 'content' | 'stored';
 
 /**
- * Rewrites a plaintext stream on its way into a tool without changing what the tool makes of
- * it (sources/postgres/archive-blocks.ts merges pg_dump's per-row blocks, and may hand rows
- * to side streams). A module that provides one exports `createTransform` (a
- * TransformFactory); it is loaded in the thread that writes the pipe.
+ * Takes an artifact's checked plaintext in the thread that reads it, in place of the plain
+ * pipe writer: a source's own way into its tools (sources/postgres/restore-feed-sink.ts
+ * merges pg_dump's per-row blocks and shares big tables out over several pipes). A module
+ * that provides one exports `createSink` (a SinkFactory); it is loaded in that thread.
  */
-export interface StreamTransform {
+export interface PlaintextSink {
+  /** The next piece of checked plaintext; it may be rewritten in place, and is the caller's again once write() returns. */
+  write(plain: Buffer): void;
   /**
-   * The bytes to write for `data`; valid until the next call. `data` may be rewritten in
-   * place, and is the caller's again once push() returns: keep a copy of anything held back.
+   * After the last piece, once the whole artifact has passed its checks: finishes the output.
+   * Returns what the sink did, for the restore's log and record (must survive structured cloning).
    */
-  push(data: Buffer): Buffer;
-  /** What is still held back at the end of the stream. */
-  end(): Buffer;
-  /** What it did to the stream, for the restore's log and record (must survive structured cloning). */
-  report?(): unknown;
+  end(): unknown;
+  /** Called last, after end() or a failure: closes whatever is still open, without blocking. */
+  close(): void;
 }
 
-/** Extra output streams a transform may write parts of its input to (see PipeWriteOptions.sides). */
-export interface SideStreams {
-  readonly count: number;
-  /** Writes to side stream `index`, blocking until it is taken; `data` is the caller's again afterwards. */
-  write(index: number, data: Buffer): void;
+/** A sink's line to the main thread: ask() posts `question` to ModuleSink.answer and blocks until it has answered. */
+export interface MainThreadChannel {
+  ask(question: unknown): number;
 }
 
-/** What a transform module exports as `createTransform`; `options` comes from PipeWriteOptions.transformOptions. */
-export type TransformFactory = (options: unknown, sides: SideStreams) => StreamTransform;
+/** What a sink module exports as `createSink`; `options` comes from ModuleSink.options. */
+export type SinkFactory = (options: unknown, main: MainThreadChannel) => PlaintextSink;
+
+/** A sink module that takes an artifact's plaintext in a worker thread (ArtifactData.writeToSink). */
+export interface ModuleSink {
+  /** URL of the module exporting `createSink`. */
+  module: string;
+  /** Handed to createSink (structured-cloned into the thread). */
+  options: unknown;
+  /** Answers the sink's MainThreadChannel.ask() with an int32; when it rejects (or is missing), ask() throws. */
+  answer?: ((question: unknown) => Promise<number>) | undefined;
+}
+
+/** Writes all of `data` to a blocking file descriptor (a pipe, for sinks too). */
+export function writeAll(fd: number, data: Buffer): void {
+  let written = 0;
+  while (written < data.length) written += writeSync(fd, data, written);
+}
 
 /**
- * An artifact's checked plaintext: iterate it in-process, or have it written into a named
- * pipe that an external tool reads (the fast path for big restores, see chunk-threads.ts).
+ * An artifact's checked plaintext: iterate it in-process, or have a worker thread write it into
+ * a named pipe that an external tool reads, or hand it to a sink module there (the fast path
+ * for big restores, see chunk-threads.ts).
  */
 export interface ArtifactData extends AsyncIterable<Buffer> {
-  /** Resolves, once everything is written, with what the transform reported (undefined without one). */
-  writeToPipe(pipe: string, options: PipeWriteOptions): Promise<unknown>;
+  /** Resolves once everything is written into `pipe`. */
+  writeToPipe(pipe: string, options: WriterThreadOptions): Promise<void>;
+  /** Resolves, once the sink has ended, with what its end() returned. */
+  writeToSink(sink: ModuleSink, options: WriterThreadOptions): Promise<unknown>;
 }
 
-export interface PipeWriteOptions {
+export interface WriterThreadOptions {
   /** CPU priority of the writing thread (see chunk-threads.ts). */
   nice: number;
-  /** URL of a module whose `createTransform()` rewrites the stream (see StreamTransform). */
-  transform?: string | undefined;
-  transformOptions?: unknown;
-  /**
-   * Named pipes the transform may send parts of the stream to, each read by a tool of its own.
-   * The main pipe's last byte is held back until `done` resolves (the side tools have
-   * finished: their work is complete before the main tool can finish its input); when it
-   * rejects, the main stream stays cut short, so the main tool fails.
-   */
-  sides?: { pipes: string[]; done: Promise<unknown> } | undefined;
 }
 
 export function openArtifact(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck): ArtifactData {
   return {
     [Symbol.asyncIterator]: () => readArtifact(repo, chain, artifact, check),
-    writeToPipe: (pipe, options) => writeArtifactToPipe(repo, chain, artifact, check, pipe, options),
+    writeToPipe: async (pipe, options) => void (await writeArtifactInThread(repo, chain, artifact, check, { pipe }, options)),
+    writeToSink: (sink, options) => writeArtifactInThread(repo, chain, artifact, check, sink, options),
   };
 }
 

@@ -2,34 +2,35 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { StackbackError, type ErrorCode } from '../errors.ts';
 import { siblingModule } from '../sibling-module.ts';
-import type { ChunkProblem, PipeWriteOptions, ReadCheck } from './artifact-reader.ts';
-import type { ChunkJob, ChunkJobOutcome, ThreadFailure } from './chunk-worker.ts';
+import type { ChunkProblem, ModuleSink, ReadCheck, WriterThreadOptions } from './artifact-reader.ts';
+import type { ChunkJob, ChunkJobOutcome, SinkQuestion, ThreadFailure } from './chunk-worker.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import type { Repository } from './repository.ts';
 
-/** A pipe job's thread posts this once it has closed its side pipes; it then waits for RELEASE or ABANDON (PipeJob.release). */
-export const SIDES_CLOSED = 'sides-closed';
-export const RELEASE = 1;
-export const ABANDON = 2;
-/** The error code of a feed given up because a side tool failed (that tool's own error says why). */
-export const SIDES_FAILED = 'SIDES_FAILED';
+// A pipe job's `channel` (MainThreadChannel) is two int32 slots: the state goes from ASKED to
+// ANSWERED (the answer slot then holds the answer) or to UNANSWERED; the thread sleeps on it in between.
+export const STATE_SLOT = 0;
+export const ANSWER_SLOT = 1;
+export const ASKED = 1;
+export const ANSWERED = 2;
+const UNANSWERED = 3;
 
 // The thread body, beside this file.
 const WORKER = siblingModule(import.meta.url, 'chunk-worker');
 
 interface ThreadRun {
-  /** Resolves with the problems list (check jobs) or the transform's report (pipe jobs); rejects with the job's error. */
+  /** Resolves with the problems list (check jobs) or the sink's report (pipe jobs); rejects with the job's error. */
   done: Promise<{ problems: ChunkProblem[]; report?: unknown }>;
   stop(): void;
 }
 
-/** Runs one job on a thread of its own; `onSidesClosed` answers a pipe job's SIDES_CLOSED message. */
-function startThread(job: ChunkJob, what: string, onSidesClosed?: () => void): ThreadRun {
+/** Runs one job on a thread of its own; `onQuestion` gets the questions of a pipe job's sink. */
+function startThread(job: ChunkJob, what: string, onQuestion?: (question: unknown) => void): ThreadRun {
   const worker = new Worker(WORKER, { workerData: job });
   const done = new Promise<{ problems: ChunkProblem[]; report?: unknown }>((resolve, reject) => {
     let reported = false;
-    worker.on('message', (message: ChunkJobOutcome | typeof SIDES_CLOSED) => {
-      if (message === SIDES_CLOSED) return onSidesClosed?.();
+    worker.on('message', (message: ChunkJobOutcome | SinkQuestion) => {
+      if ('question' in message) return onQuestion?.(message.question);
       reported = true;
       if (message.ok) resolve({ problems: message.problems ?? [], report: message.report });
       else reject(rebuild(message.failure));
@@ -48,13 +49,14 @@ function rebuild(failure: ThreadFailure): Error {
 }
 
 /**
- * Writes an artifact's checked plaintext into the named pipe `pipe` from a worker thread,
- * as readArtifact would yield it, with blocking writes. This
+ * Writes an artifact's checked plaintext into the named pipe `sink.pipe` from a worker thread,
+ * as readArtifact would yield it, with blocking writes, or hands it to a sink module in that
+ * thread (PlaintextSink). This
  * is the restore path into external tools: the tool (and the database server behind it)
  * waits on every gap in its input, and a thread with a tiny heap that does nothing but read,
  * check, decode and write leaves far fewer gaps than a busy main thread between garbage
  * collections. Rejects with the first problem: a damaged chunk (CHUNK_CORRUPT, …) or the
- * pipe's reader gone (an error with code EPIPE).
+ * pipe's reader gone (an error with code EPIPE). Resolves with the sink's report.
  *
  * `options.nice` lowers the thread's CPU priority (Linux: the thread alone). The reading tool
  * keeps only a few milliseconds of data ahead of its database server, so whenever it
@@ -62,17 +64,23 @@ function rebuild(failure: ThreadFailure): Error {
  * chunk makes it wait out the scheduler's time slice, and the server idles meanwhile
  * (measured: 0.45 s of a 4.5 s COPY at scale 50 on 2 cores; at nice 10, 0.15 s).
  */
-export async function writeArtifactToPipe(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, pipe: string, options: PipeWriteOptions): Promise<unknown> {
-  const { sides, ...rest } = options;
-  // The thread waits on this flag (Atomics.wait) for the verdict on the side tools.
-  const release = sides ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
-  const answer = (verdict: number) => {
-    Atomics.store(release!, 0, verdict);
-    Atomics.notify(release!, 0);
+export async function writeArtifactInThread(repo: Repository, chain: string, artifact: ArtifactManifest, check: ReadCheck, sink: { pipe: string } | ModuleSink, options: WriterThreadOptions): Promise<unknown> {
+  const target = 'pipe' in sink ? { pipe: sink.pipe } : { module: sink.module, options: sink.options };
+  const answer = 'pipe' in sink ? undefined : sink.answer;
+  // The sink's MainThreadChannel: the thread sleeps on `channel` until its question is answered (see chunk-worker.ts).
+  const channel = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
+  const onQuestion = (question: unknown) => {
+    const wake = (state: number, value = 0) => {
+      Atomics.store(channel, ANSWER_SLOT, value);
+      Atomics.store(channel, STATE_SLOT, state);
+      Atomics.notify(channel, STATE_SLOT);
+    };
+    // Whatever happens to the answer, the thread must wake up.
+    const answered = answer ? Promise.resolve().then(() => answer(question)) : Promise.reject(new Error('the sink has nobody to ask'));
+    answered.then((value) => wake(ANSWERED, value), () => wake(UNANSWERED));
   };
-  const onSidesClosed = () => void sides!.done.then(() => answer(RELEASE), () => answer(ABANDON));
-  const job = { kind: 'pipe' as const, storage: repo.storageSpec, chain, artifact, check, codec: repo.codec.spec, pipe, ...rest, sidePipes: sides?.pipes ?? [], release };
-  return (await startThread(job, `writing artifact ${artifact.id}`, onSidesClosed).done).report;
+  const job = { kind: 'pipe' as const, storage: repo.storageSpec, chain, artifact, check, codec: repo.codec.spec, nice: options.nice, sink: target, channel };
+  return (await startThread(job, `writing artifact ${artifact.id}`, onQuestion).done).report;
 }
 
 /** Reads and hashes stored objects on as many threads as the machine has cores (at most 4); `signal` stops them. */

@@ -6,8 +6,7 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { type ErrorCode, StackbackError } from '../errors.ts';
-import type { ArtifactData } from '../repository/artifact-reader.ts';
-import { SIDES_FAILED } from '../repository/chunk-threads.ts';
+import type { ArtifactData, ModuleSink } from '../repository/artifact-reader.ts';
 import { pidExists } from '../process-identity.ts';
 
 /**
@@ -175,47 +174,54 @@ async function makeFifo(pipe: string): Promise<string | undefined> {
   }
 }
 
-/** The CPU priority of the thread that feeds the tool: below it, so the tool never waits for it (see chunk-threads.ts). */
+/** The CPU priority of the thread that feeds the tools: below theirs, so a tool never waits for it (see chunk-threads.ts). */
 const FEEDER_NICE = 10;
 
 export interface FeedOptions {
   /** CPU priority of the feeding thread (default FEEDER_NICE; drills use 19). */
-  feederNice?: number;
-  /** A module that rewrites the stream on its way (see StreamTransform). */
-  transform?: string;
-  transformOptions?: unknown;
-  /** Side streams the transform may write to; run() then needs as many `sideTools`, one reading each. */
-  sides?: number;
+  feederNice?: number | undefined;
+  /** How many named pipes the feed writes, each read by one of run()'s tools (default 1). */
+  pipes?: number;
+  /**
+   * The sink module (see PlaintextSink) that takes the plaintext in the feeding thread and
+   * writes the pipes, given their paths; without one, the plaintext goes into the one pipe as it is.
+   */
+  sink?: (pipes: string[]) => ModuleSink;
+  /** Called with the tools' exits once run() has started them all (the sink's answers may depend on them). */
+  onToolsStarted?: (exits: Promise<unknown>[]) => void;
+  /** Codes of feed failures that only follow from a tool's, as EPIPE does: that tool's own error is reported instead. */
+  toolFailureCodes?: string[];
 }
 
-/** A tool that reads one side stream; it runs with the main tool's options, under its own `what`. */
-export interface SideTool {
+/** A tool that reads one of the feed's pipes; it runs with run()'s options, under its own `what`. */
+export interface PipeTool {
   file: string;
   args: string[];
   what: string;
 }
 
 /**
- * An artifact on its way into a tool's stdin through a named pipe in work_dir, fed from a
+ * An artifact on its way into tools' stdin through named pipes in work_dir, fed from a
  * worker thread (see repository/chunk-threads.ts for why). The thread starts at once and
  * waits in open(2) for the reader, so its start-up overlaps whatever the caller prepares
- * before it runs the tool (creating the target database). Exactly one of run() or cancel()
- * must follow: both remove the pipe.
+ * before it runs the tools (creating the target database). Exactly one of run() or cancel()
+ * must follow: both remove the pipes.
  */
 export interface ArtifactFeed {
   /**
-   * Runs the tool with the pipe as its stdin (`bigPipe: false` leaves the pipe at its default
-   * size, as on machines without perl; the tests use it to cover that path). Settles when both
-   * the feed and the tool are done, with what the transform reported of its work; a damaged
-   * chunk is reported before the tool's complaint about its cut input.
+   * Runs the tools, `tools[i]` with pipe i as its stdin (`bigPipe: false` leaves the pipes at
+   * their default size, as on machines without perl; the tests use it to cover that path).
+   * Settles when the feed and every tool are done, with what the sink reported of its work; a
+   * damaged chunk is reported before the tools' complaints about their cut input, and one tool
+   * that fails stops the others.
    */
-  run(file: string, args: string[], options: ToolOptions & { bigPipe?: boolean; sideTools?: SideTool[] }): Promise<unknown>;
+  run(tools: PipeTool[], options: Omit<ToolOptions, 'what'> & { bigPipe?: boolean }): Promise<unknown>;
   /** Stops the feed without running a tool. */
   cancel(): Promise<void>;
 }
 
 export async function startArtifactFeed(data: ArtifactData, workDir: string, options: FeedOptions = {}): Promise<ArtifactFeed> {
-  const pipes = Array.from({ length: 1 + (options.sides ?? 0) }, () => newPipePath(workDir));
+  const pipes = Array.from({ length: options.pipes ?? 1 }, () => newPipePath(workDir));
   let problem = await pipeFolderProblem(workDir);
   for (const pipe of pipes) problem ??= await makeFifo(pipe);
   const removePipes = () => Promise.all(pipes.map((pipe) => fs.rm(pipe, { force: true })));
@@ -223,40 +229,30 @@ export async function startArtifactFeed(data: ArtifactData, workDir: string, opt
     await removePipes();
     throw new StackbackError('RESTORE_FAILED', `cannot make a named pipe in work_dir ${workDir}: ${problem}`, 'work_dir must be a writable local folder');
   }
-  const [pipe, ...sidePipes] = pipes as [string, ...string[]];
-  // Settled by run() once the side tools are done (or by cancel()); the thread holds the main stream's end until then.
-  const sidesDone = Promise.withResolvers<void>();
-  sidesDone.promise.catch(() => undefined);
-  const written = data.writeToPipe(pipe, {
-    nice: options.feederNice ?? FEEDER_NICE,
-    transform: options.transform,
-    transformOptions: options.transformOptions,
-    sides: sidePipes.length > 0 ? { pipes: sidePipes, done: sidesDone.promise } : undefined,
-  });
+  const nice = options.feederNice ?? FEEDER_NICE;
+  const written = options.sink ? data.writeToSink(options.sink(pipes), { nice }) : data.writeToPipe(pipes[0]!, { nice });
   // Observed by run() or cancel(); until then a failure must not count as unhandled.
   written.catch(() => undefined);
   const cancel = async () => {
     try {
-      sidesDone.reject(new Error('cancelled'));
       await Promise.all(pipes.map((each) => releaseWriter(each, written)));
     } finally {
       await removePipes();
     }
   };
   return {
-    async run(file, args, toolOptions) {
+    async run(tools, toolOptions) {
       try {
-        const sideTools = toolOptions.sideTools ?? [];
-        if (sideTools.length !== sidePipes.length) {
+        if (tools.length !== pipes.length) {
           await cancel();
-          throw new Error(`the feed has ${sidePipes.length} side stream(s) but ${sideTools.length} side tool(s)`);
+          throw new Error(`the feed has ${pipes.length} pipe(s) but ${tools.length} tool(s)`);
         }
         // A writer that fails before opening its end would leave the tools waiting in open(2) for ever; one failed tool
         // makes the others' work pointless: stop them all then.
         const stopAll = new AbortController();
         const signal = toolOptions.signal ? AbortSignal.any([toolOptions.signal, stopAll.signal]) : stopAll.signal;
         let firstFailure: unknown;
-        const start = (tool: SideTool, toolPipe: string) => {
+        const start = (tool: PipeTool, toolPipe: string) => {
           const [opener, argv] = withPipeAsStdin(tool.file, tool.args, toolOptions.bigPipe ?? true);
           const run = runTool(opener, argv, { ...toolOptions, what: tool.what, signal, env: { ...toolOptions.env, STACKBACK_PIPE: toolPipe }, stdin: 'ignore', stdout: 'ignore' });
           const exited = run.exited.catch((error: unknown) => {
@@ -267,13 +263,13 @@ export async function startArtifactFeed(data: ArtifactData, workDir: string, opt
           void exited.catch(() => undefined).finally(() => releaseWriter(toolPipe, written));
           return exited;
         };
-        const mainExited = start({ file, args, what: toolOptions.what }, pipe);
-        const sidesExited = sideTools.map((tool, index) => start(tool, sidePipes[index]!));
-        Promise.all(sidesExited).then(() => sidesDone.resolve(), sidesDone.reject);
-        // EPIPE: a tool closed its pipe itself, and its own exit status tells why; SIDES_FAILED: a side tool's does.
-        const ownFailure = (error: NodeJS.ErrnoException) => error.code !== 'EPIPE' && error.code !== SIDES_FAILED;
+        const exits = tools.map((tool, index) => start(tool, pipes[index]!));
+        options.onToolsStarted?.(exits);
+        // EPIPE: a tool closed its pipe itself, and its own exit status tells why; toolFailureCodes: another tool's does.
+        const followsFromTools = new Set(['EPIPE', ...(options.toolFailureCodes ?? [])]);
+        const ownFailure = (error: NodeJS.ErrnoException) => !followsFromTools.has(error.code ?? '');
         written.catch((error: NodeJS.ErrnoException) => ownFailure(error) && stopAll.abort());
-        const [feeding] = await Promise.allSettled([written, mainExited, ...sidesExited]);
+        const [feeding] = await Promise.allSettled([written, ...exits]);
         // A damaged chunk first: the tools' complaints about their cut input follow from it.
         if (feeding.status === 'rejected' && ownFailure(feeding.reason as NodeJS.ErrnoException)) throw feeding.reason;
         if (firstFailure !== undefined) throw firstFailure;

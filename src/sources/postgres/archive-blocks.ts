@@ -15,7 +15,6 @@
 // Anything this module does not recognise — another format, a compressed archive, a version
 // it was not written for, a malformed stream — passes through byte for byte, so pg_restore
 // sees exactly what was stored and reports on it itself.
-import type { SideStreams, StreamTransform, TransformFactory } from '../../repository/artifact-reader.ts';
 
 /** Merged data blocks are flushed once they reach this size. */
 const MERGE_BYTES = 8192;
@@ -122,6 +121,13 @@ type State =
   | 'blobBytes'
   | 'pass'; // unrecognised: everything passes through
 
+/** Extra output streams the merger shares rows out to (restore-feed-sink.ts: one pipe per further COPY session). */
+export interface SideStreams {
+  readonly count: number;
+  /** Writes to side stream `index`, blocking until it is taken; `data` is the caller's again afterwards. */
+  write(index: number, data: Buffer): void;
+}
+
 export interface SplitOptions {
   /** Once this many bytes of one table's rows went to pg_restore (at least MIN_SPLIT_AFTER), the rest is shared out between it and the side streams. */
   splitAfter: number;
@@ -135,7 +141,7 @@ const TURN_BYTES = 256 * 1024;
  * splitAfter is at least this: a side stream's COPY must not reach the server before
  * pg_restore has created the table (and done everything else before the data). pg_restore
  * creates all tables before it reads any data, and the feed runs ahead of it by at most its
- * pipe (1 MiB at most) plus one slice of input (chunk-worker.ts) plus pg_restore's own read
+ * pipe (1 MiB at most) plus one slice of input (restore-feed-sink.ts) plus pg_restore's own read
  * buffer; so once pg_restore has been sent this much of a table's rows, it has begun that table.
  */
 export const MIN_SPLIT_AFTER = 4 * 1024 * 1024;
@@ -183,9 +189,9 @@ function fixedSessionSql(serverMajor: number): string {
  * script. pg_restore still gets
  * a well-formed archive (its own share of every table's rows); the caller must keep
  * pg_restore from going on to indexes, constraints and triggers before the side sessions
- * have committed (chunk-worker.ts holds back the archive's last byte until they have).
+ * have committed (restore-feed-sink.ts holds back the archive's last byte until they have).
  */
-export class CopyBlockMerger implements StreamTransform {
+export class CopyBlockMerger {
   private state: State = 'head';
   private head: Buffer[] = [];
   private headBytes = 0;
@@ -236,13 +242,17 @@ export class CopyBlockMerger implements StreamTransform {
     this.sideStarted = new Array<boolean>(count).fill(false);
   }
 
-  /** Rewrites `data` in place and returns the part to write. */
+  /**
+   * Rewrites `data` in place and returns the part to write, valid until the next call. `data`
+   * is the caller's again once push() returns: anything held back is copied.
+   */
   push(data: Buffer): Buffer {
     if (this.state === 'pass') return data;
     if (this.state === 'head') return this.pushHead(data);
     return this.reframe(data);
   }
 
+  /** What is still held back at the end of the stream. */
   end(): Buffer {
     if (this.state === 'head') this.passThrough('the stream ended inside its table of contents');
     const held = Buffer.concat(this.head);
@@ -477,7 +487,7 @@ export class CopyBlockMerger implements StreamTransform {
     this.state = 'pass';
   }
 
-  /** What the feed did to the archive: merged or passed through (and why), which tables were split over how many sessions. */
+  /** What the feed did to the archive: merged or passed through (and why), which tables were split over how many sessions (structured-clonable: it leaves the thread). */
   report(): FeedReport {
     const tables_split = [...this.sessionsPerTable].map(([statement, sessions]) => ({ table: /^COPY (.+?) (?:\(|FROM )/.exec(statement)?.[1] ?? statement.trim(), sessions }));
     const blocks = !this.passedThrough ? 'merged' : this.passedThrough.fromStart ? 'passed through' : 'merged, then passed through';
@@ -543,7 +553,3 @@ function writeArchiveInt(data: Buffer, at: number, value: number, intSize: numbe
     value = Math.floor(value / 256);
   }
 }
-
-/** The entry point chunk-worker.ts loads: merging always; sharing rows out when given SplitOptions and side streams. */
-export const createTransform: TransformFactory = (options, sides) =>
-  new CopyBlockMerger(options && sides.count > 0 ? { sides, options: options as SplitOptions } : undefined);

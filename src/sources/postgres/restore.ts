@@ -3,15 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { StackbackError } from '../../errors.ts';
 import type { ArtifactData } from '../../repository/artifact-reader.ts';
-import { siblingModule } from '../../sibling-module.ts';
 import { restoreStamp } from '../stamp.ts';
-import { feedTool, pipeFolderProblem, runTool, startArtifactFeed } from '../tool.ts';
+import { feedTool, pipeFolderProblem, runTool } from '../tool.ts';
 import type { Finding } from '../source.ts';
 import { findBinaries, type PgBinaries } from './binaries.ts';
 import type { PgServer } from './connection.ts';
 import type { FeedReport, SplitOptions } from './archive-blocks.ts';
 import type { PgDumpMeta } from './dump.ts';
 import { applyProperties, commentSql, createDatabaseSql, type DatabaseProperties, readDatabaseProperties, serverMajor } from './properties.ts';
+import { startRestoreFeed } from './restore-feed.ts';
 import { commentOf, scratchMarker } from './scratch.ts';
 import { exec, ident } from './sql.ts';
 
@@ -60,9 +60,6 @@ export interface DatabaseRestoreResult {
 }
 
 const MAX_IDENT_BYTES = 63;
-
-/** Merges pg_dump's per-row data blocks on the way into pg_restore; beside this file, .ts from source, .js once built. */
-const ARCHIVE_BLOCK_MERGER = siblingModule(import.meta.url, 'archive-blocks').href;
 
 /** "<db><suffix>", cutting the database part so the whole fits PostgreSQL's 63-byte names. */
 export function derivedName(database: string, suffix: string): string {
@@ -240,10 +237,9 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
   const sides = plan.copySessions - 1;
   const splitOptions: SplitOptions = { splitAfter: server.config.restoreCopySplitAfterBytes, serverMajor: plan.serverMajor };
   // The feeding thread starts up while the connection is made and the database created.
-  const feed = await startArtifactFeed(data, options.workDir, {
-    transform: ARCHIVE_BLOCK_MERGER,
-    transformOptions: splitOptions,
-    sides,
+  const feed = await startRestoreFeed(data, options.workDir, {
+    sessions: plan.copySessions,
+    split: splitOptions,
     ...(options.drillMarker ? { feederNice: 19 } : {}),
   });
   let feeding = false;
@@ -265,12 +261,11 @@ export async function restoreDatabase(server: PgServer, plan: DatabaseRestorePla
       args: ['-X', '-q', '--no-password', '-v', 'ON_ERROR_STOP=1', '-f', '-'],
       what: `COPY session ${index + 2} of the restore of database "${plan.database}" into "${plan.scratch}"`,
     }));
-    const feedReport = (await feed.run(file, argv, {
+    const pgRestore = { file, args: argv, what: `pg_restore of database "${plan.database}" into "${plan.scratch}"` };
+    const feedReport = (await feed.run([pgRestore, ...sideTools], {
       ...server.toolAccess(plan.scratch),
       signal: options.signal,
       errorCode: 'PG_RESTORE_FAILED',
-      what: `pg_restore of database "${plan.database}" into "${plan.scratch}"`,
-      sideTools,
     })) as FeedReport | undefined;
     // pg_restore brings no planner statistics (before PostgreSQL 18): without them the restored database is slow.
     await analyzeRestored(server, plan.scratch);
