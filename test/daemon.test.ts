@@ -264,6 +264,9 @@ describe('the daemon', () => {
     const status = await sandbox.run(['status']);
     assert.match(status.stdout, /daemon {6}running, pid \d+/);
     await waitFor('the detached job', async () => ((await sandbox.json<unknown[]>(['list'])).value.length === 2 ? true : undefined));
+    // Healthy only once the repository key has a copy away from the server.
+    assert.match((await sandbox.run(['status'])).stdout, /the repository key exists only on this server/);
+    assert.equal((await sandbox.run(['key', 'export'])).code, 0);
     const healthy = await sandbox.run(['status']);
     assert.equal(healthy.code, 0, healthy.stdout);
     assert.match(healthy.stdout, /^healthy$/m);
