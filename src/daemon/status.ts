@@ -30,7 +30,7 @@ export interface StatusDocument {
   queued: JobView[];
   schedules: ScheduleInfo[];
   last: { full: LastRun | null; incremental: LastRun | null; verify: LastRun | null; prune: LastRun | null };
-  /** encrypted: the key id an encrypted repository needs, or null (plain, or not there). */
+  /** key_id: the key an encrypted repository needs, or null (a plain repository, or none there). */
   repository: { path: string; bytes: number; backups: number; key_id: string | null };
   warnings: string[];
 }
