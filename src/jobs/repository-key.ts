@@ -2,10 +2,9 @@ import { existsSync } from 'node:fs';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Config } from '../config/load.ts';
 import { StackbackError } from '../errors.ts';
-import { checkValuesMatch, deriveKeys } from '../repository/crypto.ts';
 import { addPassphrase, type KeyFileContent, readKeyFile, removePassphrase, unlockContent, writeKeyFile } from '../repository/key-file.ts';
 import { keyFromText, keyToText } from '../repository/key-text.ts';
-import { readRepoInfo, type RepoInfo } from '../repository/repository.ts';
+import { checkKeyId, provenKeys, readRepoInfo, type RepoInfo } from '../repository/repository.ts';
 import { keyOptions, openRepository } from './repository-identity.ts';
 
 /**
@@ -77,15 +76,14 @@ function checkAgainstRepository(config: Config, content: KeyFileContent): boolea
     return false; // no repository here (yet): nothing to check against
   }
   if (!info.encryption) throw notEncrypted(config);
-  if (info.encryption.key_id !== content.key_id) {
-    throw new StackbackError('KEY_WRONG', `the imported key is ${content.key_id}, but repository ${config.repository.path} is encrypted with key ${info.encryption.key_id}`, 'import the key exported from this repository');
-  }
+  const hint = 'import the key exported from this repository';
   const { key } = keyOptions(config);
-  if (content.secret === undefined && key.passphraseFile === undefined) return false;
-  const { master } = unlockContent(content, key);
-  if (!checkValuesMatch(deriveKeys(master, info.id).check, info.encryption.check)) {
-    throw new StackbackError('KEY_WRONG', `the imported key has the id of repository ${config.repository.path}'s key but not its secret (check value differs)`, 'import the key exported from this repository');
+  if (content.secret === undefined && key.passphraseFile === undefined) {
+    // Wrapped under a passphrase the config does not name: only the key id can be compared.
+    checkKeyId(info, config.repository.path, content.key_id, 'the imported key', hint);
+    return false;
   }
+  provenKeys(info, config.repository.path, unlockContent(content, key), 'the imported key', hint);
   return true;
 }
 

@@ -69,19 +69,29 @@ export function readRepoInfo(root: string): RepoInfo {
   return parseRepoInfo(text, infoFile);
 }
 
-/** The derived keys of an encrypted repository, once the key file is proven to be its key. */
-function keysFor(info: RepoInfo, location: string, source: KeySource): DerivedKeys {
+/**
+ * The derived keys of the encrypted repository `info`, once `unlocked` (from `origin`: "key
+ * file X", "the imported key") is proven to be its key: KEY_WRONG otherwise.
+ */
+export function provenKeys(info: RepoInfo, location: string, unlocked: UnlockedKey, origin: string, hint: string): DerivedKeys {
   const expected = info.encryption!;
-  const unlocked = unlockKey(source);
-  const hint = 'point repository.key_file at this repository\'s key (restore it with `stackback key import` from your exported copy)';
-  if (unlocked.keyId !== expected.key_id) {
-    throw new StackbackError('KEY_WRONG', `key file ${source.keyFile} holds key ${unlocked.keyId}, but repository ${location} is encrypted with key ${expected.key_id}`, hint);
-  }
+  checkKeyId(info, location, unlocked.keyId, origin, hint);
   const keys = deriveKeys(unlocked.master, info.id);
   if (!checkValuesMatch(keys.check, expected.check)) {
-    throw new StackbackError('KEY_WRONG', `key file ${source.keyFile} has the id of repository ${location}'s key (${expected.key_id}) but not its secret (check value differs)`, hint);
+    throw new StackbackError('KEY_WRONG', `${origin} has the id of repository ${location}'s key (${expected.key_id}) but not its secret (check value differs)`, hint);
   }
   return keys;
+}
+
+/** KEY_WRONG unless `keyId` names the key the encrypted repository `info` was made with. */
+export function checkKeyId(info: RepoInfo, location: string, keyId: string, origin: string, hint: string): void {
+  const expected = info.encryption!.key_id;
+  if (keyId !== expected) throw new StackbackError('KEY_WRONG', `${origin} holds key ${keyId}, but repository ${location} is encrypted with key ${expected}`, hint);
+}
+
+function keysFor(info: RepoInfo, location: string, source: KeySource): DerivedKeys {
+  const hint = 'point repository.key_file at this repository\'s key (restore it with `stackback key import` from your exported copy)';
+  return provenKeys(info, location, unlockKey(source), `key file ${source.keyFile}`, hint);
 }
 
 export class Repository {
@@ -100,10 +110,6 @@ export class Repository {
     this.chunker = { minSize: info.chunker.minSize, avgSize: info.chunker.avgSize, maxSize: info.chunker.maxSize, seed };
     this.codec = new ObjectCodec({ keys: keys && { objectKey: keys.objectKey, idKey: keys.idKey }, maxChunkSize: this.chunker.maxSize });
     this.locksDir = path.join(storage.root, 'locks');
-  }
-
-  get encrypted(): boolean {
-    return this.info.encryption !== null;
   }
 
   /**

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { text as readText } from 'node:stream/consumers';
 import type { Command } from 'commander';
 import { addKeyPassphrase, exportKey, importKey, removeKeyPassphrase } from '../../jobs/repository-key.ts';
 import { type GlobalOptions, loadCliConfig, openCliCatalog } from '../context.ts';
@@ -17,12 +18,6 @@ async function withCatalog<T>(options: GlobalOptions, work: (config: ReturnType<
   }
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(Buffer.from(part as Buffer));
-  return Buffer.concat(parts).toString('utf8');
-}
-
 export function registerKey(program: Command): void {
   const key = program.command('key').description('the repository key (encrypted repositories): keep a copy elsewhere, restore it, manage passphrases');
   withCommonOptions(key.command('export').description('print the key as text to keep away from this server (paper, password manager); status warns until this was done')).action(async (options: GlobalOptions) => {
@@ -32,7 +27,7 @@ export function registerKey(program: Command): void {
   });
   withCommonOptions(key.command('import').description('write repository.key_file from exported text (never replaces a key file)').argument('[file]', 'the exported text (default: standard input)')).action(
     async (file: string | undefined, options: GlobalOptions) => {
-      const text = file === undefined || file === '-' ? await readAll(process.stdin) : await readFile(path.resolve(file), 'utf8');
+      const text = file === undefined || file === '-' ? await readText(process.stdin) : await readFile(path.resolve(file), 'utf8');
       const result = await withCatalog(options, (config, catalog) => importKey(config, catalog, text));
       if (options.json) printJson(result);
       else printLine(`key ${result.key_id} written to ${result.key_file}${result.checked ? ', and it opens the repository' : ''}`);
