@@ -26,6 +26,7 @@ export const USAGE_ERROR_CODES = new Set([
   'KEY_INVALID',
   'KEY_WRONG',
   'KEY_EXISTS',
+  'REMOTE_NOT_FOUND',
 ] as const);
 
 export type ErrorCode =
@@ -84,6 +85,15 @@ export type ErrorCode =
   | 'TOO_MANY_CONNECTIONS'
   | 'DISK_SPACE'
   | 'SECRET_FILE'
+  | 'REMOTE_NOT_FOUND'
+  | 'REMOTE_MISMATCH'
+  | 'REMOTE_AUTH'
+  | 'REMOTE_BUCKET'
+  | 'REMOTE_REGION'
+  | 'REMOTE_CLOCK'
+  | 'REMOTE_OBJECT_LOCK'
+  | 'REMOTE_UNAVAILABLE'
+  | 'REMOTE_FAILED'
   | 'INTERNAL';
 
 export function isStackbackError(error: unknown): error is StackbackError {

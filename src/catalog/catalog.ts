@@ -6,6 +6,7 @@ import { currentProcessIdentity, type ProcessIdentity } from '../process-identit
 import type { ChunkIndex } from '../repository/backup-writer.ts';
 import { type ChunkRef, isSafetyCopy, type Manifest, type SourceOutcome, sourceSucceeded } from '../repository/manifest.ts';
 import { MIGRATIONS } from './migrations.ts';
+import { RemoteCatalog } from './remotes.ts';
 
 export interface BackupRow {
   name: string;
@@ -101,6 +102,11 @@ export class Catalog implements ChunkIndex {
   /** A consistent copy of the whole catalog, taken with SQLite's online backup API while it is in use. */
   async copyTo(file: string): Promise<void> {
     await this.db.backup(file);
+  }
+
+  /** What the catalog knows of remote `name` (its packs and backups). */
+  remote(name: string): RemoteCatalog {
+    return new RemoteCatalog(this.db, name);
   }
 
   lookup(chain: string, id: string): ChunkRef | undefined {

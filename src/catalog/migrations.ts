@@ -90,4 +90,31 @@ export const MIGRATIONS: readonly string[] = [
     value         TEXT NOT NULL
   );
   `,
+  // 4: what each remote (off-site copy) holds: its packs, where each chunk sits in them (a
+  // cache of the packs' own indexes, reconciled with the bucket before use), and its backups.
+  `
+  CREATE TABLE remote_packs (
+    remote        TEXT NOT NULL,
+    chain         TEXT NOT NULL,
+    pack          TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    PRIMARY KEY (remote, chain, pack)
+  ) WITHOUT ROWID;
+  CREATE TABLE remote_chunks (
+    remote        TEXT NOT NULL,
+    chain         TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    pack          TEXT NOT NULL,
+    offset        INTEGER NOT NULL,
+    length        INTEGER NOT NULL,
+    PRIMARY KEY (remote, chain, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX remote_chunks_pack ON remote_chunks (remote, chain, pack);
+  CREATE TABLE remote_backups (
+    remote        TEXT NOT NULL,
+    backup        TEXT NOT NULL,
+    seen_at       TEXT NOT NULL,         -- when this machine copied it there or first listed it
+    PRIMARY KEY (remote, backup)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -3,6 +3,7 @@ import { STACKBACK_VERSION } from '../version.ts';
 import { registerBackup } from './commands/backup.ts';
 import { registerCatalog } from './commands/catalog.ts';
 import { registerConfig } from './commands/config.ts';
+import { registerCopy } from './commands/copy.ts';
 import { registerDaemon } from './commands/daemon.ts';
 import { registerDelete } from './commands/delete.ts';
 import { registerHistory } from './commands/history.ts';
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerHistory, registerCatalog, registerConfig]) {
+  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerCopy, registerHistory, registerCatalog, registerConfig]) {
     register(program);
   }
   try {

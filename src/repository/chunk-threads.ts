@@ -79,7 +79,7 @@ export async function writeArtifactInThread(repo: Repository, chain: string, art
     const answered = answer ? Promise.resolve().then(() => answer(question)) : Promise.reject(new Error('the sink has nobody to ask'));
     answered.then((value) => wake(ANSWERED, value), () => wake(UNANSWERED));
   };
-  const job = { kind: 'pipe' as const, storage: repo.storageSpec, chain, artifact, check, codec: repo.codec.spec, nice: options.nice, sink: target, channel };
+  const job = { kind: 'pipe' as const, storage: await repo.storage.specFor(chain, artifact.chunks.map((c) => c.id)), chain, artifact, check, codec: repo.codec.spec, nice: options.nice, sink: target, channel };
   return (await startThread(job, `writing artifact ${artifact.id}`, onQuestion).done).report;
 }
 
@@ -90,7 +90,8 @@ export async function checkStoredInThreads(repo: Repository, chain: string, chun
   const threads = Math.min(4, availableParallelism(), chunks.length);
   // Dealt round-robin: neighbouring chunks have similar sizes, so every thread gets a fair share.
   const shares = Array.from({ length: threads }, (_, t) => chunks.filter((_, index) => index % threads === t));
-  const runs = shares.map((share) => startThread({ kind: 'check', storage: repo.storageSpec, chain, chunks: share }, `checking chunks of chain ${chain}`));
+  const specs = await Promise.all(shares.map((share) => repo.storage.specFor(chain, share.map((c) => c.id))));
+  const runs = shares.map((share, t) => startThread({ kind: 'check', storage: specs[t]!, chain, chunks: share }, `checking chunks of chain ${chain}`));
   const stopAll = () => runs.forEach((run) => run.stop());
   signal?.addEventListener('abort', stopAll, { once: true });
   try {

@@ -59,8 +59,11 @@ export function checkValuesMatch(a: string, b: string): boolean {
   return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
 }
 
-/** The kinds of sealed object (a key: a master secret wrapped under a passphrase); part of the associated data. */
-export type ObjectType = 'chunk' | 'manifest' | 'key';
+/**
+ * The kinds of sealed object (a key: a master secret wrapped under a passphrase; a pack index:
+ * the table of contents of a remote's pack, storage/packs.ts); part of the associated data.
+ */
+export type ObjectType = 'chunk' | 'manifest' | 'key' | 'pack-index';
 
 function associatedData(type: ObjectType, key: string): Buffer {
   return Buffer.from(`stackback/v2\0${type}\0${key}`, 'utf8');

@@ -9,8 +9,9 @@ import { createKeyFile, type KeySource, unlockKey, type UnlockedKey } from './ke
 import { acquireDaemonLock, acquireReaderLock, acquireWriterLock, type Lock, type WriterLockOptions } from './lock.ts';
 import { type Manifest, parseManifest } from './manifest.ts';
 import { ObjectCodec } from './object-codec.ts';
-import { CHAINS, chainPrefix, chunkKey, keyName, manifestKey, MANIFESTS, type ObjectStorage, REPO_INFO_KEY, type StorageSpec } from './storage.ts';
+import { CHAINS, chainPrefix, chunkKey, keyName, manifestKey, MANIFESTS, type ObjectStorage, REPO_INFO_KEY } from './storage.ts';
 import { LocalStorage } from './storage/local.ts';
+import type { RemoteStorage } from './storage/remote.ts';
 
 /**
  * The repository (DESIGN.md §3): repo.json, manifests and chunk objects, kept in an
@@ -89,6 +90,15 @@ export function checkKeyId(info: RepoInfo, location: string, keyId: string, orig
   if (keyId !== expected) throw new StackbackError('KEY_WRONG', `${origin} holds key ${keyId}, but repository ${location} is encrypted with key ${expected}`, hint);
 }
 
+/** `info` if this stackback reads its format (REPO_FORMAT otherwise). */
+function checkedInfo(info: RepoInfo, location: string): RepoInfo {
+  const encrypted = info.format === ENCRYPTED_FORMAT && info.encryption?.cipher === CIPHER;
+  if (!encrypted && !(info.format === PLAIN_FORMAT && info.encryption === null)) {
+    throw new StackbackError('REPO_FORMAT', `repository ${location} has format ${String(info.format)} (encryption ${JSON.stringify(info.encryption?.cipher ?? null)}); this stackback reads formats ${PLAIN_FORMAT} and ${ENCRYPTED_FORMAT}`, 'use a stackback version that matches the repository');
+  }
+  return info;
+}
+
 function keysFor(info: RepoInfo, location: string, source: KeySource): DerivedKeys {
   const hint = 'point repository.key_file at this repository\'s key (restore it with `stackback key import` from your exported copy)';
   return provenKeys(info, location, unlockKey(source), `key file ${source.keyFile}`, hint);
@@ -100,16 +110,17 @@ export class Repository {
   /** The chunker this repository cuts with (its sizes, and its seed: repo.json's or the key's). */
   readonly chunker: ChunkerParams;
   readonly codec: ObjectCodec;
-  private readonly locksDir: string;
+  /** locks/ of a local repository; a remote has none (one machine writes to it, under the local writer lock). */
+  private readonly locksDir: string | undefined;
 
-  private constructor(storage: LocalStorage, info: RepoInfo, keys: DerivedKeys | undefined) {
+  private constructor(storage: ObjectStorage, info: RepoInfo, keys: DerivedKeys | undefined, locksDir: string | undefined) {
     this.storage = storage;
     this.info = info;
     const seed = keys?.chunkerSeed ?? info.chunker.seed;
     if (seed === undefined) throw new StackbackError('REPO_CORRUPT', `repo.json of ${storage.location} has no chunker seed`);
     this.chunker = { minSize: info.chunker.minSize, avgSize: info.chunker.avgSize, maxSize: info.chunker.maxSize, seed };
     this.codec = new ObjectCodec({ keys: keys && { objectKey: keys.objectKey, idKey: keys.idKey }, maxChunkSize: this.chunker.maxSize });
-    this.locksDir = path.join(storage.root, 'locks');
+    this.locksDir = locksDir;
   }
 
   /**
@@ -122,13 +133,25 @@ export class Repository {
     if (!text) {
       throw new StackbackError('REPO_NOT_INITIALIZED', `no repository at ${root} (repo.json missing)`, 'run `stackback init`, or fix repository.path');
     }
-    const info = parseRepoInfo(text.toString('utf8'), storage.fileOf(REPO_INFO_KEY));
-    const encrypted = info.format === ENCRYPTED_FORMAT && info.encryption?.cipher === CIPHER;
-    if (!encrypted && !(info.format === PLAIN_FORMAT && info.encryption === null)) {
-      throw new StackbackError('REPO_FORMAT', `repository ${root} has format ${String(info.format)} (encryption ${JSON.stringify(info.encryption?.cipher ?? null)}); this stackback reads formats ${PLAIN_FORMAT} and ${ENCRYPTED_FORMAT}`, 'use a stackback version that matches the repository');
+    const info = checkedInfo(parseRepoInfo(text.toString('utf8'), storage.fileOf(REPO_INFO_KEY)), root);
+    const repo = new Repository(storage, info, info.encryption ? keysFor(info, root, key) : undefined, path.join(root, 'locks'));
+    await storage.ensureFolders();
+    await fs.mkdir(repo.locksDir!, { recursive: true, mode: 0o750 });
+    return repo;
+  }
+
+  /**
+   * Opens the copy of a repository on a remote (the repo.json the first copy uploaded) with the
+   * key of the local repository it copies. Only the copy and prune jobs write through `storage`.
+   */
+  static async openRemote(storage: RemoteStorage, key: KeySource): Promise<Repository> {
+    const text = await storage.get(REPO_INFO_KEY);
+    if (!text) {
+      throw new StackbackError('REPO_NOT_INITIALIZED', `no repository on ${storage.location} (repo.json missing): nothing was copied there yet`, 'run `stackback copy`, or check remotes[].bucket and remotes[].prefix');
     }
-    const repo = new Repository(storage, info, encrypted ? keysFor(info, root, key) : undefined);
-    await repo.ensureFolders(storage);
+    const info = checkedInfo(parseRepoInfo(text.toString('utf8'), `${storage.location}/${REPO_INFO_KEY}`), storage.location);
+    const repo = new Repository(storage, info, info.encryption ? keysFor(info, storage.location, key) : undefined, undefined);
+    storage.useCodec(repo.codec);
     return repo;
   }
 
@@ -158,27 +181,18 @@ export class Repository {
       codec: 'zstd',
       encryption,
     };
-    const repo = new Repository(storage, info, keys);
-    await repo.ensureFolders(storage);
+    const repo = new Repository(storage, info, keys, path.join(root, 'locks'));
+    await storage.ensureFolders();
+    await fs.mkdir(repo.locksDir!, { recursive: true, mode: 0o750 });
     // repo.json last: a folder without it is not a repository yet.
     await storage.put(REPO_INFO_KEY, Buffer.from(`${JSON.stringify(info, null, 2)}\n`));
     await storage.sync();
     return repo;
   }
 
-  private async ensureFolders(storage: LocalStorage): Promise<void> {
-    await storage.ensureFolders();
-    await fs.mkdir(this.locksDir, { recursive: true, mode: 0o750 });
-  }
-
   /** For people: where the repository is. */
   get location(): string {
     return this.storage.location;
-  }
-
-  /** What a worker thread needs to open the repository's storage itself. */
-  get storageSpec(): StorageSpec {
-    return this.storage.spec;
   }
 
   /** A new chain id: time-ordered, so `ls chains/` reads oldest first. */
@@ -187,15 +201,20 @@ export class Repository {
   }
 
   async lockWriter(options: WriterLockOptions): Promise<Lock> {
-    return acquireWriterLock(this.locksDir, options);
+    return acquireWriterLock(this.locks(), options);
   }
 
   async lockReader(command: string, timeoutMs: number): Promise<Lock> {
-    return acquireReaderLock(this.locksDir, command, timeoutMs);
+    return acquireReaderLock(this.locks(), command, timeoutMs);
   }
 
   async lockDaemon(): Promise<Lock> {
-    return acquireDaemonLock(this.locksDir);
+    return acquireDaemonLock(this.locks());
+  }
+
+  private locks(): string {
+    if (this.locksDir === undefined) throw new StackbackError('INTERNAL', `${this.location} has no locks: take them on the local repository`);
+    return this.locksDir;
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { RemoteStorageSpec } from './storage/remote.ts';
 import { StackbackError } from '../errors.ts';
 import { validateBackupName } from './manifest.ts';
 
@@ -23,8 +24,11 @@ import { validateBackupName } from './manifest.ts';
  * when acknowledged (S3) implements sync() as a no-op.
  */
 export interface ObjectStorage {
-  /** Serialisable description, from which a worker thread opens its own (openStorage). */
-  readonly spec: StorageSpec;
+  /**
+   * Serialisable description from which a worker thread opens its own storage (openStorage),
+   * able to read at least chunks `ids` of `chain` (a remote's spec carries where they are).
+   */
+  specFor(chain: string, ids: string[]): Promise<StorageSpec>;
   /** For people: where the objects are (a folder, a bucket URL). */
   readonly location: string;
 
@@ -85,7 +89,7 @@ export interface ObjectInfo {
   mtimeMs: number;
 }
 
-export type StorageSpec = { kind: 'local'; root: string };
+export type StorageSpec = { kind: 'local'; root: string } | RemoteStorageSpec;
 
 /** The reusable buffer of get(key, scratch). */
 export class ReadScratch {

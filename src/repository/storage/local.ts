@@ -16,13 +16,15 @@ import { CHAINS, checkChainId, checkChunkId, manifestKey, MANIFESTS, type Object
  */
 export class LocalStorage implements ObjectStorage {
   readonly root: string;
-  readonly spec: { kind: 'local'; root: string };
   /** Folders whose entries changed since the last sync (and that exist, as far as this process knows). */
   private readonly unsynced = new Set<string>();
 
   constructor(root: string) {
     this.root = root;
-    this.spec = { kind: 'local', root };
+  }
+
+  async specFor(): Promise<{ kind: 'local'; root: string }> {
+    return { kind: 'local', root: this.root };
   }
 
   get location(): string {

@@ -1,0 +1,79 @@
+import type Database from 'better-sqlite3';
+import type { PackEntry, PackLocation } from '../repository/storage/packs.ts';
+import type { PackIndexStore } from '../repository/storage/remote.ts';
+
+/**
+ * The catalog's knowledge of one remote (migration 4): its packs and chunk locations — the
+ * PackIndexStore a RemoteStorage reconciles with the bucket before reading — and which
+ * backups are there, for `status`, `list` and the copy's "what is missing".
+ */
+export class RemoteCatalog implements PackIndexStore {
+  readonly remote: string;
+  private readonly db: Database.Database;
+  private readonly locateChunk: Database.Statement<[string, string, string], PackLocation>;
+  private readonly insertChunk: Database.Statement<[string, string, string, string, number, number]>;
+
+  constructor(db: Database.Database, remote: string) {
+    this.db = db;
+    this.remote = remote;
+    this.locateChunk = db.prepare('SELECT pack, offset, length FROM remote_chunks WHERE remote = ? AND chain = ? AND id = ?');
+    this.insertChunk = db.prepare('INSERT OR IGNORE INTO remote_chunks (remote, chain, id, pack, offset, length) VALUES (?, ?, ?, ?, ?, ?)');
+  }
+
+  packs(chain: string): Map<string, number> {
+    const rows = this.db.prepare('SELECT pack, size FROM remote_packs WHERE remote = ? AND chain = ?').all(this.remote, chain) as { pack: string; size: number }[];
+    return new Map(rows.map((r) => [r.pack, r.size]));
+  }
+
+  addPack(chain: string, packId: string, size: number, entries: PackEntry[]): void {
+    this.db.transaction(() => {
+      this.db.prepare('INSERT OR REPLACE INTO remote_packs (remote, chain, pack, size) VALUES (?, ?, ?, ?)').run(this.remote, chain, packId, size);
+      for (const e of entries) this.insertChunk.run(this.remote, chain, e.id, packId, e.offset, e.length);
+    })();
+  }
+
+  forgetPack(chain: string, packId: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM remote_packs WHERE remote = ? AND chain = ? AND pack = ?').run(this.remote, chain, packId);
+      this.db.prepare('DELETE FROM remote_chunks WHERE remote = ? AND chain = ? AND pack = ?').run(this.remote, chain, packId);
+    })();
+  }
+
+  locate(chain: string, id: string): PackLocation | undefined {
+    return this.locateChunk.get(this.remote, chain, id);
+  }
+
+  chunkIds(chain: string): Iterable<string> {
+    return this.db.prepare('SELECT id FROM remote_chunks WHERE remote = ? AND chain = ?').pluck().iterate(this.remote, chain) as Iterable<string>;
+  }
+
+  packContents(chain: string, packId: string): string[] {
+    return this.db.prepare('SELECT id FROM remote_chunks WHERE remote = ? AND chain = ? AND pack = ?').pluck().all(this.remote, chain, packId) as string[];
+  }
+
+  /** Forgets everything about the remote's packs (its repository was replaced). */
+  forgetAll(): void {
+    this.db.transaction(() => {
+      for (const table of ['remote_packs', 'remote_chunks', 'remote_backups']) this.db.prepare(`DELETE FROM ${table} WHERE remote = ?`).run(this.remote);
+    })();
+  }
+
+  /** The backups on the remote, by name, with when this machine first saw them there. */
+  backups(): Map<string, string> {
+    const rows = this.db.prepare('SELECT backup, seen_at FROM remote_backups WHERE remote = ?').all(this.remote) as { backup: string; seen_at: string }[];
+    return new Map(rows.map((r) => [r.backup, r.seen_at]));
+  }
+
+  recordBackup(name: string, at: Date): void {
+    this.db.prepare('INSERT OR IGNORE INTO remote_backups (remote, backup, seen_at) VALUES (?, ?, ?)').run(this.remote, name, at.toISOString());
+  }
+
+  /** Makes the remote's backup list exactly `names` (as its LIST of manifests said at `at`). */
+  setBackups(names: string[], at: Date): void {
+    this.db.transaction(() => {
+      const keep = new Set(names);
+      for (const name of this.backups().keys()) if (!keep.has(name)) this.db.prepare('DELETE FROM remote_backups WHERE remote = ? AND backup = ?').run(this.remote, name);
+      for (const name of names) this.recordBackup(name, at);
+    })();
+  }
+}
