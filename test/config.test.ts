@@ -1,11 +1,11 @@
 // The config schema and loader: the example config is valid, and every mistake is named by its key.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
 import { isTimeZone } from '../src/config/formats.ts';
-import { ConfigInvalidError, loadConfig, parseConfig, type PostgresSourceConfig, type QdrantSourceConfig, resolveConfigPath } from '../src/config/load.ts';
+import { ConfigInvalidError, loadConfig, parseConfig, type PostgresSourceConfig, type QdrantSourceConfig, type RemoteConfig, resolveConfigPath } from '../src/config/load.ts';
 import { PROJECT_ROOT } from './support/stackback.ts';
 
 function problemsOf(yaml: string): string[] {
@@ -22,6 +22,7 @@ describe('config', () => {
   test('the bundled development config (npm start) loads and keeps everything under ./var', () => {
     const config = loadConfig(join(PROJECT_ROOT, 'config/stackback.dev.yaml'));
     for (const p of [config.repository.path, config.repository.keyFile, config.catalog.path, config.workDir, config.control.socket, config.control.adminSocket]) assert.ok(p.startsWith(join(PROJECT_ROOT, 'var/')), p);
+    assert.deepEqual([config.remotes, config.schedule.copy], [[], null]);
   });
 
   test('the bundled example config loads, with its documented values', () => {
@@ -36,6 +37,21 @@ describe('config', () => {
     assert.deepEqual([main.restoreCopySessions, main.restoreCopySplitAfterBytes], [2, 64 * 1024 * 1024]);
     const vectors = config.sources[1] as QdrantSourceConfig;
     assert.deepEqual([vectors.mode, vectors.url, vectors.apiKeyFile, vectors.collections, vectors.timeoutMs, vectors.keepServerSnapshots], ['api', 'http://127.0.0.1:6333', null, 'all', 30 * 60_000, false]);
+    assert.deepEqual([config.remotes, config.schedule.copy], [[], 'after_backup']);
+  });
+
+  test('the example\'s commented-out remotes block, uncommented, loads with its documented values', () => {
+    const lines = readFileSync(join(PROJECT_ROOT, 'config/stackback.example.yaml'), 'utf8').split('\n');
+    const start = lines.indexOf('# remotes:');
+    assert.ok(start >= 0, 'the example has a "# remotes:" block');
+    const end = lines.findIndex((line, i) => i > start && !line.startsWith('#'));
+    const block = lines.slice(start, end).map((line) => line.replace(/^# ?/, '')).join('\n');
+    const config = parseConfig('/etc/stackback/stackback.yaml', block);
+    assert.deepEqual(config.remotes, [{
+      name: 'offsite', type: 's3', endpoint: 'https://s3.eu-central-1.amazonaws.com', region: 'eu-central-1', bucket: 'acme-backups', prefix: 'db1/',
+      forcePathStyle: false, credentialsFile: '/etc/stackback/s3.credentials', storageClass: null, uploadConcurrency: 4, bandwidthLimitBytes: null,
+      objectLock: null, retention: null, retryForMs: 15 * 60_000, requestTimeoutMs: 2 * 60_000, packSizeBytes: 16 * MiB,
+    } satisfies RemoteConfig]);
   });
 
   test('defaults fill what a config leaves out; relative paths resolve against the config file', () => {
@@ -90,6 +106,22 @@ describe('config', () => {
     assert.deepEqual(problemsOf('sources: { postgres: [ { port: 5432 } ] }'), ['sources.postgres[0].name: is required']);
   });
 
+  test('true/false keys take true or false only: "no" or "off" never count as true', () => {
+    assert.deepEqual(problemsOf('schedule: { catch_up: "off" }\nsources: { postgres: [ { name: a, globals: no } ], files: [ { name: f, paths: [/x], one_file_system: "false" } ] }').sort(), [
+      'schedule.catch_up: must be true or false, got "off"',
+      'sources.files[0].one_file_system: must be true or false, got "false"',
+      'sources.postgres[0].globals: must be true or false, got "no"',
+    ]);
+    const config = parseConfig('/x.yaml', 'schedule: { catch_up: false }\nsources: { postgres: [ { name: a, globals: false } ] }');
+    assert.deepEqual([config.schedule.catchUp, (config.sources[0] as PostgresSourceConfig).globals], [false, false]);
+  });
+
+  test('a mapping where a list belongs is an error, not an empty list', () => {
+    assert.deepEqual(problemsOf('remotes: { name: offsite, bucket: acme-backups }'), ['remotes: must be a list (each entry starts with "- "), got a mapping']);
+    assert.deepEqual(problemsOf('sources: { postgres: { name: main } }'), ['sources.postgres: must be a list (each entry starts with "- "), got a mapping']);
+    assert.deepEqual(problemsOf('remotes: [ offsite ]'), ['remotes[0]: must be a mapping of keys']);
+  });
+
   test('YAML syntax errors are reported as such', () => {
     assert.match(problemsOf('repository: { path: /x\nsources: [')[0]!, /^YAML syntax:/);
   });
@@ -115,6 +147,223 @@ describe('config', () => {
     for (const key of ['repository.path', 'catalog.path', 'work_dir', 'log.level', 'sources.postgres', 'sources.postgres[].password_file', 'sources.postgres[].bin_dir']) {
       assert.ok(keys.includes(key), key);
     }
+    const remoteKeys = ['name', 'type', 'endpoint', 'region', 'bucket', 'prefix', 'force_path_style', 'credentials_file', 'storage_class', 'upload_concurrency', 'bandwidth_limit',
+      'object_lock', 'object_lock.mode', 'object_lock.days', 'retention', 'retry_for', 'request_timeout', 'pack_size'];
+    const retentionKeys = keys.filter((k) => k.startsWith('retention.')).map((k) => k.slice('retention.'.length));
+    assert.ok(retentionKeys.includes('keep_last') && retentionKeys.includes('gc_grace'));
+    for (const key of ['schedule.copy', 'remotes', ...remoteKeys.map((k) => `remotes[].${k}`), ...retentionKeys.map((k) => `remotes[].retention.${k}`)]) assert.ok(keys.includes(key), key);
+  });
+});
+
+const MiB = 1024 ** 2;
+
+function remotesOf(yaml: string): RemoteConfig[] {
+  return parseConfig('/etc/stackback/stackback.yaml', yaml).remotes;
+}
+
+describe('remotes (off-site copies)', () => {
+  test('a remote with every key set', () => {
+    const config = parseConfig('/etc/stackback/stackback.yaml', [
+      'retention: { keep_last: 5, keep_daily: 10, keep_within: 1d }',
+      'remotes:',
+      '  - name: offsite',
+      '    type: s3',
+      '    endpoint: https://s3.eu-central-1.amazonaws.com/',
+      '    region: eu-central-1',
+      '    bucket: acme.backups-1',
+      '    prefix: servers/db1/',
+      '    force_path_style: true',
+      '    credentials_file: s3.credentials',
+      '    storage_class: STANDARD_IA',
+      '    upload_concurrency: 16',
+      '    bandwidth_limit: 20MiB',
+      '    object_lock: { mode: COMPLIANCE, days: 30 }',
+      '    retention: { keep_daily: 30, keep_monthly: 24, keep_within: 7d, gc_grace: null }',
+      '    retry_for: 1h',
+      '    request_timeout: 90s',
+      '    pack_size: 64MiB',
+    ].join('\n'));
+    assert.deepEqual(config.remotes, [{
+      name: 'offsite', type: 's3', endpoint: 'https://s3.eu-central-1.amazonaws.com', region: 'eu-central-1', bucket: 'acme.backups-1', prefix: 'servers/db1/',
+      forcePathStyle: true, credentialsFile: '/etc/stackback/s3.credentials', storageClass: 'STANDARD_IA', uploadConcurrency: 16, bandwidthLimitBytes: 20 * MiB,
+      objectLock: { mode: 'COMPLIANCE', days: 30 },
+      retention: { ...config.retention, keepDaily: 30, keepMonthly: 24, keepWithinMs: 7 * 86_400_000 },
+      retryForMs: 3_600_000, requestTimeoutMs: 90_000, packSizeBytes: 64 * MiB,
+    } satisfies RemoteConfig]);
+    // The untouched keys are the top-level values, not the schema's defaults.
+    assert.deepEqual([config.remotes[0]!.retention!.keepLast, config.remotes[0]!.retention!.gcGraceMs], [5, 3_600_000]);
+  });
+
+  test('defaults: AWS endpoint for us-east-1, bucket root, the local retention policy, no limits', () => {
+    assert.deepEqual(parseConfig('/etc/stackback/stackback.yaml', '').remotes, []);
+    assert.deepEqual(remotesOf('remotes: [ { name: offsite, bucket: acme-backups } ]'), [{
+      name: 'offsite', type: 's3', endpoint: null, region: 'us-east-1', bucket: 'acme-backups', prefix: '', forcePathStyle: false, credentialsFile: null, storageClass: null,
+      uploadConcurrency: 4, bandwidthLimitBytes: null, objectLock: null, retention: null, retryForMs: 15 * 60_000, requestTimeoutMs: 2 * 60_000, packSizeBytes: 16 * MiB,
+    } satisfies RemoteConfig]);
+    const [remote] = remotesOf('remotes: [ { name: r, bucket: abc, object_lock: { days: 1 }, retention: {}, bandwidth_limit: 1048576, endpoint: "http://127.0.0.1:9000//" } ]');
+    assert.deepEqual(remote!.objectLock, { mode: 'GOVERNANCE', days: 1 });
+    assert.deepEqual(remote!.retention, parseConfig('/x.yaml', '').retention, 'an empty mapping is the local policy');
+    assert.equal(remote!.bandwidthLimitBytes, MiB);
+    assert.equal(remote!.endpoint, 'http://127.0.0.1:9000');
+    assert.equal(remotesOf('remotes: [ { name: r, bucket: abc, bandwidth_limit: 2.5MB/s } ]')[0]!.bandwidthLimitBytes, 2_500_000);
+  });
+
+  test('each bad value is named by its key path', () => {
+    const problems = problemsOf([
+      'remotes:',
+      '  - { name: ok, bucket: abc }',
+      '  - name: "Off Site"',
+      '    type: gcs',
+      '    endpoint: s3.amazonaws.com',
+      '    region: "eu central"',
+      '    bucket: Acme_Backups',
+      '    prefix: /db1',
+      '    force_path_style: "yes"',
+      '    credentials_file: ""',
+      '    storage_class: standard_ia',
+      '    upload_concurrency: 65',
+      '    bandwidth_limit: fast',
+      '    object_lock: { mode: LEGAL_HOLD, days: 0, years: 1 }',
+      '    retention: { keep_last: -1, keep_within: forever, keep_everything: true }',
+      '    retry_for: 30d',
+      '    request_timeout: 500ms',
+      '    pack_size: 1GiB',
+      '    colour: blue',
+    ].join('\n'));
+    assert.deepEqual(problems.sort(), [
+      'remotes[1].bandwidth_limit: must be a size per second such as 20MiB (or 20MiB/s), or null for no limit, got "fast"',
+      'remotes[1].bucket: may hold only lower case letters, digits, "." and "-", got "Acme_Backups"',
+      'remotes[1].colour: unknown key',
+      'remotes[1].credentials_file: must be a file path or null',
+      'remotes[1].endpoint: must be an http:// or https:// URL such as https://s3.eu-central-1.amazonaws.com, or null, got "s3.amazonaws.com"',
+      'remotes[1].force_path_style: must be true or false, got "yes"',
+      'remotes[1].name: must match [a-z0-9_-]+ (lower case letters, digits, _ and -), got "Off Site"',
+      'remotes[1].object_lock.days: must be a whole number of days from 1 to 36500',
+      'remotes[1].object_lock.mode: must be one of the possible values: ["GOVERNANCE","COMPLIANCE"], got "LEGAL_HOLD"',
+      'remotes[1].object_lock.years: unknown key',
+      'remotes[1].pack_size: must be from 1MiB to 512MiB, got "1GiB"',
+      'remotes[1].prefix: must not start with "/", got "/db1"',
+      'remotes[1].region: must be a region name such as us-east-1 (letters, digits, _ and -), got "eu central"',
+      'remotes[1].request_timeout: must be at least 1s, got "500ms"',
+      'remotes[1].retention.keep_everything: unknown key',
+      'remotes[1].retention.keep_last: must be a whole number, 0 or more, or null, got -1',
+      'remotes[1].retention.keep_within: must be a duration such as 90s, 30m, 6h or 2d, or null, got "forever"',
+      'remotes[1].retry_for: must be at most 24d, got "30d"',
+      'remotes[1].storage_class: must be a storage class such as STANDARD_IA (upper case letters and _), or null, got "standard_ia"',
+      'remotes[1].type: must be one of the possible values: ["s3"], got "gcs"',
+      'remotes[1].upload_concurrency: must be a whole number from 1 to 64, got 65',
+    ]);
+  });
+
+  test('more bad values: missing name and bucket, bucket rules, endpoints with secrets, zero limits, lock without days', () => {
+    assert.deepEqual(problemsOf('remotes: [ { type: s3 } ]').sort(), ['remotes[0].bucket: is required', 'remotes[0].name: is required']);
+    const bucket = (name: string) => problemsOf(`remotes: [ { name: r, bucket: "${name}" } ]`);
+    assert.deepEqual(bucket('ab'), ['remotes[0].bucket: must be 3 to 63 characters long, got "ab"']);
+    assert.deepEqual(bucket('a'.repeat(64)), [`remotes[0].bucket: must be 3 to 63 characters long, got "${'a'.repeat(64)}"`]);
+    assert.deepEqual(bucket('-abc'), ['remotes[0].bucket: must start and end with a letter or a digit, got "-abc"']);
+    assert.deepEqual(bucket('abc.'), ['remotes[0].bucket: must start and end with a letter or a digit, got "abc."']);
+    assert.deepEqual(bucket('a..b'), ['remotes[0].bucket: must not contain "..", got "a..b"']);
+    assert.deepEqual(bucket('192.168.1.10'), ['remotes[0].bucket: must not look like an IP address, got "192.168.1.10"']);
+    for (const name of ['abc', 'a-b.c-d', '3xy', 'a'.repeat(63)]) assert.equal(remotesOf(`remotes: [ { name: r, bucket: "${name}" } ]`)[0]!.bucket, name);
+    const endpoint = (url: string) => problemsOf(`remotes: [ { name: r, bucket: abc, endpoint: "${url}" } ]`);
+    assert.deepEqual(endpoint('https://AKIA:secret@s3.example.com'), ['remotes[0].endpoint: must not hold a user name or password (use credentials_file), got "https://AKIA:secret@s3.example.com"']);
+    assert.deepEqual(endpoint('https://s3.example.com/?x=1'), ['remotes[0].endpoint: must not have a query (?…) or a fragment (#…), got "https://s3.example.com/?x=1"']);
+    assert.deepEqual(endpoint('ftp://s3.example.com'), ['remotes[0].endpoint: must be an http:// or https:// URL such as https://s3.eu-central-1.amazonaws.com, or null, got "ftp://s3.example.com"']);
+    assert.deepEqual(
+      problemsOf('remotes: [ { name: r, bucket: abc, bandwidth_limit: 0, upload_concurrency: 0, object_lock: { mode: GOVERNANCE }, pack_size: 512KiB, request_timeout: 0s } ]').sort(),
+      [
+        'remotes[0].bandwidth_limit: must be more than 0 (null: no limit)',
+        'remotes[0].object_lock.days: is required: how many days each object stays locked',
+        'remotes[0].pack_size: must be from 1MiB to 512MiB, got "512KiB"',
+        'remotes[0].request_timeout: must be at least 1s, got "0s"',
+        'remotes[0].upload_concurrency: must be a whole number from 1 to 64',
+      ],
+    );
+    assert.deepEqual(problemsOf('remotes: [ { name: r, bucket: abc, object_lock: 30, retention: [ keep_last ] } ]').sort(), [
+      'remotes[0].object_lock: must be a mapping of keys or null, got 30',
+      'remotes[0].retention: must be a mapping of keys or null, got ["keep_last"]',
+    ]);
+    // The bounds themselves are accepted.
+    const [edge] = remotesOf('remotes: [ { name: r, bucket: abc, upload_concurrency: 64, pack_size: 512MiB, request_timeout: 1s, retry_for: 0s, object_lock: { days: 36500 } } ]');
+    assert.deepEqual([edge!.uploadConcurrency, edge!.packSizeBytes, edge!.requestTimeoutMs, edge!.retryForMs, edge!.objectLock?.days], [64, 512 * MiB, 1000, 0, 36500]);
+    assert.equal(remotesOf('remotes: [ { name: r, bucket: abc, pack_size: 1MiB } ]')[0]!.packSizeBytes, MiB);
+  });
+
+  test('remote names are unique; two remotes never share or nest a prefix in the same bucket', () => {
+    assert.deepEqual(problemsOf('remotes: [ { name: a, bucket: abc, prefix: x/ }, { name: b, bucket: abc, prefix: y/ }, { name: a, bucket: def } ]'), [
+      'remotes[2].name: remote name "a" is already used by remotes[0]',
+    ]);
+    // A remote name may equal a source name: they are different namespaces.
+    assert.equal(remotesOf('sources: { postgres: [ { name: main } ] }\nremotes: [ { name: main, bucket: abc } ]').length, 1);
+    assert.deepEqual(problemsOf('remotes: [ { name: a, bucket: abc, prefix: db1 }, { name: b, bucket: abc, prefix: db1/ } ]'), [
+      'remotes[1].prefix: the same bucket and prefix as remotes[0] ("db1/" and "db1/" in bucket abc): each remote needs a prefix of its own that does not contain another',
+    ]);
+    assert.deepEqual(problemsOf('remotes: [ { name: a, bucket: abc }, { name: b, bucket: abc, prefix: db1 } ]'), [
+      'remotes[1].prefix: nests with the prefix of remotes[0] ("db1/" and "" in bucket abc): each remote needs a prefix of its own that does not contain another',
+    ]);
+    // AWS bucket names are global: another region is the same bucket.
+    assert.deepEqual(problemsOf('remotes: [ { name: a, bucket: abc, prefix: db1 }, { name: b, bucket: abc, prefix: db1, region: eu-west-1 } ]'), [
+      'remotes[1].prefix: the same bucket and prefix as remotes[0] ("db1/" and "db1/" in bucket abc): each remote needs a prefix of its own that does not contain another',
+    ]);
+    // Same prefix on another bucket or another endpoint: different places; db10/ does not nest with db1/.
+    assert.equal(remotesOf([
+      'remotes:',
+      '  - { name: a, bucket: abc, prefix: db1 }',
+      '  - { name: b, bucket: def, prefix: db1 }',
+      '  - { name: c, bucket: abc, prefix: db1, endpoint: "http://127.0.0.1:9000" }',
+      '  - { name: d, bucket: abc, prefix: db1, endpoint: "http://127.0.0.1:9001/" }',
+      '  - { name: e, bucket: abc, prefix: db10 }',
+    ].join('\n')).length, 5);
+  });
+
+  test('prefixes: normalized to end in one "/", anything that is not a plain relative path refused', () => {
+    const prefix = (value: string) => remotesOf(`remotes: [ { name: r, bucket: abc, prefix: ${JSON.stringify(value)} } ]`)[0]!.prefix;
+    const cases: [string, string][] = [['', ''], ['db1', 'db1/'], ['db1/', 'db1/'], ['a/b.c/d_e-f', 'a/b.c/d_e-f/'], ['Server.A/', 'Server.A/'], ['..a/b..', '..a/b../']];
+    for (const [given, stored] of cases) assert.equal(prefix(given), stored, given);
+    assert.equal(remotesOf('remotes: [ { name: r, bucket: abc, prefix: null } ]')[0]!.prefix, '');
+    const refused: [string, string][] = [
+      ['/db1', 'must not start with "/"'],
+      ['/', 'must not start with "/"'],
+      ['a//b', 'must not contain "//"'],
+      ['db1//', 'must not contain "//"'],
+      ['../db1', 'must not contain "." or ".." segments'],
+      ['a/../b/', 'must not contain "." or ".." segments'],
+      ['./a', 'must not contain "." or ".." segments'],
+      ['a/.', 'must not contain "." or ".." segments'],
+      ['..', 'must not contain "." or ".." segments'],
+      ['db 1', 'may hold only letters, digits, ".", "_", "-" and "/"'],
+      ['db1\\x', 'may hold only letters, digits, ".", "_", "-" and "/"'],
+      ['dé', 'may hold only letters, digits, ".", "_", "-" and "/"'],
+      ['a'.repeat(513), 'must be at most 512 characters'],
+    ];
+    for (const [given, why] of refused) {
+      assert.deepEqual(problemsOf(`remotes: [ { name: r, bucket: abc, prefix: ${JSON.stringify(given)} } ]`), [`remotes[0].prefix: ${why}, got ${JSON.stringify(given)}`], given);
+    }
+    assert.deepEqual(problemsOf('remotes: [ { name: r, bucket: abc, prefix: 5 } ]'), ['remotes[0].prefix: must be a relative path such as db1/, or "", got 5']);
+  });
+
+  test('retention override: given keys replace the top-level values, the rest follow them', () => {
+    const config = parseConfig('/etc/stackback/stackback.yaml', [
+      'retention: { keep_last: 7, keep_monthly: 6, keep_within: 3d, gc_grace: 2h }',
+      'remotes:',
+      '  - { name: same, bucket: abc, prefix: a }',
+      '  - { name: longer, bucket: abc, prefix: b, retention: { keep_monthly: 36, keep_yearly: 5, keep_within: 0s, keep_last: null } }',
+    ].join('\n'));
+    assert.equal(config.remotes[0]!.retention, null, 'null: the local policy (Config.retention)');
+    assert.deepEqual(config.remotes[1]!.retention, { ...config.retention, keepMonthly: 36, keepYearly: 5, keepWithinMs: 0 });
+    assert.deepEqual([config.retention.keepLast, config.retention.keepMonthly, config.retention.keepWithinMs, config.retention.gcGraceMs], [7, 6, 3 * 86_400_000, 2 * 3_600_000]);
+  });
+
+  test('schedule.copy: after_backup by default, a cron expression, or "off"; fine without remotes', () => {
+    const copy = (value?: string) => parseConfig('/etc/stackback/stackback.yaml', value === undefined ? '' : `schedule: { copy: ${JSON.stringify(value)} }`).schedule.copy;
+    assert.equal(copy(), 'after_backup');
+    assert.equal(copy('after_backup'), 'after_backup');
+    assert.equal(copy('off'), null);
+    assert.equal(copy('15 * * * *'), '15 * * * *');
+    assert.equal(copy('0 15 * * * *'), '0 15 * * * *');
+    assert.equal(parseConfig('/x.yaml', 'schedule: { copy: off }').schedule.copy, null, 'unquoted off is the string "off" (YAML 1.2)');
+    assert.match(problemsOf('schedule: { copy: "every hour" }')[0]!, /^schedule\.copy: must be a cron expression \(minute hour day month weekday, optional seconds first\) or "after_backup" or "off": .*, got "every hour"$/);
+    assert.deepEqual(problemsOf('schedule: { copy: 5 }'), ['schedule.copy: must be a cron expression or "after_backup" or "off", got 5']);
   });
 });
 

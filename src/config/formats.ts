@@ -81,6 +81,53 @@ export function isTimeZone(value: string): boolean {
 
 export const SOURCE_NAME_PATTERN = /^[a-z0-9_-]+$/;
 
+/** "20MiB", "20MiB/s", 1048576 → bytes per second; undefined when it is not a size. */
+export function parseBandwidth(value: unknown): number | undefined {
+  return parseSize(typeof value === 'string' ? value.trim().replace(/\s*\/\s*s$/i, '') : value);
+}
+
+/** Why a key prefix in a bucket is unusable, or undefined when it is fine ('' and null are). */
+export function s3PrefixProblem(value: unknown): string | undefined {
+  if (value === null || value === '') return undefined;
+  if (typeof value !== 'string') return 'must be a relative path such as db1/, or ""';
+  if (value.startsWith('/')) return 'must not start with "/"';
+  if (!/^[A-Za-z0-9._/-]+$/.test(value)) return 'may hold only letters, digits, ".", "_", "-" and "/"';
+  if (value.includes('//')) return 'must not contain "//"';
+  const segments = value.replace(/\/$/, '').split('/');
+  if (segments.some((s) => s === '.' || s === '..')) return 'must not contain "." or ".." segments';
+  if (value.length > 512) return 'must be at most 512 characters';
+  return undefined;
+}
+
+/** A checked prefix as stored: '' or ending in exactly one '/' ('db1' → 'db1/'). */
+export function normalizeS3Prefix(value: string | null): string {
+  if (value === null || value === '') return '';
+  return value.endsWith('/') ? value : `${value}/`;
+}
+
+/** Why a bucket name breaks the S3 naming rules, or undefined when it keeps them. */
+export function s3BucketProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value === '') return 'is required';
+  if (value.length < 3 || value.length > 63) return 'must be 3 to 63 characters long';
+  if (!/^[a-z0-9.-]+$/.test(value)) return 'may hold only lower case letters, digits, "." and "-"';
+  if (!/^[a-z0-9].*[a-z0-9]$/.test(value)) return 'must start and end with a letter or a digit';
+  if (value.includes('..')) return 'must not contain ".."';
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(value)) return 'must not look like an IP address';
+  return undefined;
+}
+
+/** Why an S3 endpoint is unusable, or undefined when it is a plain http(s) URL (or null). */
+function endpointProblem(value: unknown): string | undefined {
+  const message = 'must be an http:// or https:// URL such as https://s3.eu-central-1.amazonaws.com, or null';
+  if (value === null) return undefined;
+  if (typeof value !== 'string' || !/^https?:\/\/[^\s/]+/.test(value) || !URL.canParse(value)) return message;
+  const url = new URL(value);
+  // Keys in the URL would end up in logs and status output: they belong in credentials_file.
+  if (url.username !== '' || url.password !== '') return 'must not hold a user name or password (use credentials_file)';
+  if (url.search !== '' || url.hash !== '') return 'must not have a query (?…) or a fragment (#…)';
+  return undefined;
+}
+
 function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new Error(message);
 }
@@ -90,6 +137,11 @@ export function registerFormats(): void {
     'port-number': {
       validate: (value: unknown) =>
         check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535, 'must be a port number'),
+    },
+    // Not convict's Boolean: it turns every string but "false" into true, so `globals: no` (a
+    // string in YAML 1.2) or "off" would silently mean true.
+    flag: {
+      validate: (value: unknown) => check(typeof value === 'boolean', 'must be true or false'),
     },
     'nonempty-string': {
       validate: (value: unknown) => check(typeof value === 'string' && value.trim() !== '', 'must be a non-empty string'),
@@ -146,6 +198,7 @@ export function registerFormats(): void {
       validate: (value: unknown) => check(Array.isArray(value), 'must be a list'),
     },
     schedule: { validate: (value: unknown) => checkSchedule(value, ['off']) },
+    // schedule.prune and schedule.copy: after each backup, on a cron schedule, or never.
     'prune-schedule': { validate: (value: unknown) => checkSchedule(value, ['after_backup', 'off']) },
     // A socket anyone may write to is a control channel anyone may use.
     'socket-mode': {
@@ -165,6 +218,68 @@ export function registerFormats(): void {
     },
     timezone: {
       validate: (value: unknown) => check(typeof value === 'string' && isTimeZone(value), 'must be an IANA time zone such as UTC or Europe/Berlin'),
+    },
+    'optional-count': {
+      validate: (value: unknown) => check(value === null || (Number.isInteger(value) && (value as number) >= 0), 'must be a whole number, 0 or more, or null'),
+    },
+    'optional-duration': {
+      validate: (value: unknown) => check(value === null || parseDuration(value) !== undefined, 'must be a duration such as 90s, 30m, 6h or 2d, or null'),
+    },
+    's3-endpoint': {
+      validate: (value: unknown) => {
+        const problem = endpointProblem(value);
+        check(problem === undefined, problem!);
+      },
+    },
+    's3-region': {
+      validate: (value: unknown) => check(typeof value === 'string' && /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(value), 'must be a region name such as us-east-1 (letters, digits, _ and -)'),
+    },
+    's3-bucket': {
+      validate: (value: unknown) => {
+        const problem = s3BucketProblem(value);
+        check(problem === undefined, problem!);
+      },
+    },
+    's3-prefix': {
+      validate: (value: unknown) => {
+        const problem = s3PrefixProblem(value);
+        check(problem === undefined, problem!);
+      },
+    },
+    's3-storage-class': {
+      validate: (value: unknown) => check(value === null || (typeof value === 'string' && /^[A-Z_]+$/.test(value)), 'must be a storage class such as STANDARD_IA (upper case letters and _), or null'),
+    },
+    'upload-concurrency': {
+      validate: (value: unknown) => check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 64, 'must be a whole number from 1 to 64'),
+    },
+    bandwidth: {
+      validate: (value: unknown) => {
+        if (value === null) return;
+        const bytes = parseBandwidth(value);
+        check(bytes !== undefined, 'must be a size per second such as 20MiB (or 20MiB/s), or null for no limit');
+        check(bytes! > 0, 'must be more than 0 (null: no limit)');
+      },
+    },
+    'lock-days': {
+      validate: (value: unknown) => {
+        check(value !== null, 'is required: how many days each object stays locked');
+        check(Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 36500, 'must be a whole number of days from 1 to 36500');
+      },
+    },
+    'request-timeout': {
+      validate: (value: unknown) => {
+        const ms = parseDuration(value);
+        check(ms !== undefined, 'must be a duration such as 90s, 30m, 6h or 2d');
+        check(ms! >= 1000, 'must be at least 1s');
+        check(ms! <= MAX_TIMER_MS, 'must be at most 24d');
+      },
+    },
+    'pack-size': {
+      validate: (value: unknown) => {
+        const bytes = parseSize(value);
+        check(bytes !== undefined, 'must be a size such as 16MiB');
+        check(bytes! >= 1024 ** 2 && bytes! <= 512 * 1024 ** 2, 'must be from 1MiB to 512MiB');
+      },
     },
     'zstd-level': {
       validate: (value: unknown) =>

@@ -3,8 +3,8 @@ import path from 'node:path';
 import convict from 'convict';
 import YAML from 'yaml';
 import { StackbackError } from '../errors.ts';
-import { parseDuration, parseSize, registerFormats } from './formats.ts';
-import { DRILL_SERVER_SCHEMA, SCHEMA, SOURCE_SCHEMAS } from './schema.ts';
+import { normalizeS3Prefix, parseBandwidth, parseDuration, parseSize, registerFormats } from './formats.ts';
+import { DRILL_SERVER_SCHEMA, OBJECT_LOCK_SCHEMA, REMOTE_RETENTION_SCHEMA, REMOTE_SCHEMA, SCHEMA, SOURCE_SCHEMAS } from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackback/stackback.yaml';
 
@@ -50,6 +50,37 @@ export interface FilesSourceConfig {
 
 export type SourceConfig = PostgresSourceConfig | QdrantSourceConfig | FilesSourceConfig;
 
+/** One entry of `remotes`: an S3-compatible bucket that receives copies of the backups. */
+export interface RemoteConfig {
+  /** [a-z0-9_-]+, unique among remotes */
+  name: string;
+  type: 's3';
+  /** http(s) URL without a trailing slash; null: AWS's endpoint for the region */
+  endpoint: string | null;
+  region: string;
+  bucket: string;
+  /** '' or a relative path ending in '/' (db1 → db1/); no '.', '..' or empty segments */
+  prefix: string;
+  forcePathStyle: boolean;
+  /** absolute path; null: the AWS environment / credential chain */
+  credentialsFile: string | null;
+  /** e.g. STANDARD_IA; null: the bucket's default */
+  storageClass: string | null;
+  /** 1..64 */
+  uploadConcurrency: number;
+  /** bytes per second; null: unlimited */
+  bandwidthLimitBytes: number | null;
+  objectLock: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number } | null;
+  /** the remote's policy; null: the local one (Config.retention) */
+  retention: RetentionConfig | null;
+  /** how long retries of one request may go on before the copy fails */
+  retryForMs: number;
+  /** a request with no progress for this long is abandoned (and retried) */
+  requestTimeoutMs: number;
+  /** 1 MiB .. 512 MiB */
+  packSizeBytes: number;
+}
+
 export interface Config {
   file: string;
   repository: { path: string; compressionLevel: number; encryption: 'aes-256-gcm' | 'none'; keyFile: string; passphraseFile: string | null };
@@ -65,6 +96,7 @@ export interface Config {
   retention: RetentionConfig;
   log: { level: string };
   sources: SourceConfig[];
+  remotes: RemoteConfig[];
 }
 
 /** The two sockets of the control channel (src/daemon/server.ts says what each serves). */
@@ -88,6 +120,8 @@ export interface ScheduleConfig {
   verifyLevel: 'quick' | 'deep' | 'drill';
   /** A cron expression, 'after_backup', or null when "off". */
   prune: string | null;
+  /** Copies to the remotes: a cron expression, 'after_backup', or null when "off" (nothing to do without remotes). */
+  copy: string | null;
   catchUp: boolean;
 }
 
@@ -131,6 +165,104 @@ function postgresConfig(v: Record<string, unknown>, absolute: (p: string) => str
     exactCountMaxBytes: parseSize(v.exact_count_max_size)!,
     restoreCopySessions: v.restore_copy_sessions as number,
     restoreCopySplitAfterBytes: parseSize(v.restore_copy_split_after)!,
+  };
+}
+
+function retentionConfig(v: Record<string, unknown>): RetentionConfig {
+  return {
+    keepLast: v.keep_last as number,
+    keepHourly: v.keep_hourly as number,
+    keepDaily: v.keep_daily as number,
+    keepWeekly: v.keep_weekly as number,
+    keepMonthly: v.keep_monthly as number,
+    keepYearly: v.keep_yearly as number,
+    keepWithinMs: parseDuration(v.keep_within)!,
+    keepFull: v.keep_full as number,
+    keepFailedDays: v.keep_failed_days as number,
+    preRestoreDays: v.pre_restore_days as number,
+    gcGraceMs: parseDuration(v.gc_grace)!,
+  };
+}
+
+interface RemoteEntry {
+  at: string;
+  values: Record<string, unknown>;
+  objectLock: Record<string, unknown> | null;
+  /** the keys given (not null) in remotes[].retention, or null when it is null */
+  retention: Record<string, unknown> | null;
+}
+
+const isMapping = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+// convict lets a mapping where a list belongs pass as the empty list: that would back up, or copy, nothing without a word.
+const MAPPING_NOT_LIST = (key: string) => `${key}: must be a list (each entry starts with "- "), got a mapping`;
+
+/** Validates remotes[]: each entry, its object_lock and retention mappings, unique names, no shared or nested bucket prefixes. */
+function validateRemotes(raw: unknown, problems: string[]): RemoteEntry[] {
+  const entries: RemoteEntry[] = [];
+  if (isMapping(raw)) problems.push(MAPPING_NOT_LIST('remotes'));
+  (Array.isArray(raw) ? raw : []).forEach((item: unknown, index) => {
+    const at = `remotes[${index}]`;
+    if (!isMapping(item)) {
+      problems.push(`${at}: must be a mapping of keys`);
+      return;
+    }
+    const section = validateSection(REMOTE_SCHEMA, item, `${at}.`);
+    problems.push(...section.problems);
+    const lock = isMapping(item.object_lock) ? validateSection(OBJECT_LOCK_SCHEMA, item.object_lock, `${at}.object_lock.`) : undefined;
+    const retention = isMapping(item.retention) ? validateSection(REMOTE_RETENTION_SCHEMA, item.retention, `${at}.retention.`) : undefined;
+    problems.push(...(lock?.problems ?? []), ...(retention?.problems ?? []));
+    if (section.problems.length > 0 || (lock?.problems.length ?? 0) > 0 || (retention?.problems.length ?? 0) > 0) return;
+    entries.push({
+      at,
+      values: section.values,
+      objectLock: lock ? lock.values : null,
+      retention: retention ? Object.fromEntries(Object.entries(retention.values).filter(([, v]) => v !== null)) : null,
+    });
+  });
+
+  const names = new Map<string, string>();
+  const places: { at: string; bucket: string; prefix: string }[] = [];
+  for (const { at, values } of entries) {
+    const name = values.name as string;
+    const earlier = names.get(name);
+    if (earlier) problems.push(`${at}.name: remote name "${name}" is already used by ${earlier}`);
+    else names.set(name, at);
+    // Two remotes writing under the same prefix, or one under the other's, would each prune
+    // the other's objects as unused: refused. (The endpoint stands for the service; null is AWS,
+    // whose bucket names are global, whatever the region.)
+    const endpoint = values.endpoint === null ? 'aws' : (values.endpoint as string).replace(/\/+$/, '').toLowerCase();
+    const bucket = `${endpoint} ${values.bucket as string}`;
+    const prefix = normalizeS3Prefix(values.prefix as string | null);
+    const clash = places.find((p) => p.bucket === bucket && (p.prefix.startsWith(prefix) || prefix.startsWith(p.prefix)));
+    if (clash) {
+      problems.push(
+        `${at}.prefix: ${prefix === clash.prefix ? 'the same bucket and prefix as' : 'nests with the prefix of'} ${clash.at} ("${prefix}" and "${clash.prefix}" in bucket ${values.bucket as string}): each remote needs a prefix of its own that does not contain another`,
+      );
+    } else places.push({ at, bucket, prefix });
+  }
+  return entries;
+}
+
+function remoteConfig(entry: RemoteEntry, topRetention: Record<string, unknown>, absolute: (p: string) => string): RemoteConfig {
+  const v = entry.values;
+  return {
+    name: v.name as string,
+    type: v.type as 's3',
+    endpoint: v.endpoint === null ? null : (v.endpoint as string).replace(/\/+$/, ''),
+    region: v.region as string,
+    bucket: v.bucket as string,
+    prefix: normalizeS3Prefix(v.prefix as string | null),
+    forcePathStyle: v.force_path_style as boolean,
+    credentialsFile: v.credentials_file === null ? null : absolute(v.credentials_file as string),
+    storageClass: v.storage_class as string | null,
+    uploadConcurrency: v.upload_concurrency as number,
+    bandwidthLimitBytes: v.bandwidth_limit === null ? null : parseBandwidth(v.bandwidth_limit)!,
+    objectLock: entry.objectLock === null ? null : { mode: entry.objectLock.mode as 'GOVERNANCE' | 'COMPLIANCE', days: entry.objectLock.days as number },
+    retention: entry.retention === null ? null : retentionConfig({ ...topRetention, ...entry.retention }),
+    retryForMs: parseDuration(v.retry_for)!,
+    requestTimeoutMs: parseDuration(v.request_timeout)!,
+    packSizeBytes: parseSize(v.pack_size)!,
   };
 }
 
@@ -216,6 +348,7 @@ export function parseConfig(file: string, text: string): Config {
   const rawSources = (raw.sources ?? {}) as Record<string, unknown>;
   const entries: { kind: keyof typeof SOURCE_SCHEMAS; at: string; values: Record<string, unknown> }[] = [];
   for (const kind of Object.keys(SOURCE_SCHEMAS) as (keyof typeof SOURCE_SCHEMAS)[]) {
+    if (isMapping(rawSources[kind])) problems.push(MAPPING_NOT_LIST(`sources.${kind}`));
     const items = Array.isArray(rawSources[kind]) ? (rawSources[kind] as unknown[]) : [];
     items.forEach((item, index) => {
       const at = `sources.${kind}[${index}]`;
@@ -239,6 +372,8 @@ export function parseConfig(file: string, text: string): Config {
   for (const { kind, at, values } of entries) {
     if (kind === 'qdrant' && values.mode === 'storage_dir' && values.storage_path === null) problems.push(`${at}.storage_path: is required with mode storage_dir`);
   }
+  const remotes = validateRemotes(raw.remotes, problems);
+
   const rawDrillServer = (raw.drill as { postgres_server?: unknown } | undefined)?.postgres_server;
   const drillServer = rawDrillServer && typeof rawDrillServer === 'object' && !Array.isArray(rawDrillServer) ? validateSection(DRILL_SERVER_SCHEMA, rawDrillServer, 'drill.postgres_server.') : undefined;
   if (drillServer) problems.push(...drillServer.problems);
@@ -289,6 +424,7 @@ export function parseConfig(file: string, text: string): Config {
       verify: offToNull(props.schedule.verify as string),
       verifyLevel: props.schedule.verify_level as 'quick' | 'deep' | 'drill',
       prune: offToNull(props.schedule.prune as string),
+      copy: offToNull(props.schedule.copy as string),
       catchUp: props.schedule.catch_up as boolean,
     },
     control: {
@@ -301,19 +437,7 @@ export function parseConfig(file: string, text: string): Config {
       maxConnections: props.control.max_connections,
       maxQueuedJobs: props.control.max_queued_jobs,
     },
-    retention: {
-      keepLast: props.retention.keep_last as number,
-      keepHourly: props.retention.keep_hourly as number,
-      keepDaily: props.retention.keep_daily as number,
-      keepWeekly: props.retention.keep_weekly as number,
-      keepMonthly: props.retention.keep_monthly as number,
-      keepYearly: props.retention.keep_yearly as number,
-      keepWithinMs: parseDuration(props.retention.keep_within)!,
-      keepFull: props.retention.keep_full as number,
-      keepFailedDays: props.retention.keep_failed_days as number,
-      preRestoreDays: props.retention.pre_restore_days as number,
-      gcGraceMs: parseDuration(props.retention.gc_grace)!,
-    },
+    retention: retentionConfig(props.retention),
     log: { level: props.log.level },
     sources: entries.map(({ kind, values: v }): SourceConfig => {
       if (kind === 'files') {
@@ -337,5 +461,6 @@ export function parseConfig(file: string, text: string): Config {
       }
       return postgresConfig(v, absolute);
     }),
+    remotes: remotes.map((entry) => remoteConfig(entry, props.retention, absolute)),
   };
 }

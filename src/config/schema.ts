@@ -1,8 +1,8 @@
 /**
  * The configuration schema: the single source of truth for every key, its default, its
  * format and its documentation (`stackback config schema` prints it; the README's config
- * reference is generated from it). List-valued sections (sources.postgres) have an item
- * schema of their own, validated element by element so errors name the index.
+ * reference is generated from it). List-valued sections (sources.postgres, remotes) have an
+ * item schema of their own, validated element by element so errors name the index.
  */
 
 export const POSTGRES_SOURCE_SCHEMA = {
@@ -28,7 +28,7 @@ export const POSTGRES_SOURCE_SCHEMA = {
     format: 'name-list',
     default: 'all',
   },
-  globals: { doc: 'Also dump roles and tablespaces (pg_dumpall --globals-only) once per backup.', format: Boolean, default: true },
+  globals: { doc: 'Also dump roles and tablespaces (pg_dumpall --globals-only) once per backup.', format: 'flag', default: true },
   bin_dir: {
     doc: 'Folder holding pg_dump/pg_restore/pg_dumpall/psql. Null: pick /usr/lib/postgresql/<server major>/bin (or newer).',
     format: 'optional-path',
@@ -77,7 +77,7 @@ export const QDRANT_SOURCE_SCHEMA = {
   timeout: { doc: 'Timeout of each API call; snapshot creation of a big collection can take long.', format: 'timeout', default: '30m' },
   keep_server_snapshots: {
     doc: 'Keep the snapshot on the Qdrant server after it was copied into the repository (it is deleted by default: snapshots use server disk).',
-    format: Boolean,
+    format: 'flag',
     default: false,
   },
   storage_path: { doc: 'Mode storage_dir: the Qdrant storage folder to archive and restore.', format: 'optional-path', default: null },
@@ -106,7 +106,7 @@ export const FILES_SOURCE_SCHEMA = {
   },
   paths: { doc: 'Absolute paths to back up (files or folders).', format: 'path-list', default: [] as string[] },
   exclude: { doc: 'Glob patterns matched against absolute paths, e.g. "**/*.tmp", "**/cache/**".', format: 'string-list', default: [] as string[] },
-  one_file_system: { doc: 'Do not descend into other filesystems mounted below the paths.', format: Boolean, default: true },
+  one_file_system: { doc: 'Do not descend into other filesystems mounted below the paths.', format: 'flag', default: true },
 } as const;
 
 /** drill.postgres_server: where drills restore databases, when not on the source server. */
@@ -121,6 +121,110 @@ export const DRILL_SERVER_SCHEMA = {
 
 /** Every kind of source and the schema of one of its entries: sources.<kind>[]. */
 export const SOURCE_SCHEMAS = { postgres: POSTGRES_SOURCE_SCHEMA, qdrant: QDRANT_SOURCE_SCHEMA, files: FILES_SOURCE_SCHEMA } as const;
+
+/** retention: the policy over backups (and, with remotes[].retention, the base of each remote's). */
+export const RETENTION_SCHEMA = {
+  keep_last: { doc: 'Keep the N newest successful backups.', format: 'count', default: 3 },
+  keep_hourly: { doc: 'Keep the newest successful backup of each of the last N hours that have one.', format: 'count', default: 24 },
+  keep_daily: { doc: 'Keep the newest successful backup of each of the last N days that have one.', format: 'count', default: 7 },
+  keep_weekly: { doc: 'Keep the newest successful backup of each of the last N ISO weeks that have one.', format: 'count', default: 4 },
+  keep_monthly: { doc: 'Keep the newest successful backup of each of the last N months that have one.', format: 'count', default: 12 },
+  keep_yearly: { doc: 'Keep the newest successful backup of each of the last N years that have one.', format: 'count', default: 0 },
+  keep_within: { doc: 'Keep every successful backup younger than this, counted back from the newest backup (as restic does).', format: 'duration', default: '2d' },
+  keep_full: { doc: 'Always keep the N newest successful full backups.', format: 'count', default: 2 },
+  keep_failed_days: { doc: 'Partial backups are removed once older than this many days (they never count toward the rules above).', format: 'count', default: 7 },
+  pre_restore_days: {
+    doc: 'Safety copies made by restores are dropped once older than this many days: <db>_pre_restore_<stamp> databases on the PostgreSQL servers and prerestore-* backups.',
+    format: 'count',
+    default: 7,
+  },
+  gc_grace: {
+    doc: 'Unreferenced chunks younger than this are left for a later prune: a second guard (after the writer lock) for anything still being written.',
+    format: 'duration',
+    default: '1h',
+  },
+} as const;
+
+const OPTIONAL_RETENTION_FORMAT = { count: 'optional-count', duration: 'optional-duration' } as const;
+
+/**
+ * remotes[].retention: the keys of the top-level retention, each overriding it on that
+ * remote; a key left out (or null) takes the top-level value.
+ */
+export const REMOTE_RETENTION_SCHEMA = Object.fromEntries(
+  Object.entries(RETENTION_SCHEMA).map(([key, leaf]) => [
+    key,
+    { doc: `On this remote instead of retention.${key}; null or left out: the value of retention.${key}.`, format: OPTIONAL_RETENTION_FORMAT[leaf.format], default: null },
+  ]),
+) as { [K in keyof typeof RETENTION_SCHEMA]: { doc: string; format: string; default: null } };
+
+/** remotes[].object_lock */
+export const OBJECT_LOCK_SCHEMA = {
+  mode: {
+    doc: 'S3 Object Lock mode of every object written: GOVERNANCE (users with s3:BypassGovernanceRetention may still delete) or COMPLIANCE (nobody can, not even the account root, until the days are over).',
+    format: ['GOVERNANCE', 'COMPLIANCE'],
+    default: 'GOVERNANCE',
+  },
+  days: { doc: 'Days each object stays locked after it is written (1 to 36500); required.', format: 'lock-days', default: null },
+} as const;
+
+/** One entry of remotes[]: an S3-compatible bucket that receives copies of the backups. */
+export const REMOTE_SCHEMA = {
+  name: {
+    doc: 'Unique remote name, [a-z0-9_-]+. Used by `copy --remote`, `restore --from`, `list --remote`.',
+    format: 'source-name',
+    default: '',
+  },
+  type: { doc: 'Kind of remote: s3 (any S3-compatible object storage).', format: ['s3'], default: 's3' },
+  endpoint: {
+    doc: 'http(s) URL of the S3 API, e.g. https://s3.eu-central-1.amazonaws.com, https://<account>.r2.cloudflarestorage.com, http://minio:9000. null: AWS\'s endpoint for region.',
+    format: 's3-endpoint',
+    default: null,
+  },
+  region: { doc: 'Region used for request signing (SigV4); must match the bucket\'s on AWS. R2 takes "auto"; most self-hosted servers us-east-1.', format: 's3-region', default: 'us-east-1' },
+  bucket: { doc: 'Bucket name (S3 naming rules: 3 to 63 lower case letters, digits, "." and "-"). It must exist; stackback does not create it.', format: 's3-bucket', default: '' },
+  prefix: {
+    doc: 'Key prefix of everything stackback writes to the bucket, e.g. db1/ (a "/" is added when missing), so several servers can share one bucket; "": the bucket\'s root. Prefixes sharing a bucket must not nest (one must not start with another).',
+    format: 's3-prefix',
+    default: '',
+  },
+  force_path_style: {
+    doc: 'Address the bucket as <endpoint>/<bucket> instead of <bucket>.<endpoint>: true for MinIO, Ceph RGW, Garage and most self-hosted servers.',
+    format: 'flag',
+    default: false,
+  },
+  credentials_file: {
+    doc: 'File with the access key (AWS shared-credentials format: aws_access_key_id, aws_secret_access_key, optional aws_session_token; see the README); refused if it grants any access to others (mode 0600, or 0640 root:stackback). null: the standard AWS environment variables / credential chain. Relative paths are resolved against the config file.',
+    format: 'optional-path',
+    default: null,
+  },
+  storage_class: { doc: 'Storage class of every object written, e.g. STANDARD_IA; null: the bucket\'s default.', format: 's3-storage-class', default: null },
+  upload_concurrency: { doc: 'Uploads in flight at once (1 to 64).', format: 'upload-concurrency', default: 4 },
+  bandwidth_limit: { doc: 'Upload bandwidth cap in bytes per second, e.g. 20MiB (or 20MiB/s); null: no limit.', format: 'bandwidth', default: null },
+  object_lock: {
+    doc: 'S3 Object Lock retention set on every object written, e.g. { mode: GOVERNANCE, days: 30 } (the bucket must have Object Lock enabled; prune keeps objects still locked), or null.',
+    format: 'optional-mapping',
+    default: null,
+    item: OBJECT_LOCK_SCHEMA,
+  },
+  retention: {
+    doc: 'Retention policy on this remote: null for the same policy as the local repository, or a mapping of retention keys that override the top-level ones (keys left out keep the top-level value).',
+    format: 'optional-mapping',
+    default: null,
+    item: REMOTE_RETENTION_SCHEMA,
+  },
+  retry_for: {
+    doc: 'How long one request is retried (exponential backoff with jitter, on throttling, 5xx answers, resets and timeouts) before the copy fails with the reason; 0s: no retries.',
+    format: 'timeout',
+    default: '15m',
+  },
+  request_timeout: { doc: 'A request that makes no progress for this long is abandoned (and retried while retry_for allows).', format: 'request-timeout', default: '2m' },
+  pack_size: {
+    doc: 'Small chunks are packed into objects of about this size on the remote (each request costs a round trip and a fee): 1MiB to 512MiB.',
+    format: 'pack-size',
+    default: '16MiB',
+  },
+} as const;
 
 export const SCHEMA = {
   repository: {
@@ -204,9 +308,14 @@ export const SCHEMA = {
     verify: { doc: 'When to verify every backup (verify --all at verify_level), or "off".', format: 'schedule', default: '30 4 * * *' },
     verify_level: { doc: 'Level of the scheduled verify: quick, deep, or drill (restores every artifact into scratch targets and compares).', format: ['quick', 'deep', 'drill'], default: 'quick' },
     prune: { doc: 'When to apply the retention policy: "after_backup" (after each scheduled backup), a cron expression, or "off".', format: 'prune-schedule', default: 'after_backup' },
+    copy: {
+      doc: 'When to copy new backups to every remote: "after_backup" (after each successful backup), a cron expression, or "off". Without remotes it does nothing.',
+      format: 'prune-schedule',
+      default: 'after_backup',
+    },
     catch_up: {
       doc: 'On daemon start, take a full backup at once if the last successful full is older than the full schedule\'s period (the server was down when it was due).',
-      format: Boolean,
+      format: 'flag',
       default: true,
     },
   },
@@ -236,27 +345,7 @@ export const SCHEMA = {
       default: 16,
     },
   },
-  retention: {
-    keep_last: { doc: 'Keep the N newest successful backups.', format: 'count', default: 3 },
-    keep_hourly: { doc: 'Keep the newest successful backup of each of the last N hours that have one.', format: 'count', default: 24 },
-    keep_daily: { doc: 'Keep the newest successful backup of each of the last N days that have one.', format: 'count', default: 7 },
-    keep_weekly: { doc: 'Keep the newest successful backup of each of the last N ISO weeks that have one.', format: 'count', default: 4 },
-    keep_monthly: { doc: 'Keep the newest successful backup of each of the last N months that have one.', format: 'count', default: 12 },
-    keep_yearly: { doc: 'Keep the newest successful backup of each of the last N years that have one.', format: 'count', default: 0 },
-    keep_within: { doc: 'Keep every successful backup younger than this, counted back from the newest backup (as restic does).', format: 'duration', default: '2d' },
-    keep_full: { doc: 'Always keep the N newest successful full backups.', format: 'count', default: 2 },
-    keep_failed_days: { doc: 'Partial backups are removed once older than this many days (they never count toward the rules above).', format: 'count', default: 7 },
-    pre_restore_days: {
-      doc: 'Safety copies made by restores are dropped once older than this many days: <db>_pre_restore_<stamp> databases on the PostgreSQL servers and prerestore-* backups.',
-      format: 'count',
-      default: 7,
-    },
-    gc_grace: {
-      doc: 'Unreferenced chunks younger than this are left for a later prune: a second guard (after the writer lock) for anything still being written.',
-      format: 'duration',
-      default: '1h',
-    },
-  },
+  retention: RETENTION_SCHEMA,
   log: {
     level: {
       doc: 'Log level.',
@@ -283,5 +372,11 @@ export const SCHEMA = {
       default: [] as unknown[],
       item: FILES_SOURCE_SCHEMA,
     },
+  },
+  remotes: {
+    doc: 'S3-compatible buckets every backup is also copied to (see the item keys below); [] for none.',
+    format: 'object-list',
+    default: [] as unknown[],
+    item: REMOTE_SCHEMA,
   },
 } as const;

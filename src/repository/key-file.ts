@@ -1,8 +1,8 @@
 import { randomBytes, scryptSync } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { StackbackError } from '../errors.ts';
+import { modeText, readSecretFileChecked } from '../secret-file-read.ts';
 import { MASTER_SECRET_BYTES, newMasterSecret, seal, unseal } from './crypto.ts';
 
 /**
@@ -54,22 +54,17 @@ function keyError(code: 'KEY_MISSING' | 'KEY_INVALID' | 'KEY_WRONG', message: st
 
 /** Reads a file that must be private (mode 0600 or stricter); `what` names it in errors. */
 function readPrivateFile(file: string, what: string): Buffer {
-  let fd: number | undefined;
   try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-    // The mode of the very file that is read (fstat), not of whatever the path names a moment later.
-    const mode = fstatSync(fd).mode & 0o7777;
-    if ((mode & 0o077) !== 0) {
-      throw keyError('KEY_INVALID', `${what} ${file} is readable by others than its owner (mode ${mode.toString(8).padStart(4, '0')}): refusing to use it`, `chmod 600 ${file}`);
-    }
-    return readFileSync(fd);
+    return readSecretFileChecked(file, {
+      noFollow: true,
+      refuse: (mode) =>
+        (mode & 0o077) === 0 ? undefined : keyError('KEY_INVALID', `${what} ${file} is readable by others than its owner (mode ${modeText(mode)}): refusing to use it`, `chmod 600 ${file}`),
+    });
   } catch (error) {
     if (error instanceof StackbackError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw keyError('KEY_MISSING', `${what} ${file} does not exist`, 'restore it from where you keep it (`stackback key import`), or fix the config');
     throw keyError('KEY_INVALID', `cannot read ${what} ${file}: ${code ?? (error as Error).message}`, 'check the path and that the stackback user owns it');
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 

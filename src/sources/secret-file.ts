@@ -1,5 +1,5 @@
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { StackbackError } from '../errors.ts';
+import { modeText, readSecretFileChecked } from '../secret-file-read.ts';
 
 /**
  * A secret kept in a file (password_file, api_key_file): its first line, read once, on
@@ -18,28 +18,24 @@ export function secretFromFile(file: string | null, key: string, sourceName: str
 }
 
 function readSecret(file: string, key: string, sourceName: string): string | undefined {
-  let fd: number | undefined;
-  let mode: number;
   let text: string;
   try {
-    fd = openSync(file, 'r');
-    // The mode of the very file that is read (fstat), not of whatever the path names a moment later.
-    mode = fstatSync(fd).mode & 0o7777;
-    text = readFileSync(fd, 'utf8');
+    text = readSecretFileChecked(file, {
+      refuse: (mode) =>
+        (mode & 0o007) === 0
+          ? undefined
+          : new StackbackError(
+              'SECRET_FILE',
+              `${key} ${file} of source ${sourceName} is accessible to others (mode ${modeText(mode)}): refusing to use it`,
+              `chmod o-rwx ${file} (mode 0600, or 0640 with group stackback)`,
+            ),
+    }).toString('utf8');
   } catch (error) {
+    if (error instanceof StackbackError) throw error;
     throw new StackbackError(
       'SECRET_FILE',
       `cannot read ${key} ${file} of source ${sourceName}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
       'check the path and that the stackback user may read it (mode 0600 or 0640)',
-    );
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-  if ((mode & 0o007) !== 0) {
-    throw new StackbackError(
-      'SECRET_FILE',
-      `${key} ${file} of source ${sourceName} is accessible to others (mode ${mode.toString(8).padStart(4, '0')}): refusing to use it`,
-      `chmod o-rwx ${file} (mode 0600, or 0640 with group stackback)`,
     );
   }
   return text.split(/\r?\n/)[0];
