@@ -126,7 +126,7 @@ describe('local storage', () => {
 
   test('free space is known locally; a spec opens the same storage elsewhere (a worker thread)', async () => {
     assert.ok(((await storage.freeBytes()) ?? 0) > 0);
-    const other: ObjectStorage = openStorage(structuredClone(storage.spec));
+    const other: ObjectStorage = openStorage(structuredClone(await storage.specFor()));
     assert.equal(other.location, storage.location);
     assert.deepEqual(await other.get(chunkKey('present', idOf('the whole object'))), Buffer.from('the whole object'));
   });

@@ -116,5 +116,11 @@ export const MIGRATIONS: readonly string[] = [
     seen_at       TEXT NOT NULL,         -- when this machine copied it there or first listed it
     PRIMARY KEY (remote, backup)
   ) WITHOUT ROWID;
+  -- Backups on a remote that a verify found damaged there: the next copy sends their lost chunks again.
+  CREATE TABLE remote_repairs (
+    remote        TEXT NOT NULL,
+    backup        TEXT NOT NULL,
+    PRIMARY KEY (remote, backup)
+  ) WITHOUT ROWID;
   `,
 ];

@@ -2,6 +2,13 @@ import type Database from 'better-sqlite3';
 import type { PackEntry, PackLocation } from '../repository/storage/packs.ts';
 import type { PackIndexStore } from '../repository/storage/remote.ts';
 
+/** One copy run's outcome for one remote: when it ended, and its error when it failed there. */
+export interface CopyOutcome {
+  at: string;
+  ok: boolean;
+  error: string | null;
+}
+
 /**
  * The catalog's knowledge of one remote (migration 4): its packs and chunk locations — the
  * PackIndexStore a RemoteStorage reconciles with the bucket before reading — and which
@@ -54,7 +61,7 @@ export class RemoteCatalog implements PackIndexStore {
   /** Forgets everything about the remote's packs (its repository was replaced). */
   forgetAll(): void {
     this.db.transaction(() => {
-      for (const table of ['remote_packs', 'remote_chunks', 'remote_backups']) this.db.prepare(`DELETE FROM ${table} WHERE remote = ?`).run(this.remote);
+      for (const table of ['remote_packs', 'remote_chunks', 'remote_backups', 'remote_repairs']) this.db.prepare(`DELETE FROM ${table} WHERE remote = ?`).run(this.remote);
     })();
   }
 
@@ -75,5 +82,57 @@ export class RemoteCatalog implements PackIndexStore {
       for (const name of this.backups().keys()) if (!keep.has(name)) this.db.prepare('DELETE FROM remote_backups WHERE remote = ? AND backup = ?').run(this.remote, name);
       for (const name of names) this.recordBackup(name, at);
     })();
+  }
+
+  /** Chunks a verify found damaged or missing on the remote: forgotten, and `backups` marked for the next copy to repair. */
+  forgetDamaged(chain: string, ids: string[], backups: string[]): void {
+    this.db.transaction(() => {
+      for (const id of ids) this.db.prepare('DELETE FROM remote_chunks WHERE remote = ? AND chain = ? AND id = ?').run(this.remote, chain, id);
+      for (const backup of backups) this.db.prepare('INSERT OR IGNORE INTO remote_repairs (remote, backup) VALUES (?, ?)').run(this.remote, backup);
+    })();
+  }
+
+  /** Backups whose lost chunks the next copy sends again. */
+  repairs(): string[] {
+    return this.db.prepare('SELECT backup FROM remote_repairs WHERE remote = ?').pluck().all(this.remote) as string[];
+  }
+
+  repaired(backup: string): void {
+    this.db.prepare('DELETE FROM remote_repairs WHERE remote = ? AND backup = ?').run(this.remote, backup);
+  }
+
+  /**
+   * This remote's copies, from the runs of kind 'copy' (newest first): the newest finished
+   * attempt at it and the newest one that succeeded there. A run that ended before its
+   * per-remote outcome was recorded (interrupted, cancelled, no lock) failed for every remote
+   * it named. Reads only.
+   */
+  copyOutcomes(): { attempt: CopyOutcome | null; success: CopyOutcome | null } {
+    const runs = this.db
+      .prepare("SELECT status, started_at, finished_at, error, detail FROM runs WHERE kind = 'copy' AND status <> 'running' AND instr(detail, ?) > 0 ORDER BY id DESC")
+      .iterate(JSON.stringify(this.remote)) as Iterable<{ status: string; started_at: string; finished_at: string | null; error: string | null; detail: string }>;
+    let attempt: CopyOutcome | null = null;
+    for (const run of runs) {
+      let entries: unknown;
+      try {
+        entries = (JSON.parse(run.detail) as { remotes?: unknown }).remotes;
+      } catch {
+        continue;
+      }
+      if (!Array.isArray(entries)) continue;
+      const at = run.finished_at ?? run.started_at;
+      let outcome: CopyOutcome | undefined;
+      for (const entry of entries as unknown[]) {
+        if (entry === this.remote) outcome = { at, ok: false, error: run.error ?? `the copy run ended ${run.status}` };
+        else if (typeof entry === 'object' && entry !== null && (entry as { remote?: unknown }).remote === this.remote) {
+          const { ok, error } = entry as { ok?: unknown; error?: unknown };
+          outcome = { at, ok: ok === true, error: ok === true ? null : typeof error === 'string' ? error : (run.error ?? `the copy run ended ${run.status}`) };
+        }
+      }
+      if (!outcome) continue;
+      attempt ??= outcome;
+      if (outcome.ok) return { attempt, success: outcome };
+    }
+    return { attempt, success: null };
   }
 }

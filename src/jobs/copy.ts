@@ -80,7 +80,9 @@ async function copyToRemote(ctx: JobContext, local: Repository, remoteName: stri
     opened = await openRemote(ctx.config, ctx.catalog, remoteName, local);
     report.location = opened.storage.location;
     const there = new Set(await remoteBackupNames(opened, ctx.now()));
-    const missing = names.filter((name) => !there.has(name));
+    const repairs = new Set(opened.known.repairs());
+    // Missing there, or there but found damaged by a verify: both get what the remote lacks.
+    const missing = names.filter((name) => !there.has(name) || repairs.has(name));
     report.already_there = names.length - missing.length;
     ctx.log.info({ remote: remoteName, backups: missing.length }, `copy to ${opened.storage.location}: ${missing.length} backup(s) to send, ${report.already_there} already there`);
     for (const name of missing) {
@@ -150,6 +152,7 @@ async function copyBackup(ctx: JobContext, local: Repository, remote: OpenedRemo
   // Every chunk is there: the commit point.
   await remote.storage.put(manifestKey(name), sealedManifest);
   remote.known.recordBackup(name, ctx.now());
+  remote.known.repaired(name);
   return copied;
 }
 

@@ -4,6 +4,7 @@ import type { SafetyCopyCleanup } from '../sources/source.ts';
 import type { JobContext } from './context.ts';
 import { collectChain, startRunUnderLock, syncCatalog } from './housekeeping.ts';
 import { openRepository, repositoryState } from './repository-identity.ts';
+import { pruneRemote, type RemotePruneResult } from './remote-prune.ts';
 import { decideRetention, type RetentionDecision } from './retention.ts';
 
 export interface PruneResult {
@@ -14,6 +15,8 @@ export interface PruneResult {
   freed_bytes: number;
   chains_removed: string[];
   safety_copies: (SafetyCopyCleanup & { source: string })[];
+  /** The same policy applied on each remote (remotes[].retention, else the local one). */
+  remotes: RemotePruneResult[];
 }
 
 const DAY_MS = 86_400_000;
@@ -28,7 +31,7 @@ export type PruneTrigger = 'disk_full';
  * backup complete; the next prune finishes the collection. A dry run reads only.
  */
 export async function runPrune(ctx: JobContext, options: { dryRun: boolean; trigger?: PruneTrigger | undefined }): Promise<PruneResult> {
-  const result: PruneResult = { dry_run: options.dryRun, decisions: [], removed: [], freed_chunks: 0, freed_bytes: 0, chains_removed: [], safety_copies: [] };
+  const result: PruneResult = { dry_run: options.dryRun, decisions: [], removed: [], freed_chunks: 0, freed_bytes: 0, chains_removed: [], safety_copies: [], remotes: [] };
   // A fresh install has nothing to prune yet; a repository the catalog knows must be there.
   if (repositoryState(ctx.config, ctx.catalog).state === 'none') return result;
   const repo = await openRepository(ctx.config, ctx.catalog);
@@ -60,7 +63,10 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean; trig
         ctx.log.warn({ source: source.name }, `could not look for old restore safety copies on ${source.describe()}: ${errorMessage(error)}`);
       }
     }
-    if (options.dryRun) return result;
+    if (options.dryRun) {
+      for (const remote of ctx.config.remotes) result.remotes.push(await pruneRemote(ctx, repo, remote, true));
+      return result;
+    }
 
     const chains = new Set(doomed.map((name) => byName.get(name)!.chain));
     await repo.deleteManifests(...doomed);
@@ -74,7 +80,14 @@ export async function runPrune(ctx: JobContext, options: { dryRun: boolean; trig
       result.freed_bytes += freed.bytes;
       if (freed.chainRemoved) result.chains_removed.push(chain);
     }
-    ctx.catalog.finishRun(runId!, { status: 'ok', detail: { ...trigger, removed: doomed, freed_bytes: result.freed_bytes, chains_removed: result.chains_removed } });
+    for (const remote of ctx.config.remotes) result.remotes.push(await pruneRemote(ctx, repo, remote, false));
+    const remoteFailures = result.remotes.filter((r) => !r.ok).map((r) => `remote ${r.remote}: ${r.error}`);
+    const remotes = result.remotes.map(({ remote, ok, removed, packs_removed, freed_bytes, locked }) => ({ remote, ok, removed, packs_removed, freed_bytes, locked: locked.length }));
+    ctx.catalog.finishRun(runId!, {
+      status: remoteFailures.length ? 'partial' : 'ok',
+      detail: { ...trigger, removed: doomed, freed_bytes: result.freed_bytes, chains_removed: result.chains_removed, remotes },
+      ...(remoteFailures.length ? { error: remoteFailures.join('; ') } : {}),
+    });
     ctx.log.info({ removed: doomed.length, freed_bytes: result.freed_bytes }, `prune removed ${doomed.length} backup(s), freed ${result.freed_bytes} bytes`);
     return result;
   } catch (error) {

@@ -5,7 +5,7 @@ import { StackbackError } from '../errors.ts';
 import { Repository } from '../repository/repository.ts';
 import { REPO_INFO_KEY } from '../repository/storage.ts';
 import { Bucket } from '../repository/storage/bucket.ts';
-import { RemoteStorage } from '../repository/storage/remote.ts';
+import { MemoryPackIndex, RemoteStorage } from '../repository/storage/remote.ts';
 import { readS3Credentials } from '../repository/storage/s3-credentials.ts';
 import { keyOptions } from './repository-identity.ts';
 
@@ -14,11 +14,12 @@ import { keyOptions } from './repository-identity.ts';
  * server's repository (same id), with the catalog's cache of its packs reset when it does not
  * belong to that repository any more.
  */
-export interface OpenedRemote {
+export interface OpenedRemote<Known extends RemoteCatalog | undefined = RemoteCatalog> {
   config: RemoteConfig;
   storage: RemoteStorage;
   repo: Repository;
-  known: RemoteCatalog;
+  /** What the catalog knows of the remote (undefined when opened without a catalog: catalog restore). */
+  known: Known;
   close(): void;
 }
 
@@ -65,13 +66,16 @@ const remoteIdFact = (name: string) => `remote.${name}.repository_id`;
  * Opens remote `name`. With `local` (a copy), a remote that holds nothing yet gets the local
  * repository's repo.json, and one that holds another repository is refused; without it (a
  * restore on a new machine), whatever repository is there is opened with the configured key.
+ * Without a catalog (bringing the catalog back), what is learnt of its packs is kept in memory.
  */
-export async function openRemote(config: Config, catalog: Catalog, name: string, local?: Repository): Promise<OpenedRemote> {
+export async function openRemote(config: Config, catalog: Catalog, name: string, local?: Repository): Promise<OpenedRemote>;
+export async function openRemote(config: Config, catalog: undefined, name: string): Promise<OpenedRemote<undefined>>;
+export async function openRemote(config: Config, catalog: Catalog | undefined, name: string, local?: Repository): Promise<OpenedRemote<RemoteCatalog | undefined>> {
   const remote = remoteConfig(config, name);
   const bucket = openBucket(remote);
   try {
-    const known = catalog.remote(remote.name);
-    const storage = new RemoteStorage(bucket, known);
+    const known = catalog?.remote(remote.name);
+    const storage = new RemoteStorage(bucket, known ?? new MemoryPackIndex());
     if (local && !(await storage.stat(REPO_INFO_KEY))) {
       await storage.put(REPO_INFO_KEY, (await local.storage.get(REPO_INFO_KEY))!);
     }
@@ -84,8 +88,8 @@ export async function openRemote(config: Config, catalog: Catalog, name: string,
       );
     }
     // The catalog's cache of this remote's packs belongs to the repository it was made for.
-    if (catalog.fact(remoteIdFact(remote.name)) !== repo.info.id) {
-      known.forgetAll();
+    if (catalog && catalog.fact(remoteIdFact(remote.name)) !== repo.info.id) {
+      known!.forgetAll();
       catalog.setFact(remoteIdFact(remote.name), repo.info.id);
     }
     return { config: remote, storage, repo, known, close: () => bucket.close() };
@@ -96,8 +100,8 @@ export async function openRemote(config: Config, catalog: Catalog, name: string,
 }
 
 /** The names of the backups on a remote, from its LIST of manifests; the catalog learns them. */
-export async function remoteBackupNames(opened: OpenedRemote, now: Date): Promise<string[]> {
+export async function remoteBackupNames(opened: OpenedRemote<RemoteCatalog | undefined>, now: Date): Promise<string[]> {
   const names = await opened.repo.listManifestNames();
-  opened.known.setBackups(names, now);
+  opened.known?.setBackups(names, now);
   return names;
 }

@@ -2,16 +2,16 @@ import { StackbackError, errorMessage } from '../errors.ts';
 import { type ChunkProblem, checkStoredChunks, openArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
-import { openRepository } from './repository-identity.ts';
-import type { Lock } from '../repository/lock.ts';
 import type { Finding, RestoreOptions, RestorePlan } from '../sources/source.ts';
 import { runBackup } from './backup.ts';
-import { startRunUnderLock } from './housekeeping.ts';
+import { openReadTarget, type ReadTarget } from './read-target.ts';
 import type { JobContext } from './context.ts';
 
 export interface RestoreSelection extends RestoreOptions {
   /** Only this source; every source in the backup when absent. */
   source?: string | undefined;
+  /** Read the backup from this remote instead of the local repository (`--from R`), streaming. */
+  from?: string | undefined;
 }
 
 export interface PreparedRestore {
@@ -40,8 +40,8 @@ export interface RestoreFinding extends Finding {
 
 export async function prepareRestore(ctx: JobContext, name: string, selection: RestoreSelection, check = false): Promise<PreparedRestore> {
   validateBackupName(name);
-  const repo = await openRepository(ctx.config, ctx.catalog);
-  const lock = await repo.lockReader(`restore ${name}`, ctx.config.lockTimeoutMs);
+  const target = await openReadTarget(ctx, `restore ${name}`, selection.from);
+  const repo = target.repo;
   let damage: DamageCheck | undefined;
   try {
     const manifest = await repo.readManifest(name);
@@ -76,13 +76,13 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
       manifest,
       plans,
       findings,
-      execute: () => executeRestore(ctx, manifest, plans, lock),
-      abandon: () => lock.release(),
+      execute: () => executeRestore(ctx, manifest, plans, target),
+      abandon: () => target.release(),
     };
   } catch (error) {
     // Checks still reading the repository are stopped before its lock is released.
     await damage?.cancel();
-    await lock.release();
+    await target.release();
     throw error;
   }
 }
@@ -141,8 +141,14 @@ function damageFindings(manifest: Manifest, artifacts: ArtifactManifest[], probl
   ];
 }
 
-async function executeRestore(ctx: JobContext, manifest: Manifest, plans: RestorePlan[], lock: Lock): Promise<Record<string, unknown>[]> {
-  const runId = await startRunUnderLock(ctx.catalog, lock, 'restore', { backup: manifest.name, steps: plans.flatMap((p) => p.steps) });
+async function executeRestore(ctx: JobContext, manifest: Manifest, plans: RestorePlan[], target: ReadTarget): Promise<Record<string, unknown>[]> {
+  let runId: number;
+  try {
+    runId = ctx.catalog.startRun('restore', { backup: manifest.name, ...(target.remote ? { from: target.remote } : {}), steps: plans.flatMap((p) => p.steps) });
+  } catch (error) {
+    await target.release();
+    throw error;
+  }
   try {
     const results: Record<string, unknown>[] = [];
     for (const plan of plans) {
@@ -168,6 +174,6 @@ async function executeRestore(ctx: JobContext, manifest: Manifest, plans: Restor
     ctx.catalog.finishRun(runId, { status: 'failed', backup: manifest.name, error: errorMessage(error) });
     throw error;
   } finally {
-    await lock.release();
+    await target.release();
   }
 }

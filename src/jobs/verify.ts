@@ -2,9 +2,8 @@ import { errorMessage } from '../errors.ts';
 import { type ChunkProblem, checkStoredChunks, openArtifact, readArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
-import { openRepository } from './repository-identity.ts';
 import type { JobContext } from './context.ts';
-import { startRunUnderLock, syncCatalog } from './housekeeping.ts';
+import { openReadTarget, type ReadTarget } from './read-target.ts';
 
 /**
  * quick: the manifest reads, and every chunk object is present with its recorded size.
@@ -95,11 +94,12 @@ async function drill(ctx: JobContext, repo: Repository, manifest: Manifest, arti
 }
 
 /** Who uses each damaged chunk: every backup of its chain, not only the ones being verified. */
-async function usersOf(ctx: JobContext, repo: Repository, chain: string, problems: ChunkProblem[]): Promise<DamagedChunk[]> {
+async function usersOf(target: ReadTarget, chain: string, problems: ChunkProblem[]): Promise<DamagedChunk[]> {
   const damaged = problems.map((p) => ({ ...p, chain, used_by: [] as DamagedChunk['used_by'] }));
+  if (damaged.length === 0) return damaged;
   const byId = new Map(damaged.map((d) => [d.chunk, d]));
-  for (const name of ctx.catalog.backupNamesInChain(chain)) {
-    const manifest = await repo.readManifest(name);
+  for (const name of await target.backupsInChain(chain)) {
+    const manifest = await target.repo.readManifest(name);
     const hits = new Map<string, string[]>();
     for (const artifact of manifest.artifacts) {
       for (const chunk of new Set(artifact.chunks.map((c) => c.id))) {
@@ -111,25 +111,37 @@ async function usersOf(ctx: JobContext, repo: Repository, chain: string, problem
   return damaged;
 }
 
-export async function runVerify(ctx: JobContext, names: string[] | 'all', level: VerifyLevel): Promise<VerifyReport> {
+/**
+ * Verifies backups of the local repository, or with `remote` the copies on that remote (a
+ * quick verify of a remote is one LIST per chain: every pack present with its size).
+ */
+export async function runVerify(ctx: JobContext, names: string[] | 'all', level: VerifyLevel, remote?: string): Promise<VerifyReport> {
   if (names !== 'all') names.forEach(validateBackupName);
-  const repo = await openRepository(ctx.config, ctx.catalog);
-  const lock = await repo.lockReader(`verify --${level}`, ctx.config.lockTimeoutMs);
-  const runId = await startRunUnderLock(ctx.catalog, lock, 'verify', { backups: names, level });
+  const target = await openReadTarget(ctx, `verify --${level}`, remote);
+  let runId: number;
   try {
-    await syncCatalog(repo, ctx.catalog, ctx.log);
+    runId = ctx.catalog.startRun('verify', { backups: names, level, ...(remote ? { remote } : {}) });
+  } catch (error) {
+    await target.release();
+    throw error;
+  }
+  try {
     const manifests: Manifest[] = [];
-    for (const name of names === 'all' ? await repo.listManifestNames() : names) manifests.push(await repo.readManifest(name));
+    for (const name of names === 'all' ? await target.backupNames() : names) manifests.push(await target.repo.readManifest(name));
+    const repo = target.repo;
 
     const damaged: DamagedChunk[] = [];
     for (const chain of new Set(manifests.map((m) => m.chain))) {
       const chunks = manifests.filter((m) => m.chain === chain).flatMap((m) => m.artifacts.flatMap((a) => a.chunks));
       const problems = await checkStoredChunks(repo, chain, chunks, { hash: level !== 'quick' });
+      const users = await usersOf(target, chain, problems);
       if (problems.length > 0) {
-        ctx.catalog.forgetChunks(chain, problems.map((p) => p.chunk));
-        ctx.log.warn({ chain, chunks: problems.length }, `${problems.length} damaged chunk(s) of chain ${chain} left the chunk index: the next backup of that chain stores their content anew`);
+        target.forgetDamaged(chain, problems.map((p) => p.chunk), [...new Set(users.flatMap((u) => u.used_by.map((b) => b.backup)))]);
+        ctx.log.warn({ chain, chunks: problems.length, remote }, remote
+          ? `${problems.length} chunk(s) of chain ${chain} are damaged or missing on remote ${remote}: the next \`stackback copy --remote ${remote}\` sends them again from the local repository (where it still has them)`
+          : `${problems.length} damaged chunk(s) of chain ${chain} left the chunk index: the next backup of that chain stores their content anew`);
       }
-      damaged.push(...(await usersOf(ctx, repo, chain, problems)));
+      damaged.push(...users);
     }
     const bad = new Map(damaged.map((d) => [`${d.chain}/${d.chunk}`, d]));
 
@@ -156,16 +168,17 @@ export async function runVerify(ctx: JobContext, names: string[] | 'all', level:
       }
       const verdict = { backup: manifest.name, ok: artifacts.every((a) => a.ok), artifacts };
       backups.push(verdict);
-      ctx.catalog.recordVerification(manifest.name, level, verdict.ok, { artifacts });
+      // The catalog's verdicts are the local copies' (list, show, status); a remote's stay in its run's record.
+      if (!remote) ctx.catalog.recordVerification(manifest.name, level, verdict.ok, { artifacts });
     }
     const report: VerifyReport = { level, ok: backups.every((b) => b.ok), backups, damaged_chunks: damaged };
     const failed = backups.filter((b) => !b.ok).map((b) => b.backup);
-    ctx.catalog.finishRun(runId, { status: report.ok ? 'ok' : 'failed', detail: { level, backups: backups.length, failed, damaged_chunks: damaged.length }, ...(failed.length ? { error: `damaged: ${failed.join(', ')}` } : {}) });
+    ctx.catalog.finishRun(runId, { status: report.ok ? 'ok' : 'failed', detail: { level, ...(remote ? { remote } : {}), backups: backups.length, failed, damaged_chunks: damaged.length }, ...(failed.length ? { error: `damaged${remote ? ` on remote ${remote}` : ''}: ${failed.join(', ')}` } : {}) });
     return report;
   } catch (error) {
     ctx.catalog.finishRun(runId, { status: 'failed', error: errorMessage(error) });
     throw error;
   } finally {
-    await lock.release();
+    await target.release();
   }
 }

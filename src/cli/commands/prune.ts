@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type PruneResult, runPrune } from '../../jobs/prune.ts';
 import { type GlobalOptions, loadCliConfig, runLocally } from '../context.ts';
+import { EXIT_FAILED, setCommandExitCode } from '../exit.ts';
 import { formatBytes, formatTable, printJson, printLine } from '../output.ts';
 import { withCommonOptions, withDetach } from '../program.ts';
 import { findDaemon, runAsDaemonJob } from '../remote.ts';
@@ -31,6 +32,20 @@ export function registerPrune(program: Command): void {
       );
       for (const copy of result.safety_copies) {
         printLine(`${copy.dropped ? 'dropped' : result.dry_run && !copy.note ? 'would drop' : 'kept'} ${copy.source} database ${copy.name} (restore safety copy from ${copy.created})${copy.note ? `: ${copy.note}` : ''}`);
+      }
+      for (const r of result.remotes) {
+        if (!r.ok) {
+          printLine(`remote ${r.remote}: prune FAILED: ${r.error}`);
+          setCommandExitCode(EXIT_FAILED);
+          continue;
+        }
+        const removing = r.decisions.filter((d) => !d.keep).map((d) => d.name);
+        printLine(
+          result.dry_run
+            ? `remote ${r.remote}: ${removing.length} backup(s) would be removed${removing.length ? ` (${removing.join(', ')})` : ''}`
+            : `remote ${r.remote}: removed ${r.removed.length} backup(s) and ${r.packs_removed} pack(s), freed ${formatBytes(r.freed_bytes)}`,
+        );
+        for (const l of r.locked) printLine(`  kept ${l.key}: object lock until ${l.until}`);
       }
       printLine(
         result.dry_run

@@ -24,6 +24,7 @@ interface RestoreCliOptions extends GlobalOptions {
   safety: boolean;
   yes?: boolean;
   check?: boolean;
+  from?: string;
 }
 
 interface CheckOutcome {
@@ -106,6 +107,7 @@ function restoreBody(selection: RestoreSelection): Record<string, unknown> {
     no_safety: selection.noSafety,
     target_dir: selection.targetDir,
     path: selection.path,
+    from: selection.from,
   };
 }
 
@@ -144,6 +146,7 @@ export function registerRestore(program: Command): void {
     .option('--no-safety', 'do not store a snapshot of a Qdrant collection before restoring over it')
     .option('--target-dir <dir>', 'unpack a files backup under this folder instead of in place')
     .option('--path <path>', 'only this path of a files backup (absolute, as it was backed up)')
+    .option('--from <remote>', 'read the backup from this remote (streamed from the bucket; no local repository needed)')
     .option('-y, --yes', 'do not ask before replacing data')
     .option('--check', 'only run the preflight and print every finding (exit 1 if the restore could not run)')
     .action(async (name: string, options: RestoreCliOptions) => {
@@ -159,6 +162,7 @@ export function registerRestore(program: Command): void {
         noSafety: !options.safety,
         targetDir: options.targetDir === undefined ? undefined : path.resolve(options.targetDir),
         path: options.path,
+        from: options.from,
       };
       const config = loadCliConfig(options);
       const socket = await findDaemon(config, 'admin');

@@ -11,6 +11,7 @@ interface VerifyOptions extends GlobalOptions {
   all?: boolean;
   deep?: boolean;
   drill?: boolean;
+  remote?: string;
 }
 
 export function registerVerify(program: Command): void {
@@ -22,6 +23,7 @@ export function registerVerify(program: Command): void {
   ))
     .option('--all', 'verify every backup in the repository')
     .option('--deep', 'read back and re-hash everything, and let the source tools read each artifact')
+    .option('--remote <name>', 'verify the copies on this remote: quick = every object listed with its size; --deep = every byte downloaded and checked')
     .option('--drill', 'restore every artifact into a scratch database, collection or folder, compare with the manifest, remove it')
     .action(async (name: string | undefined, options: VerifyOptions) => {
       if (!name && !options.all) throw new StackbackError('USAGE', 'name a backup to verify, or pass --all');
@@ -32,16 +34,16 @@ export function registerVerify(program: Command): void {
       const socket = await findDaemon(config, 'admin');
       let report: VerifyReport;
       if (socket) {
-        const outcome = await runAsDaemonJob(socket, 'GET', `/api/backup/verify/${encodeURIComponent(options.all ? 'all' : name!)}?level=${level}`, undefined, options);
+        const outcome = await runAsDaemonJob(socket, 'GET', `/api/backup/verify/${encodeURIComponent(options.all ? 'all' : name!)}?level=${level}${options.remote ? `&remote=${encodeURIComponent(options.remote)}` : ''}`, undefined, options);
         if (!outcome) return;
         report = outcome.result as VerifyReport;
       } else {
-        report = await runLocally(options, config, (ctx) => runVerify(ctx, options.all ? 'all' : [name!], level));
+        report = await runLocally(options, config, (ctx) => runVerify(ctx, options.all ? 'all' : [name!], level, options.remote));
       }
       if (options.json) printJson(report);
       else {
         for (const v of report.backups) {
-          printLine(`${v.backup}: ${v.ok ? 'OK' : 'FAILED'} (${report.level})`);
+          printLine(`${v.backup}: ${v.ok ? 'OK' : 'FAILED'} (${report.level}${options.remote ? `, on remote ${options.remote}` : ''})`);
           for (const a of v.artifacts) printLine(`  ${a.ok ? 'ok    ' : 'FAILED'} ${a.artifact}: ${a.detail}${a.seconds !== undefined ? ` (${a.seconds.toFixed(1)} s)` : ''}`);
         }
         for (const d of report.damaged_chunks) {
