@@ -12,7 +12,8 @@ import { QdrantClient } from '@qdrant/js-client-rest';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { createRichDatabase, type DatabaseSnapshot, snapshotDatabase } from './support/pg-fixture.ts';
 import { startQdrantStandin, type QdrantStandin } from './support/qdrant-standin.ts';
-import { type S3Handle, startS3, writeCredentialsFile } from './support/s3.ts';
+import { S3Client } from '@aws-sdk/client-s3';
+import { deleteObject, listObjects, type S3Handle, s3ClientConfig, startS3, writeCredentialsFile } from './support/s3.ts';
 import { filesSourceYaml, makeSandbox, postgresSourceYaml, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
 
 type Points = { id: string | number; vector: unknown; payload: unknown }[];
@@ -174,12 +175,12 @@ const real = {
 const realMissing = real.endpoint && real.bucket && real.accessKeyId && real.secretAccessKey ? undefined : 'set S3_TEST_ENDPOINT, S3_TEST_BUCKET, S3_TEST_ACCESS_KEY_ID and S3_TEST_SECRET_ACCESS_KEY (optional S3_TEST_REGION, S3_TEST_FORCE_PATH_STYLE=true) to run against a real provider';
 
 describe('a real S3-compatible provider', { skip: realMissing }, () => {
-  test('copy, verify --deep and restore --from round-trip files byte for byte, then prune clears the prefix', async () => {
+  test('copy, verify --deep and restore --from round-trip files byte for byte, then prune removes the older backup there', async () => {
     const data = await mkdtemp(join(tmpdir(), 'stackback-real-s3-'));
     const prefix = `stackback-test-${Date.now().toString(36)}/`;
     await writeFile(join(data, 'a.bin'), Buffer.from(Array.from({ length: 2 * 1024 * 1024 }, (_, i) => (i * 31) % 256)));
     await writeFile(join(data, 'b.txt'), 'real provider ✓\n');
-    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([data]), extraYaml: 'retention: { keep_last: 1, gc_grace: 0s }' });
+    const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml([data]), extraYaml: 'retention: { keep_last: 1, keep_hourly: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0, keep_within: 0s, keep_full: 1, gc_grace: 0s }' });
     try {
       const credentials = join(sandbox.dir, 's3.credentials');
       await writeCredentialsFile(credentials, { accessKeyId: real.accessKeyId!, secretAccessKey: real.secretAccessKey! });
@@ -203,6 +204,10 @@ describe('a real S3-compatible provider', { skip: realMissing }, () => {
       assert.equal(prune.code, 0, prune.stderr);
       assert.deepEqual(prune.value.remotes[0]!.removed, [backup.value.backup]);
     } finally {
+      // Leave the provider's bucket as it was: everything under this run's prefix goes.
+      const client = new S3Client(s3ClientConfig({ endpoint: real.endpoint!, region: real.region as 'us-east-1', accessKeyId: real.accessKeyId!, secretAccessKey: real.secretAccessKey! }, { forcePathStyle: real.pathStyle }));
+      for (const object of await listObjects(client, real.bucket!, prefix)) await deleteObject(client, real.bucket!, object.key);
+      client.destroy();
       await sandbox.cleanup();
       await rm(data, { recursive: true, force: true });
     }
