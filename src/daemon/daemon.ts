@@ -11,11 +11,12 @@ import { validateBackupName } from '../repository/manifest.ts';
 import type { Lock } from '../repository/lock.ts';
 import type { Repository } from '../repository/repository.ts';
 import { openRepository } from '../jobs/repository-identity.ts';
+import { selectRemotes } from '../jobs/remote-repository.ts';
 import { createSources } from '../sources/registry.ts';
 import { isDeadProcessPipe } from '../sources/tool.ts';
 import type { Source } from '../sources/source.ts';
 import { STACKBACK_VERSION } from '../version.ts';
-import { backupJob, type DaemonServices, deleteJob, pruneJob, restoreJob, verifyJob } from './jobs.ts';
+import { backupJob, copyJob, type CopyJobOptions, type DaemonServices, deleteJob, pruneJob, restoreJob, verifyJob } from './jobs.ts';
 import { SystemdNotifier } from './notify.ts';
 import { installLastResort } from './last-resort.ts';
 import { JobQueue, type JobRunner } from './queue.ts';
@@ -36,6 +37,20 @@ function optionalString(body: Record<string, unknown>, key: string): string | un
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string' || value === '') throw new StackbackError('BAD_REQUEST', `"${key}" must be a non-empty string`);
   return value;
+}
+
+/** A list of non-empty strings, or undefined when absent, null or empty. */
+function optionalStrings(body: Record<string, unknown>, key: string): string[] | undefined {
+  const value = body[key];
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v !== '')) throw new StackbackError('BAD_REQUEST', `"${key}" must be a list of non-empty strings`);
+  return value.length > 0 ? [...new Set(value as string[])] : undefined;
+}
+
+/** Refuses keys a route does not know: a misspelt option must not turn into "everything". */
+function onlyKeys(body: Record<string, unknown>, known: string[]): void {
+  const unknown = Object.keys(body).filter((key) => !known.includes(key));
+  if (unknown.length > 0) throw new StackbackError('BAD_REQUEST', `unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in the request body (known: ${known.join(', ')})`);
 }
 
 function flag(body: Record<string, unknown>, key: string): boolean {
@@ -94,15 +109,30 @@ export async function runDaemon(configFile: string): Promise<number> {
         }
         throw error;
       }
-      if (origin === 'schedule' && config.schedule.prune === 'after_backup') submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false));
+      // Follow-ups never turn the backup, which is committed, into a failure (a daemon that is stopping takes no new jobs).
+      const followUp = (what: string, queue: () => void) => {
+        try {
+          queue();
+        } catch (error) {
+          log.warn(`no ${what} after this backup: ${errorMessage(error)}`);
+        }
+      };
+      // After every successful backup, manual or scheduled: off-site as soon as possible (before a prune, which may take a while).
+      if (config.schedule.copy === 'after_backup' && config.remotes.length > 0) followUp('copy', () => submitCopy({}, 'schedule'));
+      if (origin === 'schedule' && config.schedule.prune === 'after_backup') followUp('prune', () => submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false)));
       return outcome;
     };
     return submit('backup', { type, ...(only ? { sources: only } : {}) }, origin, withPrune);
   };
+  // A copy to every remote of every backup they lack: one waiting copy covers any number of backups before it.
+  const submitCopy = (options: CopyJobOptions, origin: 'schedule' | 'manual') =>
+    submit('copy', { ...(options.remotes ? { remotes: options.remotes } : {}), ...(options.backups ? { backups: options.backups } : {}) }, origin, copyJob(services, options));
   const onDue = (name: ScheduleName) => {
     if (name === 'full' || name === 'incremental') submitBackup(name, undefined, 'schedule');
     else if (name === 'verify') submit('verify', { backups: 'all', level: config.schedule.verifyLevel }, 'schedule', verifyJob(services, 'all', config.schedule.verifyLevel));
-    else submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false));
+    else if (name === 'copy') {
+      if (config.remotes.length > 0) submitCopy({}, 'schedule');
+    } else submit('prune', { dry_run: false }, 'schedule', pruneJob(services, false));
   };
   const scheduler = new Scheduler(onDue);
 
@@ -137,8 +167,8 @@ export async function runDaemon(configFile: string): Promise<number> {
 
   const api: ControlApi = {
     status,
-    listBackups: () => backupList(catalog),
-    getBackup: (name) => backupDetail(catalog, name),
+    listBackups: () => backupList(catalog, remoteNames(config)),
+    getBackup: (name) => backupDetail(catalog, name, remoteNames(config)),
     history: (limit) => runHistory(catalog, limit),
     submitBackup: (body) => {
       const type = body.type ?? 'incremental';
@@ -179,6 +209,14 @@ export async function runDaemon(configFile: string): Promise<number> {
       return submit('delete', { backup: name }, 'manual', deleteJob(services, name));
     },
     submitPrune: (dryRun) => submit('prune', { dry_run: dryRun }, 'manual', pruneJob(services, dryRun)),
+    submitCopy: (body) => {
+      onlyKeys(body, ['remotes', 'backups']);
+      const remotes = optionalStrings(body, 'remotes');
+      const backups = optionalStrings(body, 'backups');
+      selectRemotes(config, remotes); // REMOTE_NOT_FOUND (404) now, not when the job runs
+      for (const name of backups ?? []) validateBackupName(name);
+      return submitCopy({ remotes, backups }, 'manual');
+    },
     jobs: () => queue.list(),
     job: (id) => queue.get(id),
     subscribe: (id, listener) => queue.subscribe(id, listener),
@@ -245,6 +283,8 @@ export async function runDaemon(configFile: string): Promise<number> {
     process.on('SIGINT', onInt);
   });
 }
+
+const remoteNames = (config: Config) => config.remotes.map((r) => r.name);
 
 /** The settings a reload cannot change in a running daemon. */
 function restartOnly(config: Config): string {

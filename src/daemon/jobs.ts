@@ -3,6 +3,7 @@ import type { Config } from '../config/load.ts';
 import { StackbackError } from '../errors.ts';
 import { backupSummary, runBackup } from '../jobs/backup.ts';
 import type { JobContext } from '../jobs/context.ts';
+import { runCopy } from '../jobs/copy.ts';
 import { deleteBackup } from '../jobs/delete.ts';
 import { type PruneTrigger, runPrune } from '../jobs/prune.ts';
 import { prepareRestore, type RestoreSelection } from '../jobs/restore.ts';
@@ -59,6 +60,23 @@ export function pruneJob(services: DaemonServices, dryRun: boolean, trigger?: Pr
   return async (signal, progress) => {
     progress({ phase: dryRun ? 'deciding (dry run)' : 'pruning' });
     return { state: 'ok', result: await runPrune(context(services, signal, progress), { dryRun, trigger }) };
+  };
+}
+
+export interface CopyJobOptions {
+  /** Only these remotes (default: every configured one). */
+  remotes?: string[] | undefined;
+  /** Only these backups (default: every committed backup a remote lacks). */
+  backups?: string[] | undefined;
+}
+
+/** `stackback copy` as a job: ok when every remote got its backups, failed when none did, partial in between; the result is the per-remote reports. */
+export function copyJob(services: DaemonServices, options: CopyJobOptions): JobRunner {
+  return async (signal, progress) => {
+    progress({ phase: 'copying' });
+    const reports = await runCopy(context(services, signal, progress), options);
+    const ok = reports.filter((r) => r.ok).length;
+    return { state: ok === reports.length ? 'ok' : ok === 0 ? 'failed' : 'partial', result: reports };
   };
 }
 

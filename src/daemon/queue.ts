@@ -10,7 +10,7 @@ import type { ProgressUpdate } from '../jobs/context.ts';
  * only so many manual jobs may wait (a client looping on requests must not fill memory or
  * push scheduled backups days back), while scheduled ones, which collapse, always get in.
  */
-export type JobKind = 'backup' | 'restore' | 'verify' | 'delete' | 'prune';
+export type JobKind = 'backup' | 'restore' | 'verify' | 'delete' | 'prune' | 'copy';
 export type JobState = 'queued' | 'running' | 'ok' | 'partial' | 'failed' | 'cancelled';
 
 export interface JobEvent {

@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import type { Config } from '../config/load.ts';
 
-export type ScheduleName = 'full' | 'incremental' | 'verify' | 'prune';
+export type ScheduleName = 'full' | 'incremental' | 'verify' | 'prune' | 'copy';
 
 export interface ScheduleInfo {
   name: ScheduleName;
@@ -19,6 +19,7 @@ export function scheduleInfo(config: Config, now: Date): ScheduleInfo[] {
     ['incremental', config.schedule.incremental],
     ['verify', config.schedule.verify],
     ['prune', config.schedule.prune],
+    ['copy', config.schedule.copy],
   ];
   return entries.map(([name, expression]) => {
     if (expression === null || expression === 'after_backup') return { name, expression, next: null, period_ms: null };

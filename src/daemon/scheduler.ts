@@ -18,6 +18,8 @@ export class Scheduler {
       ['incremental', config.schedule.incremental],
       ['verify', config.schedule.verify],
       ['prune', config.schedule.prune === 'after_backup' ? null : config.schedule.prune],
+      // Without remotes a copy has nowhere to go.
+      ['copy', config.schedule.copy === 'after_backup' || config.remotes.length === 0 ? null : config.schedule.copy],
     ];
     for (const [name, expression] of schedules) {
       if (expression === null) continue;

@@ -25,6 +25,8 @@ export interface ControlApi {
   submitVerify(name: string, level: string | null): { job: JobView; collapsed: boolean };
   submitDelete(name: string): { job: JobView; collapsed: boolean };
   submitPrune(dryRun: boolean): { job: JobView; collapsed: boolean };
+  /** Body: { remotes?: string[], backups?: string[] } (absent or empty: all). */
+  submitCopy(body: Record<string, unknown>): { job: JobView; collapsed: boolean };
   jobs(): JobView[];
   job(id: number): JobView | undefined;
   subscribe(id: number, listener: (event: JobEvent) => void): () => void;
@@ -44,6 +46,7 @@ function httpStatus(error: ErrorDetails): number {
       return 400;
     case 'NOT_FOUND':
     case 'BACKUP_NOT_FOUND':
+    case 'REMOTE_NOT_FOUND':
       return 404;
     case 'FORBIDDEN':
       return 403;
@@ -138,6 +141,7 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
       send(res, 200, { cancelled: api.cancel(Number(m[1])) });
     }],
     ['POST', /^\/api\/retention\/apply$/, true, (_m, _q, res, url) => send(res, 202, api.submitPrune(['1', 'true'].includes(url.searchParams.get('dry_run') ?? '')))],
+    ['POST', /^\/api\/copy$/, true, async (_m, req, res) => send(res, 202, api.submitCopy(await readJson(req)))],
     ['POST', /^\/api\/config\/reload$/, true, (_m, _q, res) => {
       const result = api.reload();
       if (result.ok) send(res, 200, result);

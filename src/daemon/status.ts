@@ -1,6 +1,6 @@
-import { type Catalog, newestBackupOf, type RunRow } from '../catalog/catalog.ts';
+import { type BackupRow, type Catalog, newestBackupOf, type RunRow } from '../catalog/catalog.ts';
 import { isSafetyCopy } from '../repository/manifest.ts';
-import type { Config } from '../config/load.ts';
+import type { Config, RemoteConfig } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
 import { repositoryState } from '../jobs/repository-identity.ts';
 import { keyExportWarning } from '../jobs/repository-key.ts';
@@ -23,6 +23,23 @@ export interface LastRun {
   error: string | null;
 }
 
+/** What the catalog knows of one configured remote (the bucket itself is not contacted). */
+export interface RemoteStatus {
+  name: string;
+  /** s3://bucket/prefix, from the config. */
+  location: string;
+  /** When the newest copy that succeeded for this remote finished, or null (never). */
+  last_copy_at: string | null;
+  /** When the newest copy attempt at this remote ended (whatever its outcome), or null. */
+  last_attempt_at: string | null;
+  /** That attempt's error when it failed, else null. */
+  last_error: string | null;
+  /** Backups the catalog knows to be on the remote (copied there, or seen in its list). */
+  backups: number;
+  /** Local backups not on the remote yet. */
+  missing: number;
+}
+
 export interface StatusDocument {
   healthy: boolean;
   daemon: { pid: number; started_at: string; uptime_seconds: number; version: string } | null;
@@ -32,6 +49,8 @@ export interface StatusDocument {
   last: { full: LastRun | null; incremental: LastRun | null; verify: LastRun | null; prune: LastRun | null };
   /** key_id: the key an encrypted repository needs, or null (a plain repository, or none there). */
   repository: { path: string; bytes: number; backups: number; key_id: string | null };
+  /** One entry per configured remote, in config order (RemoteStatus documents the fields). */
+  remotes: RemoteStatus[];
   warnings: string[];
 }
 
@@ -96,6 +115,7 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
     const run = lastRuns[kind];
     if (run && run.status !== 'ok') warnings.push(`last ${kind} backup ${run.status}${run.error ? `: ${run.error}` : ''}`);
   }
+  const remotes = config.remotes.map((remote) => remoteStatus(config, catalog, backups, remote, schedules, now, warnings));
   const diskFull = diskFullWarning(catalog);
   if (diskFull) warnings.push(diskFull);
   if (lastRuns.verify && lastRuns.verify.status !== 'ok') warnings.push(`last verify ${lastRuns.verify.status}${lastRuns.verify.error ? `: ${lastRuns.verify.error}` : ''}`);
@@ -108,7 +128,50 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
     schedules,
     last: lastRuns,
     repository: { path: config.repository.path, bytes: catalog.repositoryBytes(), backups: backups.length, key_id: keyId },
+    remotes,
     warnings,
+  };
+}
+
+/** How long a backup may wait for its copy when copies run after every backup, or not at all. */
+const OFFSITE_GRACE_MS = 24 * 3_600_000;
+
+/**
+ * One remote's entry, and its warning when the newest backup has not reached it within one
+ * copy period after it finished: the gap between two runs of a copy cron, 24 h for
+ * after_backup — and 24 h when copies are off, since then nothing is off-site unless someone
+ * copies by hand.
+ */
+function remoteStatus(config: Config, catalog: Catalog, backups: BackupRow[], remote: RemoteConfig, schedules: ScheduleInfo[], now: Date, warnings: string[]): RemoteStatus {
+  const { name } = remote;
+  const known = catalog.remote(name);
+  const there = known.backups();
+  const { attempt, success } = known.copyOutcomes();
+  const lastError = attempt && !attempt.ok ? attempt.error : null;
+  const newest = backups.findLast((b) => !isSafetyCopy(b.name));
+  if (newest && !there.has(newest.name)) {
+    const age = now.getTime() - Date.parse(newest.finished_at);
+    const schedule = config.schedule.copy;
+    const cronPeriod = schedules.find((s) => s.name === 'copy')?.period_ms ?? null;
+    const period = schedule !== null && schedule !== 'after_backup' && cronPeriod !== null ? cronPeriod : OFFSITE_GRACE_MS;
+    if (age > period) {
+      const fix = `run \`stackback copy --remote ${name}\``;
+      const failed = lastError ? `; the last copy there failed: ${lastError}` : '';
+      warnings.push(
+        schedule === null
+          ? `remote ${name}: the newest backup ${newest.name} finished ${humanDuration(age)} ago and is not off-site: schedule.copy is off, so nothing is copied there unless someone runs a copy; ${fix}, or set schedule.copy`
+          : `remote ${name}: the newest backup ${newest.name} finished ${humanDuration(age)} ago and is not off-site yet (copies run ${schedule === 'after_backup' ? 'after every backup' : `on "${schedule}"`}, so it should be there within ${humanDuration(period)})${failed}; ${fix}`,
+      );
+    }
+  }
+  return {
+    name,
+    location: `s3://${remote.bucket}/${remote.prefix}`,
+    last_copy_at: success?.at ?? null,
+    last_attempt_at: attempt?.at ?? null,
+    last_error: lastError,
+    backups: there.size,
+    missing: backups.filter((b) => !there.has(b.name)).length,
   };
 }
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { backupDetail } from '../../catalog/views.ts';
 import { validateBackupName } from '../../repository/manifest.ts';
-import type { GlobalOptions } from '../context.ts';
+import { type GlobalOptions, loadCliConfig } from '../context.ts';
 import { formatBytes, formatTable, printJson, printLine } from '../output.ts';
 import { withCommonOptions } from '../program.ts';
 import { readView } from '../remote.ts';
@@ -10,7 +10,8 @@ export function registerShow(program: Command): void {
   withCommonOptions(program.command('show').description('show one backup: its artifacts, sizes and what the sources reported').argument('<name>', 'backup name')).action(
     async (name: string, options: GlobalOptions) => {
       validateBackupName(name);
-      const backup = await readView(options, `/api/backup/${encodeURIComponent(name)}`, (catalog) => backupDetail(catalog, name));
+      const remotes = loadCliConfig(options).remotes.map((r) => r.name);
+      const backup = await readView(options, `/api/backup/${encodeURIComponent(name)}`, (catalog) => backupDetail(catalog, name, remotes));
       const verification = backup.verified;
       if (options.json) {
         printJson(backup);
@@ -25,6 +26,12 @@ export function registerShow(program: Command): void {
           printLine(`         ${a.ok ? 'ok' : 'FAILED'} ${a.artifact}${a.seconds !== undefined ? ` (${a.seconds.toFixed(1)} s)` : ''}: ${a.detail}`);
         }
       } else printLine('verified never');
+      if (remotes.length > 0) {
+        const there = backup.remotes ?? [];
+        const missing = remotes.filter((r) => !there.some((o) => o.name === r));
+        const parts = [...there.map((o) => `${o.name} (since ${o.seen_at.replace(/\.\d+Z$/, 'Z')})`), ...(missing.length > 0 ? [`not yet on ${missing.join(', ')}`] : [])];
+        printLine(`off-site ${parts.join('; ')}`);
+      }
       printLine(`size     ${formatBytes(backup.bytes_read)} read, ${formatBytes(backup.bytes_stored)} newly stored, ${backup.chunks_new}/${backup.chunks} chunks new`);
       for (const source of backup.sources) {
         if (source.status === 'failed') printLine(`FAILED   source ${source.name}: ${source.error}`);

@@ -21,6 +21,11 @@ function print(status: StatusDocument, timeZone: string): void {
     printLine(`last ${kind.padEnd(12)}${run ? `${run.status.toUpperCase()}${run.level ? ` (${run.level})` : ''} ${when(run.started_at)}${run.backup ? ` ${run.backup}` : ''}${run.bytes_stored ? `, ${formatBytes(run.bytes_stored)} stored` : ''}` : 'never'}`);
   }
   printLine(`repository  ${status.repository.path}: ${formatBytes(status.repository.bytes)} in ${status.repository.backups} backup(s)`);
+  for (const r of status.remotes ?? []) {
+    const held = `${r.backups} backup(s) there, ${r.missing === 0 ? 'every local backup off-site' : `${r.missing} local backup(s) not yet`}`;
+    const failed = r.last_error ? `; last attempt FAILED ${when(r.last_attempt_at)}: ${r.last_error}` : '';
+    printLine(`remote      ${r.name} ${r.location}: ${held}; last copy ${r.last_copy_at ? when(r.last_copy_at) : 'never'}${failed}`);
+  }
   for (const warning of status.warnings) printLine(`WARNING     ${warning}`);
   printLine(status.healthy ? 'healthy' : 'NOT healthy');
 }
