@@ -1,4 +1,4 @@
-import { errorMessage, StackbackError } from '../errors.ts';
+import { type ErrorCode, errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { checkStoredBytes } from '../repository/artifact-reader.ts';
 import { validateBackupName } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
@@ -22,6 +22,8 @@ export interface CopyReport {
   ok: boolean;
   error?: string;
   copied: CopiedBackup[];
+  /** Backups that could not be copied because they are damaged in the local repository. */
+  not_copied: { backup: string; error: string }[];
   /** Backups that were on the remote already. */
   already_there: number;
   packs_sent: number;
@@ -74,7 +76,7 @@ export async function runCopy(ctx: JobContext, options: { remotes?: string[] | u
 /** Copies the backups `names` (oldest first) that `remote` lacks; a failure ends this remote's copy and is reported, not thrown. */
 async function copyToRemote(ctx: JobContext, local: Repository, remoteName: string, names: string[]): Promise<CopyReport> {
   const started = Date.now();
-  const report: CopyReport = { remote: remoteName, location: '', ok: true, copied: [], already_there: 0, packs_sent: 0, bytes_sent: 0, requests: { put: 0, get: 0, head: 0, list: 0, delete: 0, retries: 0 }, seconds: 0 };
+  const report: CopyReport = { remote: remoteName, location: '', ok: true, copied: [], not_copied: [], already_there: 0, packs_sent: 0, bytes_sent: 0, requests: { put: 0, get: 0, head: 0, list: 0, delete: 0, retries: 0 }, seconds: 0 };
   let opened: OpenedRemote | undefined;
   try {
     opened = await openRemote(ctx.config, ctx.catalog, remoteName, local);
@@ -87,10 +89,19 @@ async function copyToRemote(ctx: JobContext, local: Repository, remoteName: stri
     ctx.log.info({ remote: remoteName, backups: missing.length }, `copy to ${opened.storage.location}: ${missing.length} backup(s) to send, ${report.already_there} already there`);
     for (const name of missing) {
       ctx.signal?.throwIfAborted();
-      const copied = await copyBackup(ctx, local, opened, name, report);
-      report.copied.push(copied);
-      ctx.log.info({ remote: remoteName, backup: name, bytes_sent: copied.bytes_sent }, `copied backup ${name} to remote ${remoteName} (${copied.chunks_sent} new chunk(s), ${copied.bytes_sent} bytes)`);
+      try {
+        const copied = await copyBackup(ctx, local, opened, name, report);
+        report.copied.push(copied);
+        ctx.log.info({ remote: remoteName, backup: name, bytes_sent: copied.bytes_sent }, `copied backup ${name} to remote ${remoteName} (${copied.chunks_sent} new chunk(s), ${copied.bytes_sent} bytes)`);
+      } catch (error) {
+        // A backup damaged locally is not copied (nor its damage spread); the others still go.
+        if (!isStackbackError(error) || !DAMAGE.has(error.code)) throw error;
+        report.ok = false;
+        report.not_copied.push({ backup: name, error: errorMessage(error) });
+        ctx.log.error({ remote: remoteName, backup: name }, `backup ${name} was not copied to remote ${remoteName}: ${errorMessage(error)}`);
+      }
     }
+    if (report.not_copied.length > 0) report.error = `${report.not_copied.length} backup(s) damaged in the local repository were not copied (${report.not_copied.map((n) => n.backup).join(', ')}); \`stackback verify --all --deep\` shows the damage`;
   } catch (error) {
     if (ctx.signal?.aborted) throw error;
     report.ok = false;
@@ -155,6 +166,8 @@ async function copyBackup(ctx: JobContext, local: Repository, remote: OpenedRemo
   remote.known.repaired(name);
   return copied;
 }
+
+const DAMAGE = new Set<ErrorCode>(['CHUNK_CORRUPT', 'CHUNK_MISSING']);
 
 /** At most `limit` uploads at once; the first failure is kept and reported by the next call. */
 class Uploads {

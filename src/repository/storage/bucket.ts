@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { StackbackError } from '../../errors.ts';
 import type { S3Credentials } from './s3-credentials.ts';
@@ -93,11 +93,6 @@ export class Bucket {
 
   close(): void {
     this.client.destroy();
-  }
-
-  /** Fails with the reason (credentials, bucket, region, clock) unless the bucket answers. */
-  async checkAccess(): Promise<void> {
-    await this.request('check access to the bucket', 'head', () => this.client.send(new HeadBucketCommand({ Bucket: this.spec.bucket })));
   }
 
   /** Stores `body` under `key` (write-once; an S3 PUT is atomic and durable once answered), locked when object_lock is set. */
