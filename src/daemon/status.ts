@@ -2,6 +2,7 @@ import { type BackupRow, type Catalog, newestBackupOf, type RunRow } from '../ca
 import { isSafetyCopy } from '../repository/manifest.ts';
 import type { Config, RemoteConfig } from '../config/load.ts';
 import { errorMessage } from '../errors.ts';
+import { backupsForRemote } from '../jobs/copy.ts';
 import { repositoryState } from '../jobs/repository-identity.ts';
 import { keyExportWarning } from '../jobs/repository-key.ts';
 import type { JobView } from './queue.ts';
@@ -171,7 +172,7 @@ function remoteStatus(config: Config, catalog: Catalog, backups: BackupRow[], re
     last_attempt_at: attempt?.at ?? null,
     last_error: lastError,
     backups: there.size,
-    missing: backups.filter((b) => !there.has(b.name)).length,
+    missing: backupsForRemote(config, remote, backups, now).filter((b) => !there.has(b.name)).length,
   };
 }
 

@@ -1,6 +1,8 @@
 import { type ErrorCode, errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { checkStoredBytes } from '../repository/artifact-reader.ts';
-import { validateBackupName } from '../repository/manifest.ts';
+import type { BackupRow } from '../catalog/catalog.ts';
+import type { Config, RemoteConfig } from '../config/load.ts';
+import { isSafetyCopy, sourceSucceeded, validateBackupName } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import { manifestKey } from '../repository/storage.ts';
 import type { RequestCounts } from '../repository/storage/bucket.ts';
@@ -9,6 +11,7 @@ import type { JobContext } from './context.ts';
 import { startRunUnderLock, syncCatalog } from './housekeeping.ts';
 import { type OpenedRemote, openRemote, remoteBackupNames, selectRemotes } from './remote-repository.ts';
 import { openRepository } from './repository-identity.ts';
+import { decideRetention } from './retention.ts';
 
 export interface CopiedBackup {
   backup: string;
@@ -30,6 +33,28 @@ export interface CopyReport {
   bytes_sent: number;
   requests: RequestCounts;
   seconds: number;
+}
+
+/**
+ * The local backups a remote should hold: those its retention policy keeps. With its own
+ * policy (remotes[].retention) a remote may keep fewer backups than the local repository; a
+ * backup its prune removed must not be sent again by every copy (nor count as missing).
+ * Backups only on the remote are older than any of these, so they change no decision here.
+ */
+export function backupsForRemote(config: Config, remote: RemoteConfig, committed: BackupRow[], now: Date): BackupRow[] {
+  if (remote.retention === null) return committed;
+  const kept = new Set(
+    decideRetention(
+      committed.map((b) => ({ name: b.name, kind: b.kind, status: b.status, time: new Date(b.started_at), sources: b.sources.filter(sourceSucceeded).map((o) => o.name) })),
+      remote.retention,
+      config.timezone,
+      now,
+      isSafetyCopy,
+    )
+      .filter((d) => d.keep)
+      .map((d) => d.name),
+  );
+  return committed.filter((b) => kept.has(b.name));
 }
 
 /**
@@ -56,9 +81,10 @@ export async function runCopy(ctx: JobContext, options: { remotes?: string[] | u
     for (const name of options.backups ?? []) {
       if (!committed.some((b) => b.name === name)) throw new StackbackError('BACKUP_NOT_FOUND', `backup ${name} not found in the repository`, '`stackback list` shows the backups');
     }
-    const wanted = options.backups ? committed.filter((b) => options.backups!.includes(b.name)) : committed;
     for (const remote of remotes) {
       ctx.signal?.throwIfAborted();
+      // Named backups go as asked; otherwise those the remote's own retention keeps.
+      const wanted = options.backups ? committed.filter((b) => options.backups!.includes(b.name)) : backupsForRemote(ctx.config, remote, committed, ctx.now());
       reports.push(await copyToRemote(ctx, local, remote.name, wanted.map((b) => b.name)));
     }
     const failed = reports.filter((r) => !r.ok);
