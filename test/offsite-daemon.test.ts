@@ -204,6 +204,41 @@ describe('off-site copies through the daemon', () => {
     assert.equal((await sandbox.run(['copy', '--remote', 'elsewhere'])).code, 2);
   });
 
+  test('verify --remote and restore --from run as daemon jobs, reading the bucket', async () => {
+    const { sandbox, daemon } = await setup(s3.endpoint, `${OFF}, copy: after_backup`);
+    const full = await backup(daemon, 'full');
+    await copiesDone(daemon, 1);
+    const verify = await sandbox.json<{ ok: boolean; level: string; backups: { backup: string; ok: boolean }[] }>(['verify', '--all', '--deep', '--remote', 'offsite']);
+    assert.equal(verify.code, 0, verify.stderr);
+    assert.deepEqual(verify.value.backups.map((b) => [b.backup, b.ok]), [[full, true]]);
+    const verifyJob = ((await daemon.request('GET', '/api/jobs')).body as JobView[]).find((j) => j.kind === 'verify')!;
+    assert.equal(verifyJob.params.remote, 'offsite', 'the daemon ran it against the remote');
+    // Damage on the remote is found there (and only there: the local copy stays verified).
+    const prefix = `${sandbox.dir.split('/').pop()}/`;
+    const pack = (await s3.list(`${prefix}packs/`))[0]!;
+    await s3.flipByte(pack.key, pack.size - 10);
+    const damaged = await sandbox.json<{ ok: boolean }>(['verify', full, '--deep', '--remote', 'offsite']);
+    assert.equal(damaged.code, 1);
+    assert.equal(damaged.value.ok, false);
+    assert.equal((await sandbox.run(['verify', full, '--deep'])).code, 0, 'the local repository is intact');
+    // The next copy sends the damaged chunks again; then the remote verifies.
+    const repair = await sandbox.json<CopyReport[]>(['copy']);
+    assert.equal(repair.code, 0, repair.stderr);
+    assert.deepEqual(repair.value[0]!.copied.map((c) => c.backup), [full]);
+    assert.ok(repair.value[0]!.copied[0]!.chunks_sent > 0);
+    assert.equal((await sandbox.run(['verify', full, '--deep', '--remote', 'offsite'])).code, 0);
+
+    const target = join(sandbox.dir, 'restored');
+    const restored = await sandbox.run(['restore', full, '--from', 'offsite', '--target-dir', target, '--yes']);
+    assert.equal(restored.code, 0, restored.stderr);
+    const restoreJob = ((await daemon.request('GET', '/api/jobs')).body as JobView[]).find((j) => j.kind === 'restore')!;
+    assert.equal(restoreJob.params.from, 'offsite');
+    const original = join(sandbox.dir, 'data', 'a.txt');
+    assert.deepEqual(await readFile(join(target, original)), await readFile(original));
+    const unknown = await daemon.request('POST', `/api/backup/restore/${full}`, { from: 'elsewhere', target_dir: target, yes: true });
+    assert.equal(unknown.status, 404);
+  });
+
   test('a remote that cannot be reached: the copy after the backup fails, status counts what is missing and warns once the newest backup is a copy period late', async () => {
     const port = await closedPort();
     const { sandbox, daemon } = await setup(`http://127.0.0.1:${port}`, `${OFF}, copy: after_backup`, '    retry_for: 2s');

@@ -11,7 +11,7 @@ import { validateBackupName } from '../repository/manifest.ts';
 import type { Lock } from '../repository/lock.ts';
 import type { Repository } from '../repository/repository.ts';
 import { openRepository } from '../jobs/repository-identity.ts';
-import { selectRemotes } from '../jobs/remote-repository.ts';
+import { remoteConfig, selectRemotes } from '../jobs/remote-repository.ts';
 import { createSources } from '../sources/registry.ts';
 import { isDeadProcessPipe } from '../sources/tool.ts';
 import type { Source } from '../sources/source.ts';
@@ -45,6 +45,11 @@ function optionalStrings(body: Record<string, unknown>, key: string): string[] |
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v !== '')) throw new StackbackError('BAD_REQUEST', `"${key}" must be a list of non-empty strings`);
   return value.length > 0 ? [...new Set(value as string[])] : undefined;
+}
+
+/** A remote a request names, checked against the config now (REMOTE_NOT_FOUND, 404), not when its job runs. */
+function configuredRemote(config: Config, name: string | undefined): string | undefined {
+  return name === undefined || name === '' ? undefined : remoteConfig(config, name).name;
 }
 
 /** Refuses keys a route does not know: a misspelt option must not turn into "everything". */
@@ -192,17 +197,19 @@ export async function runDaemon(configFile: string): Promise<number> {
         noSafety: flag(body, 'no_safety'),
         targetDir: optionalString(body, 'target_dir'),
         path: optionalString(body, 'path'),
+        from: configuredRemote(config, optionalString(body, 'from')),
         yes: flag(body, 'yes'),
         check: flag(body, 'check'),
       };
       return submit('restore', { backup: name, ...options }, 'manual', restoreJob(services, name, options));
     },
-    submitVerify: (name, level) => {
+    submitVerify: (name, level, remote) => {
       if (name !== 'all') validateBackupName(name);
       const chosen = level ?? 'quick';
       if (chosen !== 'quick' && chosen !== 'deep' && chosen !== 'drill') throw new StackbackError('BAD_REQUEST', 'level must be quick, deep or drill');
       const names = name === 'all' ? 'all' : [name];
-      return submit('verify', { backups: names, level: chosen }, 'manual', verifyJob(services, names, chosen));
+      const from = configuredRemote(config, remote ?? undefined);
+      return submit('verify', { backups: names, level: chosen, ...(from ? { remote: from } : {}) }, 'manual', verifyJob(services, names, chosen, from));
     },
     submitDelete: (name) => {
       validateBackupName(name);

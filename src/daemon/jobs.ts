@@ -44,10 +44,10 @@ export function backupJob(services: DaemonServices, kind: BackupKind, sources: s
   };
 }
 
-export function verifyJob(services: DaemonServices, names: string[] | 'all', level: VerifyLevel): JobRunner {
+export function verifyJob(services: DaemonServices, names: string[] | 'all', level: VerifyLevel, remote?: string): JobRunner {
   return async (signal, progress) => {
     progress({ phase: 'verifying' });
-    const report = await runVerify(context(services, signal, progress), names, level);
+    const report = await runVerify(context(services, signal, progress), names, level, remote);
     return { state: report.ok ? 'ok' : 'failed', result: report };
   };
 }

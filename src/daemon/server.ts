@@ -22,7 +22,7 @@ export interface ControlApi {
   history(limit: number): unknown;
   submitBackup(body: Record<string, unknown>): { job: JobView; collapsed: boolean };
   submitRestore(name: string, body: Record<string, unknown>): { job: JobView; collapsed: boolean };
-  submitVerify(name: string, level: string | null): { job: JobView; collapsed: boolean };
+  submitVerify(name: string, level: string | null, remote: string | null): { job: JobView; collapsed: boolean };
   submitDelete(name: string): { job: JobView; collapsed: boolean };
   submitPrune(dryRun: boolean): { job: JobView; collapsed: boolean };
   /** Body: { remotes?: string[], backups?: string[] } (absent or empty: all). */
@@ -129,7 +129,7 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
     ['POST', /^\/api\/backup\/create$/, true, async (_m, req, res) => send(res, 202, api.submitBackup(await readJson(req)))],
     ['POST', /^\/api\/backup\/restore\/([^/]+)$/, true, async (m, req, res) => send(res, 202, api.submitRestore(decodePathPart(m[1]!), await readJson(req)))],
     // A GET, but it starts a job that holds the repository and (as a drill) restores into scratch databases.
-    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, true, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level')))],
+    ['GET', /^\/api\/backup\/verify\/([^/]+)$/, true, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level'), url.searchParams.get('remote')))],
     ['DELETE', /^\/api\/backup\/([^/]+)$/, true, (m, _q, res) => send(res, 202, api.submitDelete(decodePathPart(m[1]!)))],
     ['GET', /^\/api\/backup\/([^/]+)$/, false, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
     ['GET', /^\/api\/history$/, false, (_m, _q, res, url) => send(res, 200, api.history(Number(url.searchParams.get('limit') ?? 30)))],
