@@ -19,17 +19,23 @@ export class RemoteCatalog implements PackIndexStore {
   private readonly db: Database.Database;
   private readonly locateChunk: Database.Statement<[string, string, string], PackLocation>;
   private readonly insertChunk: Database.Statement<[string, string, string, string, number, number]>;
+  private readonly packSizeOf: Database.Statement<[string, string, string], number>;
 
   constructor(db: Database.Database, remote: string) {
     this.db = db;
     this.remote = remote;
     this.locateChunk = db.prepare('SELECT pack, offset, length FROM remote_chunks WHERE remote = ? AND chain = ? AND id = ?');
+    this.packSizeOf = db.prepare<[string, string, string], number>('SELECT size FROM remote_packs WHERE remote = ? AND chain = ? AND pack = ?').pluck();
     this.insertChunk = db.prepare('INSERT OR IGNORE INTO remote_chunks (remote, chain, id, pack, offset, length) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
   packs(chain: string): Map<string, number> {
     const rows = this.db.prepare('SELECT pack, size FROM remote_packs WHERE remote = ? AND chain = ?').all(this.remote, chain) as { pack: string; size: number }[];
     return new Map(rows.map((r) => [r.pack, r.size]));
+  }
+
+  packSize(chain: string, packId: string): number | undefined {
+    return this.packSizeOf.get(this.remote, chain, packId);
   }
 
   addPack(chain: string, packId: string, size: number, entries: PackEntry[]): void {

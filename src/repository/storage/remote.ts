@@ -14,6 +14,8 @@ import { PACK_HEAD_GUESS, type PackBuilder, type PackEntry, packChainPrefix, pac
 export interface PackIndexStore {
   /** The packs of `chain` this store knows, by pack id, with their sizes. */
   packs(chain: string): Map<string, number>;
+  /** The size of one pack, or undefined when the store does not know it. */
+  packSize(chain: string, packId: string): number | undefined;
   addPack(chain: string, packId: string, size: number, entries: PackEntry[]): void;
   forgetPack(chain: string, packId: string): void;
   /** Where chunk `id` of `chain` is (`pack`: the pack id), or undefined. */
@@ -31,6 +33,9 @@ export class MemoryPackIndex implements PackIndexStore {
 
   packs(chain: string): Map<string, number> {
     return new Map(this.packSizes.get(chain));
+  }
+  packSize(chain: string, packId: string): number | undefined {
+    return this.packSizes.get(chain)?.get(packId);
   }
   addPack(chain: string, packId: string, size: number, entries: PackEntry[]): void {
     let sizes = this.packSizes.get(chain);
@@ -118,12 +123,11 @@ export class RemoteStorage implements ObjectStorage {
     await this.ensureChain(chain);
     const locations: RemoteStorageSpec['locations'] = [];
     const packs = new Map<string, number>();
-    const sizes = this.index.packs(chain);
     for (const id of new Set(ids)) {
       const at = this.index.locate(chain, id);
       if (!at) continue;
       locations.push([id, at.pack, at.offset, at.length]);
-      packs.set(at.pack, sizes.get(at.pack) ?? 0);
+      if (!packs.has(at.pack)) packs.set(at.pack, this.index.packSize(chain, at.pack) ?? 0);
     }
     return { kind: 's3', bucket: this.bucket.spec, chain, packs: [...packs], locations };
   }
@@ -221,13 +225,13 @@ export class RemoteStorage implements ObjectStorage {
   private windowFor(chain: string, at: PackLocation): Window {
     const covering = this.windows.find((w) => w.pack === at.pack && w.start <= at.offset && at.offset + at.length <= w.end);
     const window = covering ?? this.fetchWindow(chain, at.pack, at.offset, at.offset + at.length);
-    const packSize = this.index.packs(chain).get(at.pack) ?? window.end;
+    const packSize = this.index.packSize(chain, at.pack) ?? window.end;
     if (window.end < packSize && !this.windows.some((w) => w.pack === at.pack && w.start === window.end)) this.fetchWindow(chain, at.pack, window.end, window.end);
     return window;
   }
 
   private fetchWindow(chain: string, pack: string, start: number, mustReach: number): Window {
-    const packSize = this.index.packs(chain).get(pack) ?? mustReach;
+    const packSize = this.index.packSize(chain, pack) ?? mustReach;
     const end = Math.min(packSize, Math.max(mustReach, start + READ_WINDOW));
     const key = packKey(chain, pack);
     const data = this.bucket.get(key, { start, end }).then((bytes) => {
