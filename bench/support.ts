@@ -61,6 +61,11 @@ function parseOptions(argv: string[], defaultRuns: number): Options {
   return { scale: positiveInt(positionals[0] ?? '50', 'scale'), runs: positiveInt(values.runs, '--runs'), json: values.json };
 }
 
+/** `[scale] [--runs N] [--json]` from the command line, for a bench that frames its own rounds. */
+export function parseBenchOptions(defaultRuns: number, argv: string[] = process.argv.slice(2)): Options {
+  return parseOptions(argv, defaultRuns);
+}
+
 export function positiveInt(text: string, what: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1) throw new Error(`${what} must be a positive integer, got "${text}"`);
