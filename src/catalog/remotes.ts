@@ -60,8 +60,8 @@ export class RemoteCatalog implements PackIndexStore {
     return this.db.prepare('SELECT id FROM remote_chunks WHERE remote = ? AND chain = ?').pluck().iterate(this.remote, chain) as Iterable<string>;
   }
 
-  packContents(chain: string, packId: string): string[] {
-    return this.db.prepare('SELECT id FROM remote_chunks WHERE remote = ? AND chain = ? AND pack = ?').pluck().all(this.remote, chain, packId) as string[];
+  packEntries(chain: string, packId: string): PackEntry[] {
+    return this.db.prepare('SELECT id, offset, length FROM remote_chunks WHERE remote = ? AND chain = ? AND pack = ? ORDER BY offset').all(this.remote, chain, packId) as PackEntry[];
   }
 
   /** Forgets everything about the remote's packs (its repository was replaced). */

@@ -97,7 +97,7 @@ async function collectPacks(ctx: JobContext, opened: OpenedRemote, remaining: Ma
     const ids = used.get(pack.chain);
     if (ids) {
       await opened.storage.ensureChain(pack.chain);
-      if (opened.known.packContents(pack.chain, pack.packId).some((id) => ids.has(id))) continue;
+      if (opened.known.packEntries(pack.chain, pack.packId).some((entry) => ids.has(entry.id))) continue;
     }
     const key = packKey(pack.chain, pack.packId);
     const until = lockedUntil(pack.mtimeMs);

@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { StackbackError, type ErrorCode } from '../errors.ts';
 import { siblingModule } from '../sibling-module.ts';
@@ -83,13 +82,22 @@ export async function writeArtifactInThread(repo: Repository, chain: string, art
   return (await startThread(job, `writing artifact ${artifact.id}`, onQuestion).done).report;
 }
 
-/** Reads and hashes stored objects on as many threads as the machine has cores (at most 4); `signal` stops them. */
+/**
+ * Reads and hashes stored objects on as many threads as the storage takes at once
+ * (ObjectStorage.hashThreads); `signal` stops them.
+ */
 export async function checkStoredInThreads(repo: Repository, chain: string, chunks: ChunkRef[], signal?: AbortSignal): Promise<ChunkProblem[]> {
   if (chunks.length === 0) return [];
   signal?.throwIfAborted();
-  const threads = Math.min(4, availableParallelism(), chunks.length);
-  // Dealt round-robin: neighbouring chunks have similar sizes, so every thread gets a fair share.
-  const shares = Array.from({ length: threads }, (_, t) => chunks.filter((_, index) => index % threads === t));
+  const threads = Math.min(repo.storage.hashThreads, chunks.length);
+  // Runs of neighbouring chunks, of about equal stored bytes: a remote reads a run as a few ranged GETs.
+  const total = chunks.reduce((sum, c) => sum + c.stored_size, 0);
+  const shares: ChunkRef[][] = Array.from({ length: threads }, () => []);
+  let done = 0;
+  for (const chunk of chunks) {
+    shares[Math.min(threads - 1, Math.floor((done * threads) / Math.max(1, total)))]!.push(chunk);
+    done += chunk.stored_size;
+  }
   const specs = await Promise.all(shares.map((share) => repo.storage.specFor(chain, share.map((c) => c.id))));
   const runs = shares.map((share, t) => startThread({ kind: 'check', storage: specs[t]!, chain, chunks: share }, `checking chunks of chain ${chain}`));
   const stopAll = () => runs.forEach((run) => run.stop());

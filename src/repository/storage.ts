@@ -31,6 +31,8 @@ export interface ObjectStorage {
   specFor(chain: string, ids: string[]): Promise<StorageSpec>;
   /** For people: where the objects are (a folder, a bucket URL). */
   readonly location: string;
+  /** How many threads reading and hashing its objects at once pay off (a deep verify, a restore's checks). */
+  readonly hashThreads: number;
 
   /**
    * Stores `data` under `key`, atomically. Objects are write-once in meaning: a key is only

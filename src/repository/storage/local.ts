@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, promises as fs, openSync, readSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { StackbackError } from '../../errors.ts';
@@ -25,6 +26,11 @@ export class LocalStorage implements ObjectStorage {
 
   async specFor(): Promise<{ kind: 'local'; root: string }> {
     return { kind: 'local', root: this.root };
+  }
+
+  /** Local reads are hashing-bound: a thread per core, at most 4. */
+  get hashThreads(): number {
+    return Math.min(4, availableParallelism());
   }
 
   get location(): string {

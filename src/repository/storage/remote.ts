@@ -22,8 +22,8 @@ export interface PackIndexStore {
   locate(chain: string, id: string): PackLocation | undefined;
   /** The chunk ids of `chain` (iterated while nothing is added). */
   chunkIds(chain: string): Iterable<string>;
-  /** The pack ids and their chunk ids of `chain` (for garbage collection). */
-  packContents(chain: string, packId: string): string[];
+  /** The chunks of one pack, by offset (reads fetch whole chunks; garbage collection asks which are used). */
+  packEntries(chain: string, packId: string): PackEntry[];
 }
 
 /** A PackIndexStore in memory: a worker thread's, and a remote read without a catalog. */
@@ -56,8 +56,11 @@ export class MemoryPackIndex implements PackIndexStore {
   chunkIds(chain: string): Iterable<string> {
     return this.locations.get(chain)?.keys() ?? [];
   }
-  packContents(chain: string, packId: string): string[] {
-    return [...(this.locations.get(chain) ?? [])].filter(([, l]) => l.pack === packId).map(([id]) => id);
+  packEntries(chain: string, packId: string): PackEntry[] {
+    return [...(this.locations.get(chain) ?? [])]
+      .filter(([, l]) => l.pack === packId)
+      .map(([id, l]) => ({ id, offset: l.offset, length: l.length }))
+      .sort((a, b) => a.offset - b.offset);
   }
 }
 
@@ -97,6 +100,7 @@ export class RemoteStorage implements ObjectStorage {
   private codec: ObjectCodec | undefined;
   private readonly synced = new Set<string>();
   private windows: Window[] = [];
+  private readonly packEntries = new Map<string, PackEntry[]>();
 
   constructor(bucket: Bucket, index: PackIndexStore, options: { syncedChains?: string[] } = {}) {
     this.bucket = bucket;
@@ -131,6 +135,9 @@ export class RemoteStorage implements ObjectStorage {
     }
     return { kind: 's3', bucket: this.bucket.spec, chain, packs: [...packs], locations };
   }
+
+  /** One: reads stream at the network's pace, which one thread hashes easily; more would hold more windows in memory. */
+  readonly hashThreads = 1;
 
   get location(): string {
     return `remote ${this.bucket.spec.remote} (${this.bucket.location})`;
@@ -221,22 +228,34 @@ export class RemoteStorage implements ObjectStorage {
     return data.subarray(at.offset - window.start, at.offset - window.start + at.length);
   }
 
-  /** A window of a pack that holds `at`: one already read or on its way, or a new ranged GET; then the next one is fetched ahead. */
+  /**
+   * A window of a pack that holds `at`: one already read or on its way, or a new ranged GET;
+   * then the next one is fetched ahead. Windows are runs of whole chunks (about READ_WINDOW
+   * bytes) in the pack's order, so reading a pack front to back fetches each byte once.
+   */
   private windowFor(chain: string, at: PackLocation): Window {
+    const entries = this.entriesOf(chain, at.pack);
     const covering = this.windows.find((w) => w.pack === at.pack && w.start <= at.offset && at.offset + at.length <= w.end);
-    const window = covering ?? this.fetchWindow(chain, at.pack, at.offset, at.offset + at.length);
-    const packSize = this.index.packSize(chain, at.pack) ?? window.end;
-    if (window.end < packSize && !this.windows.some((w) => w.pack === at.pack && w.start === window.end)) this.fetchWindow(chain, at.pack, window.end, window.end);
+    const window = covering ?? this.fetchWindow(chain, at.pack, entries, entries.findIndex((e) => e.offset === at.offset));
+    const next = entries.findIndex((e) => e.offset >= window.end);
+    if (next >= 0 && !this.windows.some((w) => w.pack === at.pack && w.start === entries[next]!.offset)) this.fetchWindow(chain, at.pack, entries, next);
     return window;
   }
 
-  private fetchWindow(chain: string, pack: string, start: number, mustReach: number): Window {
-    const packSize = this.index.packSize(chain, pack) ?? mustReach;
-    const end = Math.min(packSize, Math.max(mustReach, start + READ_WINDOW));
+  /** Fetches whole chunks of `pack`, from entry `first` on while they follow each other, up to about READ_WINDOW bytes. */
+  private fetchWindow(chain: string, pack: string, entries: PackEntry[], first: number): Window {
     const key = packKey(chain, pack);
+    if (first < 0) throw new StackbackError('REPO_CORRUPT', `the index of pack ${key} does not list the chunk asked for`);
+    const start = entries[first]!.offset;
+    let end = start;
+    for (let i = first; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (entry.offset !== end || (end > start && end + entry.length - start > READ_WINDOW)) break;
+      end = entry.offset + entry.length;
+    }
     const data = this.bucket.get(key, { start, end }).then((bytes) => {
       if (!bytes || bytes.length !== end - start) {
-        throw new StackbackError('CHUNK_MISSING', `pack ${key} on ${this.location} is missing or shorter than its index says`, '`stackback copy` re-sends what the remote lacks after the next `verify --remote`');
+        throw new StackbackError('CHUNK_MISSING', `pack ${key} on ${this.location} is missing or shorter than its index says`, 'a `stackback verify --remote` marks its backups, and the next `stackback copy` sends their chunks again');
       }
       return bytes;
     });
@@ -246,6 +265,17 @@ export class RemoteStorage implements ObjectStorage {
     this.windows.push(window);
     if (this.windows.length > WINDOWS_KEPT) this.windows.shift();
     return window;
+  }
+
+  /** A pack's chunks by offset, remembered for the last few packs read. */
+  private entriesOf(chain: string, pack: string): PackEntry[] {
+    let entries = this.packEntries.get(pack);
+    if (!entries) {
+      entries = this.index.packEntries(chain, pack);
+      this.packEntries.set(pack, entries);
+      if (this.packEntries.size > WINDOWS_KEPT) this.packEntries.delete(this.packEntries.keys().next().value!);
+    }
+    return entries;
   }
 
   async getStream(key: string): Promise<Readable | undefined> {
