@@ -62,6 +62,7 @@ export class PackBuilder {
   private readonly parts: Buffer[] = [];
   private readonly entries: { id: string; offset: number; length: number }[] = [];
   private dataBytes = 0;
+  private finished = false;
 
   constructor(chain: string) {
     this.chain = chain;
@@ -76,24 +77,26 @@ export class PackBuilder {
   }
 
   add(id: string, stored: Buffer): void {
+    if (this.finished) throw new StackbackError('INTERNAL', 'a pack takes no chunk once finished');
     this.entries.push({ id: checkChunkId(id), offset: this.dataBytes, length: stored.length });
     this.parts.push(stored);
     this.dataBytes += stored.length;
   }
 
-  /** The pack's key and bytes, and where each chunk sits in them. */
+  /** The pack's key and bytes, and where each chunk sits in them; once. */
   finish(codec: ObjectCodec): { key: string; body: Buffer; entries: PackEntry[] } {
+    if (this.finished) throw new StackbackError('INTERNAL', 'a pack is finished once');
+    this.finished = true;
     const key = packKey(this.chain, newPackId());
     const index = codec.seal('pack-index', key, Buffer.from(JSON.stringify({ chain: this.chain, chunks: this.entries.map((e) => [e.id, e.offset, e.length]) })));
     const head = Buffer.alloc(HEAD_BYTES);
     MAGIC.copy(head);
     head.writeUInt32BE(index.length, MAGIC.length);
     const start = HEAD_BYTES + index.length;
-    return {
-      key,
-      body: Buffer.concat([head, index, ...this.parts]),
-      entries: this.entries.map((e) => ({ id: e.id, offset: start + e.offset, length: e.length })),
-    };
+    const body = Buffer.concat([head, index, ...this.parts]);
+    // The pack is its body from now on: the parts go (an upload in flight holds the body alone).
+    this.parts.length = 0;
+    return { key, body, entries: this.entries.map((e) => ({ id: e.id, offset: start + e.offset, length: e.length })) };
   }
 }
 
