@@ -11,23 +11,11 @@ import { after, before, describe, test } from 'node:test';
 import { QdrantClient } from '@qdrant/js-client-rest';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
 import { createRichDatabase, type DatabaseSnapshot, snapshotDatabase } from './support/pg-fixture.ts';
+import { allPoints, type Points } from './support/qdrant-points.ts';
 import { startQdrantStandin, type QdrantStandin } from './support/qdrant-standin.ts';
 import { S3Client } from '@aws-sdk/client-s3';
 import { deleteObject, listObjects, type S3Handle, s3ClientConfig, startS3, writeCredentialsFile } from './support/s3.ts';
 import { filesSourceYaml, makeSandbox, postgresSourceYaml, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
-
-type Points = { id: string | number; vector: unknown; payload: unknown }[];
-
-async function allPoints(client: QdrantClient, collection: string): Promise<Points> {
-  const points: Points = [];
-  let offset: string | number | undefined | null;
-  do {
-    const page = await client.scroll(collection, { limit: 100, with_payload: true, with_vector: true, ...(offset !== undefined && offset !== null ? { offset } : {}) });
-    points.push(...page.points.map((p) => ({ id: p.id, vector: p.vector, payload: p.payload })));
-    offset = page.next_page_offset as string | number | null | undefined;
-  } while (offset !== undefined && offset !== null);
-  return points;
-}
 
 /** Every file under `root`: relative path → bytes (base64) and mode. */
 async function treeOf(root: string): Promise<Record<string, { mode: number; data: string }>> {

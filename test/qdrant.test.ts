@@ -9,21 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { QdrantClient } from '@qdrant/js-client-rest';
 import { type PgCluster, startPgCluster } from './support/pg-cluster.ts';
+import { allPoints, type Points } from './support/qdrant-points.ts';
 import { startQdrantStandin, type QdrantStandin } from './support/qdrant-standin.ts';
 import { makeSandbox, postgresSourceYaml, qdrantSourceYaml, type Sandbox } from './support/stackback.ts';
-
-type Points = { id: string | number; vector: unknown; payload: unknown }[];
-
-async function allPoints(client: QdrantClient, collection: string): Promise<Points> {
-  const points: Points = [];
-  let offset: string | number | undefined | null;
-  do {
-    const page = await client.scroll(collection, { limit: 100, with_payload: true, with_vector: true, ...(offset !== undefined && offset !== null ? { offset } : {}) });
-    points.push(...page.points.map((p) => ({ id: p.id, vector: p.vector, payload: p.payload })));
-    offset = page.next_page_offset as string | number | null | undefined;
-  } while (offset !== null && offset !== undefined);
-  return points;
-}
 
 /** Collections of different shapes: sizes, distances, named vectors, nested non-ASCII payloads. */
 async function fillCollections(client: QdrantClient, prefix = ''): Promise<void> {

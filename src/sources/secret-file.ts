@@ -1,5 +1,4 @@
-import { StackbackError } from '../errors.ts';
-import { modeText, readSecretFileChecked } from '../secret-file-read.ts';
+import { readPrivateText } from '../secret-file-read.ts';
 
 /**
  * A secret kept in a file (password_file, api_key_file): its first line, read once, on
@@ -18,25 +17,6 @@ export function secretFromFile(file: string | null, key: string, sourceName: str
 }
 
 function readSecret(file: string, key: string, sourceName: string): string | undefined {
-  let text: string;
-  try {
-    text = readSecretFileChecked(file, {
-      refuse: (mode) =>
-        (mode & 0o007) === 0
-          ? undefined
-          : new StackbackError(
-              'SECRET_FILE',
-              `${key} ${file} of source ${sourceName} is accessible to others (mode ${modeText(mode)}): refusing to use it`,
-              `chmod o-rwx ${file} (mode 0600, or 0640 with group stackback)`,
-            ),
-    }).toString('utf8');
-  } catch (error) {
-    if (error instanceof StackbackError) throw error;
-    throw new StackbackError(
-      'SECRET_FILE',
-      `cannot read ${key} ${file} of source ${sourceName}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      'check the path and that the stackback user may read it (mode 0600 or 0640)',
-    );
-  }
+  const text = readPrivateText(file, `${key} ${file} of source ${sourceName}`);
   return text.split(/\r?\n/)[0];
 }

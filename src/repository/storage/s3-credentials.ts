@@ -1,5 +1,5 @@
 import { StackbackError } from '../../errors.ts';
-import { modeText, readSecretFileChecked } from '../../secret-file-read.ts';
+import { readPrivateText } from '../../secret-file-read.ts';
 
 /**
  * The access key of a remote (remotes[].credentials_file), in the AWS shared-credentials
@@ -39,22 +39,7 @@ const FORMAT_HINT = 'the file holds `aws_access_key_id = …` and `aws_secret_ac
 export function readS3Credentials(file: string, remoteName: string): S3Credentials {
   const where = `credentials_file ${file} of remote ${remoteName}`;
   const invalid = (what: string) => new StackbackError('SECRET_FILE', `${where} ${what}`, FORMAT_HINT);
-  let text: string;
-  try {
-    text = readSecretFileChecked(file, {
-      refuse: (mode) =>
-        (mode & 0o007) === 0
-          ? undefined
-          : new StackbackError('SECRET_FILE', `${where} is accessible to others (mode ${modeText(mode)}): refusing to use it`, `chmod o-rwx ${file} (mode 0600, or 0640 with group stackback)`),
-    }).toString('utf8');
-  } catch (error) {
-    if (error instanceof StackbackError) throw error;
-    throw new StackbackError(
-      'SECRET_FILE',
-      `cannot read ${where}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      'check the path and that the stackback user may read it (mode 0600 or 0640)',
-    );
-  }
+  const text = readPrivateText(file, where);
 
   const found = new Map<FileKey, { value: string; line: number }>();
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
