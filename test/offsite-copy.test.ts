@@ -608,7 +608,7 @@ describe('off-site copies to S3 (s3rver, fault proxy, built CLI)', () => {
       assert.ok(!(await manifestNames(prefix)).includes(third.name));
     });
 
-    test('…and says what to do about it (the hint names remotes[].object_lock)', { todo: 'copy reports only error.message: the StackbackError hint is dropped (src/jobs/copy.ts copyToRemote: report.error = errorMessage(error))' }, () => {
+    test('…and says what to do about it (the hint names remotes[].object_lock)', () => {
       assert.match(output(lockFailure), /object_lock/);
     });
   });
@@ -672,7 +672,7 @@ describe('off-site copies to S3 (s3rver, fault proxy, built CLI)', () => {
       assert.deepEqual(written, [], 'no failed attempt wrote anything to the bucket');
     });
 
-    test('wrong credentials: the message says the credentials were refused', { todo: 'the first request of a copy is HeadObject repo.json; S3 answers HEAD errors without a body, so the SDK gives no code ("Unknown") and bucket.ts remoteError maps any 403 to "refused to look up repo.json … check the key\'s permissions" instead of REMOTE_AUTH "refused the credentials"' }, () => {
+    test('wrong credentials: the message says the credentials were refused', () => {
       for (const label of ['wrong secret', 'unknown key id', 'unknown key id, straight to s3rver']) assert.match(failedCopy(label), /refused the credentials/, label);
     });
 
@@ -689,7 +689,7 @@ describe('off-site copies to S3 (s3rver, fault proxy, built CLI)', () => {
       assert.match(failedCopy('malformed, on requests with a body'), /the bucket is not in region us-east-1 \(AuthorizationHeaderMalformed 400/);
     });
 
-    test('RequestTimeTooSkewed / AuthorizationHeaderMalformed on every request (as S3 answers a skewed clock or a wrong region): clock and region named', { todo: 'the first request is HeadObject repo.json, whose error has no body: the 403 becomes "refused to look up repo.json: Unknown 403" (permissions) and the 400 "could not look up repo.json: Unknown 400" (src/jobs/remote-repository.ts openRemote → storage.stat(REPO_INFO_KEY); src/repository/storage/bucket.ts remoteError)' }, () => {
+    test('RequestTimeTooSkewed / AuthorizationHeaderMalformed on every request (as S3 answers a skewed clock or a wrong region): clock and region named', () => {
       assert.match(failedCopy('skew'), /clock/);
       assert.match(failedCopy('malformed'), /not in region us-east-1/);
     });
@@ -749,12 +749,12 @@ describe('off-site copies to S3 (s3rver, fault proxy, built CLI)', () => {
       await verifyRemote(a, '--all', false);
     });
 
-    test('…and the refusal says the prefix holds another repository (REMOTE_MISMATCH), not that the key is wrong', { todo: 'with encrypted repositories (the default) openRemote opens the remote with this server\'s key before comparing repository ids (src/jobs/remote-repository.ts openRemote: Repository.openRemote(storage, key) precedes the REMOTE_MISMATCH check), so the operator reads "key file … holds key X, but repository remote offsite (s3://…/a/) is encrypted with key Y"' }, () => {
+    test('…and the refusal says the prefix holds another repository (REMOTE_MISMATCH), not that the key is wrong', () => {
       assert.match(refusal.copy.stdout, /holds repository \S+, not this server's repository/);
       assert.match(refusal.prune.stdout, /holds repository \S+, not this server's/);
     });
 
-    test('prune --json exits 1 when the prune of a remote failed, as prune does', { todo: 'src/cli/commands/prune.ts prints the JSON and returns before the loop that sets EXIT_FAILED for a failed remote: `prune --json` exits 0' }, () => {
+    test('prune --json exits 1 when the prune of a remote failed, as prune does', () => {
       assert.equal(refusal.pruneJson.code, 1);
     });
 

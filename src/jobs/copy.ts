@@ -1,4 +1,4 @@
-import { type ErrorCode, errorMessage, isStackbackError, StackbackError } from '../errors.ts';
+import { type ErrorCode, errorDetails, errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { checkStoredBytes } from '../repository/artifact-reader.ts';
 import type { BackupRow } from '../catalog/catalog.ts';
 import type { Config, RemoteConfig } from '../config/load.ts';
@@ -23,7 +23,10 @@ export interface CopyReport {
   remote: string;
   location: string;
   ok: boolean;
+  /** Why this remote's copy failed, with its code and what to do. */
   error?: string;
+  error_code?: string;
+  hint?: string;
   copied: CopiedBackup[];
   /** Backups that could not be copied because they are damaged in the local repository. */
   not_copied: { backup: string; error: string }[];
@@ -105,7 +108,7 @@ async function copyToRemote(ctx: JobContext, local: Repository, remoteName: stri
   const report: CopyReport = { remote: remoteName, location: '', ok: true, copied: [], not_copied: [], already_there: 0, packs_sent: 0, bytes_sent: 0, requests: { put: 0, get: 0, head: 0, list: 0, delete: 0, retries: 0 }, seconds: 0 };
   let opened: OpenedRemote | undefined;
   try {
-    opened = await openRemote(ctx.config, ctx.catalog, remoteName, local);
+    opened = await openRemote(ctx.config, ctx.catalog, remoteName, { local, initialize: true });
     report.location = opened.storage.location;
     const there = new Set(await remoteBackupNames(opened, ctx.now()));
     const repairs = new Set(opened.known.repairs());
@@ -130,8 +133,8 @@ async function copyToRemote(ctx: JobContext, local: Repository, remoteName: stri
     if (report.not_copied.length > 0) report.error = `${report.not_copied.length} backup(s) damaged in the local repository were not copied (${report.not_copied.map((n) => n.backup).join(', ')}); \`stackback verify --all --deep\` shows the damage`;
   } catch (error) {
     if (ctx.signal?.aborted) throw error;
-    report.ok = false;
-    report.error = errorMessage(error);
+    const details = errorDetails(error);
+    Object.assign(report, { ok: false, error: details.message, error_code: details.code, ...(details.hint ? { hint: details.hint } : {}) });
     ctx.log.error({ remote: remoteName, err: errorMessage(error) }, `copy to remote ${remoteName} failed: ${errorMessage(error)}`);
   } finally {
     if (opened) report.requests = { ...opened.storage.bucket.counts };

@@ -57,10 +57,15 @@ async function openLocalTarget(ctx: JobContext, command: string): Promise<ReadTa
 async function openRemoteTarget(ctx: JobContext, command: string, name: string): Promise<ReadTarget> {
   // On a machine that lost its repository (the reason to read a remote), there is nothing local to lock.
   let lock: Lock | undefined;
-  if (repositoryState(ctx.config, ctx.catalog).state === 'ok') lock = await (await openRepository(ctx.config, ctx.catalog)).lockReader(`${command} (remote ${name})`, ctx.config.lockTimeoutMs);
+  let local: Repository | undefined;
+  if (repositoryState(ctx.config, ctx.catalog).state === 'ok') {
+    local = await openRepository(ctx.config, ctx.catalog);
+    lock = await local.lockReader(`${command} (remote ${name})`, ctx.config.lockTimeoutMs);
+  }
   let opened: OpenedRemote;
   try {
-    opened = await openRemote(ctx.config, ctx.catalog, name);
+    // Beside a local repository, the remote must hold its copy (another server's is named as such).
+    opened = await openRemote(ctx.config, ctx.catalog, name, local ? { local } : {});
   } catch (error) {
     await lock?.release();
     throw error;

@@ -1,5 +1,5 @@
 import type { RemoteConfig } from '../config/load.ts';
-import { errorMessage, isStackbackError, StackbackError } from '../errors.ts';
+import { errorDetails, errorMessage, isStackbackError } from '../errors.ts';
 import { isSafetyCopy, type Manifest, sourceSucceeded } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
 import { manifestKey, MANIFESTS } from '../repository/storage.ts';
@@ -11,7 +11,10 @@ import { decideRetention, type RetentionDecision } from './retention.ts';
 export interface RemotePruneResult {
   remote: string;
   ok: boolean;
+  /** Why this remote's prune failed, with its code and what to do. */
   error?: string;
+  error_code?: string;
+  hint?: string;
   decisions: (RetentionDecision & { kind: string; status: string; started_at: string })[];
   removed: string[];
   packs_removed: number;
@@ -34,9 +37,12 @@ export async function pruneRemote(ctx: JobContext, local: Repository, remote: Re
   const result: RemotePruneResult = { remote: remote.name, ok: true, decisions: [], removed: [], packs_removed: 0, freed_bytes: 0, locked: [] };
   let opened: OpenedRemote | undefined;
   try {
-    opened = await openRemote(ctx.config, ctx.catalog, remote.name);
-    if (opened.repo.info.id !== local.info.id) {
-      throw new StackbackError('REMOTE_MISMATCH', `${opened.storage.location} holds repository ${opened.repo.info.id}, not this server's ${local.info.id}: not pruning it`, 'give each server its own remotes[].prefix');
+    try {
+      opened = await openRemote(ctx.config, ctx.catalog, remote.name, { local });
+    } catch (error) {
+      // Nothing copied there yet: nothing to prune.
+      if (isStackbackError(error) && error.code === 'REPO_NOT_INITIALIZED') return result;
+      throw error;
     }
     const now = ctx.now();
     const lockedUntil = (uploadedMs: number) => (remote.objectLock && uploadedMs + remote.objectLock.days * DAY_MS > now.getTime() ? new Date(uploadedMs + remote.objectLock.days * DAY_MS) : undefined);
@@ -72,8 +78,8 @@ export async function pruneRemote(ctx: JobContext, local: Repository, remote: Re
     ctx.log.info({ remote: remote.name, removed: result.removed.length, freed_bytes: result.freed_bytes, locked: result.locked.length }, `prune of remote ${remote.name}: removed ${result.removed.length} backup(s) and ${result.packs_removed} pack(s), freed ${result.freed_bytes} bytes${result.locked.length ? `; ${result.locked.length} object(s) kept under object lock` : ''}`);
   } catch (error) {
     if (ctx.signal?.aborted) throw error;
-    result.ok = false;
-    result.error = errorMessage(error);
+    const details = errorDetails(error);
+    Object.assign(result, { ok: false, error: details.message, error_code: details.code, ...(details.hint ? { hint: details.hint } : {}) });
     ctx.log.error({ remote: remote.name }, `prune of remote ${remote.name} failed: ${errorMessage(error)}`);
   } finally {
     opened?.close();

@@ -1,8 +1,8 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import type { RemoteCatalog } from '../catalog/remotes.ts';
 import type { Config, RemoteConfig } from '../config/load.ts';
-import { StackbackError } from '../errors.ts';
-import { Repository } from '../repository/repository.ts';
+import { isStackbackError, StackbackError } from '../errors.ts';
+import { type RepoInfo, Repository } from '../repository/repository.ts';
 import { REPO_INFO_KEY } from '../repository/storage.ts';
 import { Bucket } from '../repository/storage/bucket.ts';
 import { MemoryPackIndex, RemoteStorage } from '../repository/storage/remote.ts';
@@ -63,29 +63,34 @@ export function openBucket(remote: RemoteConfig): Bucket {
 const remoteIdFact = (name: string) => `remote.${name}.repository_id`;
 
 /**
- * Opens remote `name`. With `local` (a copy), a remote that holds nothing yet gets the local
- * repository's repo.json, and one that holds another repository is refused; without it (a
- * restore on a new machine), whatever repository is there is opened with the configured key.
- * Without a catalog (bringing the catalog back), what is learnt of its packs is kept in memory.
+ * Opens remote `name`. With `local`, the remote must hold a copy of that repository (its id is
+ * compared before any key is tried: another server's repository is REMOTE_MISMATCH, not a
+ * wrong key), and with `initialize` (a copy) a remote that holds nothing yet gets the local
+ * repo.json. Without `local` (a restore on a new machine), whatever repository is there is
+ * opened with the configured key. Without a catalog (bringing the catalog back), what is learnt
+ * of its packs is kept in memory.
  */
-export async function openRemote(config: Config, catalog: Catalog, name: string, local?: Repository): Promise<OpenedRemote>;
+export async function openRemote(config: Config, catalog: Catalog, name: string, options?: { local?: Repository; initialize?: boolean }): Promise<OpenedRemote>;
 export async function openRemote(config: Config, catalog: undefined, name: string): Promise<OpenedRemote<undefined>>;
-export async function openRemote(config: Config, catalog: Catalog | undefined, name: string, local?: Repository): Promise<OpenedRemote<RemoteCatalog | undefined>> {
+export async function openRemote(config: Config, catalog: Catalog | undefined, name: string, options: { local?: Repository; initialize?: boolean } = {}): Promise<OpenedRemote<RemoteCatalog | undefined>> {
   const remote = remoteConfig(config, name);
   const bucket = openBucket(remote);
+  const { local } = options;
   try {
     const known = catalog?.remote(remote.name);
     const storage = new RemoteStorage(bucket, known ?? new MemoryPackIndex());
-    if (local && !(await storage.stat(REPO_INFO_KEY))) {
+    const sameRepository = (info: RepoInfo) => {
+      if (local && info.id !== local.info.id) {
+        throw new StackbackError('REMOTE_MISMATCH', `${storage.location} holds repository ${info.id}, not this server's repository ${local.info.id}`, 'give each server (each repository) its own remotes[].prefix; nothing was written');
+      }
+    };
+    let repo: Repository;
+    try {
+      repo = await Repository.openRemote(storage, keyOptions(config).key, sameRepository);
+    } catch (error) {
+      if (!(local && options.initialize && isStackbackError(error) && error.code === 'REPO_NOT_INITIALIZED')) throw error;
       await storage.put(REPO_INFO_KEY, (await local.storage.get(REPO_INFO_KEY))!);
-    }
-    const repo = await Repository.openRemote(storage, keyOptions(config).key);
-    if (local && repo.info.id !== local.info.id) {
-      throw new StackbackError(
-        'REMOTE_MISMATCH',
-        `${storage.location} holds repository ${repo.info.id}, not this server's repository ${local.info.id}`,
-        'give each server (each repository) its own remotes[].prefix; nothing was written',
-      );
+      repo = await Repository.openRemote(storage, keyOptions(config).key, sameRepository);
     }
     // The catalog's cache of this remote's packs belongs to the repository it was made for.
     if (catalog && catalog.fact(remoteIdFact(remote.name)) !== repo.info.id) {

@@ -52,7 +52,9 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
       throw new StackbackError('ARTIFACT_NOT_FOUND', `backup ${name} holds nothing of source "${selection.source}"`, `it holds: ${[...new Set(restorable.map((a) => a.source))].join(', ')}`);
     }
     const open = (artifact: Manifest['artifacts'][number]) => openArtifact(repo, manifest.chain, artifact, RESTORE_READ_CHECK);
-    const damageCheck = new DamageCheck(repo, manifest.chain);
+    // From a remote, presence and sizes (one LIST per chain): hashing every byte first would
+    // download the backup twice. Each byte is still authenticated as it streams into the restore.
+    const damageCheck = new DamageCheck(repo, manifest.chain, target.remote === undefined);
     damage = damageCheck;
     const willRead = (artifacts: ArtifactManifest[]) => damageCheck.start(artifacts);
     const plans: RestorePlan[] = [];
@@ -96,16 +98,18 @@ class DamageCheck {
   private readonly stop = new AbortController();
   private readonly repo: Repository;
   private readonly chain: string;
+  private readonly hash: boolean;
 
-  constructor(repo: Repository, chain: string) {
+  constructor(repo: Repository, chain: string, hash: boolean) {
     this.repo = repo;
     this.chain = chain;
+    this.hash = hash;
   }
 
   start(artifacts: ArtifactManifest[]): void {
     const fresh = artifacts.filter((a) => !this.checks.has(a.id));
     if (fresh.length === 0) return;
-    const running = checkStoredChunks(this.repo, this.chain, fresh.flatMap((a) => a.chunks), { hash: true, signal: this.stop.signal });
+    const running = checkStoredChunks(this.repo, this.chain, fresh.flatMap((a) => a.chunks), { hash: this.hash, signal: this.stop.signal });
     running.catch(() => undefined); // awaited in findings() or cancel()
     for (const artifact of fresh) this.checks.set(artifact.id, running);
   }
@@ -122,12 +126,15 @@ class DamageCheck {
     // Artifacts checked together share one promise: each batch's problems count once, and a chunk found in two batches once.
     const batches = await Promise.all([...new Set(artifacts.map((a) => this.checks.get(a.id)!))]);
     const problems = [...new Map(batches.flat().map((p) => [p.chunk, p])).values()];
-    return damageFindings(manifest, artifacts, problems);
+    return damageFindings(manifest, artifacts, problems, this.hash);
   }
 }
 
-function damageFindings(manifest: Manifest, artifacts: ArtifactManifest[], problems: ChunkProblem[]): RestoreFinding[] {
-  if (problems.length === 0) return [{ source: 'repository', level: 'ok', message: `all chunks of ${artifacts.map((a) => a.id).join(', ')} are present and intact` }];
+function damageFindings(manifest: Manifest, artifacts: ArtifactManifest[], problems: ChunkProblem[], hashed: boolean): RestoreFinding[] {
+  if (problems.length === 0) {
+    const verdict = hashed ? 'present and intact' : 'present with their recorded sizes (each is authenticated as it is read)';
+    return [{ source: 'repository', level: 'ok', message: `all chunks of ${artifacts.map((a) => a.id).join(', ')} are ${verdict}` }];
+  }
   const bad = new Set(problems.map((p) => p.chunk));
   const affected = artifacts.filter((a) => a.chunks.some((c) => bad.has(c.id))).map((a) => a.id);
   return [

@@ -142,14 +142,16 @@ export class Repository {
 
   /**
    * Opens the copy of a repository on a remote (the repo.json the first copy uploaded) with the
-   * key of the local repository it copies. Only the copy and prune jobs write through `storage`.
+   * key of the local repository it copies; `check` sees repo.json first (before any key is
+   * tried). Only the copy and prune jobs write through `storage`.
    */
-  static async openRemote(storage: RemoteStorage, key: KeySource): Promise<Repository> {
+  static async openRemote(storage: RemoteStorage, key: KeySource, check?: (info: RepoInfo) => void): Promise<Repository> {
     const text = await storage.get(REPO_INFO_KEY);
     if (!text) {
       throw new StackbackError('REPO_NOT_INITIALIZED', `no repository on ${storage.location} (repo.json missing): nothing was copied there yet`, 'run `stackback copy`, or check remotes[].bucket and remotes[].prefix');
     }
     const info = checkedInfo(parseRepoInfo(text.toString('utf8'), `${storage.location}/${REPO_INFO_KEY}`), storage.location);
+    check?.(info);
     const repo = new Repository(storage, info, info.encryption ? keysFor(info, storage.location, key) : undefined, undefined);
     storage.useCodec(repo.codec);
     return repo;

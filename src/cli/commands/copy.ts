@@ -29,7 +29,7 @@ export function registerCopy(program: Command): void {
       }
       for (const r of reports) {
         if (!r.ok) {
-          printLine(`remote ${r.remote}: FAILED after ${r.copied.length} backup(s): ${r.error}`);
+          printLine(`remote ${r.remote}: FAILED after ${r.copied.length} backup(s): ${r.error}${r.hint ? `\n  hint: ${r.hint}` : ''}`);
           continue;
         }
         const requests = r.requests.put + r.requests.get + r.requests.head + r.requests.list + r.requests.delete;

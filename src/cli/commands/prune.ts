@@ -20,6 +20,7 @@ export function registerPrune(program: Command): void {
       } else {
         result = await runLocally(options, config, (ctx) => runPrune(ctx, { dryRun: options.dryRun === true }));
       }
+      if (result.remotes.some((r) => !r.ok)) setCommandExitCode(EXIT_FAILED);
       if (options.json) {
         printJson(result);
         return;
@@ -35,8 +36,7 @@ export function registerPrune(program: Command): void {
       }
       for (const r of result.remotes) {
         if (!r.ok) {
-          printLine(`remote ${r.remote}: prune FAILED: ${r.error}`);
-          setCommandExitCode(EXIT_FAILED);
+          printLine(`remote ${r.remote}: prune FAILED: ${r.error}${r.hint ? `\n  hint: ${r.hint}` : ''}`);
           continue;
         }
         const removing = r.decisions.filter((d) => !d.keep).map((d) => d.name);
