@@ -59,7 +59,9 @@ export function deleteJob(services: DaemonServices, name: string): JobRunner {
 export function pruneJob(services: DaemonServices, dryRun: boolean, trigger?: PruneTrigger): JobRunner {
   return async (signal, progress) => {
     progress({ phase: dryRun ? 'deciding (dry run)' : 'pruning' });
-    return { state: 'ok', result: await runPrune(context(services, signal, progress), { dryRun, trigger }) };
+    const result = await runPrune(context(services, signal, progress), { dryRun, trigger });
+    // The local prune is done; a remote whose prune failed makes it partial.
+    return { state: result.remotes.every((r) => r.ok) ? 'ok' : 'partial', result };
   };
 }
 
