@@ -98,14 +98,15 @@ export class RemoteStorage implements ObjectStorage {
   readonly bucket: Bucket;
   readonly index: PackIndexStore;
   private codec: ObjectCodec | undefined;
-  private readonly synced = new Set<string>();
+  /** The chains reconciled with the bucket (or being so), once per RemoteStorage. */
+  private readonly synced = new Map<string, Promise<void>>();
   private windows: Window[] = [];
   private readonly packEntries = new Map<string, PackEntry[]>();
 
   constructor(bucket: Bucket, index: PackIndexStore, options: { syncedChains?: string[] } = {}) {
     this.bucket = bucket;
     this.index = index;
-    for (const chain of options.syncedChains ?? []) this.synced.add(chain);
+    for (const chain of options.syncedChains ?? []) this.synced.set(chain, Promise.resolve());
   }
 
   /** A worker thread's RemoteStorage: everything it reads is in the spec, so it lists nothing. */
@@ -153,8 +154,18 @@ export class RemoteStorage implements ObjectStorage {
    * of every pack the store does not know (one ranged GET each); packs gone from the bucket are
    * forgotten. Once per chain per RemoteStorage.
    */
-  async ensureChain(chain: string): Promise<void> {
-    if (this.synced.has(chain)) return;
+  ensureChain(chain: string): Promise<void> {
+    // Concurrent readers of one chain share one reconciliation.
+    let synced = this.synced.get(chain);
+    if (!synced) {
+      synced = this.reconcile(chain);
+      this.synced.set(chain, synced);
+      synced.catch(() => this.synced.delete(chain));
+    }
+    return synced;
+  }
+
+  private async reconcile(chain: string): Promise<void> {
     const known = this.index.packs(chain);
     const unknown: { packId: string; size: number }[] = [];
     for await (const object of this.bucket.list(packChainPrefix(chain))) {
@@ -173,7 +184,6 @@ export class RemoteStorage implements ObjectStorage {
       }
     };
     await Promise.all(Array.from({ length: HEADER_READS_AT_ONCE }, reader));
-    this.synced.add(chain);
   }
 
   private async readIndex(chain: string, packId: string, size: number): Promise<PackEntry[]> {
