@@ -99,6 +99,8 @@ export async function checkStoredInThreads(repo: Repository, chain: string, chun
     done += chunk.stored_size;
   }
   const specs = await Promise.all(shares.map((share) => repo.storage.specFor(chain, share.map((c) => c.id))));
+  // Stopped while the specs were made (a remote lists its packs): start nothing.
+  signal?.throwIfAborted();
   const runs = shares.map((share, t) => startThread({ kind: 'check', storage: specs[t]!, chain, chunks: share }, `checking chunks of chain ${chain}`));
   const stopAll = () => runs.forEach((run) => run.stop());
   signal?.addEventListener('abort', stopAll, { once: true });

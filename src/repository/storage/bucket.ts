@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { StackbackError } from '../../errors.ts';
 import type { S3Credentials } from './s3-credentials.ts';
 
@@ -58,32 +55,29 @@ const MAX_BACKOFF_MS = 30_000;
 /** S3's page size for ListObjectsV2, asked for explicitly (some servers default lower). */
 const LIST_PAGE = 1000;
 
+type Sdk = typeof import('./s3-client.ts');
+
 export class Bucket {
   readonly spec: BucketSpec;
   readonly counts: RequestCounts = { put: 0, get: 0, head: 0, list: 0, delete: 0, retries: 0 };
-  private readonly client: S3Client;
+  private connection: Promise<{ s3: Sdk; client: S3Client }> | undefined;
+  private closed = false;
   private readonly throttle: Throttle | undefined;
 
   constructor(spec: BucketSpec) {
     this.spec = spec;
-    const agentOptions = { keepAlive: true, maxSockets: spec.maxSockets };
-    const config: S3ClientConfig = {
-      region: spec.region,
-      forcePathStyle: spec.forcePathStyle,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 1,
-      requestHandler: new NodeHttpHandler({
-        connectionTimeout: spec.requestTimeoutMs,
-        socketTimeout: spec.requestTimeoutMs,
-        httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new HttpsAgent(agentOptions),
-      }),
-    };
-    if (spec.endpoint !== null) config.endpoint = spec.endpoint;
-    if (spec.credentials) config.credentials = { ...spec.credentials };
-    this.client = new S3Client(config);
     this.throttle = spec.bandwidthLimitBytes ? new Throttle(spec.bandwidthLimitBytes) : undefined;
+  }
+
+  /** The SDK (loaded on first use: ~0.1 s and ~13 MB every CLI call would pay) and a client for this bucket. */
+  private connect(): Promise<{ s3: Sdk; client: S3Client }> {
+    this.connection ??= import('./s3-client.ts').then((s3) => {
+      const client = s3.makeS3Client(this.spec);
+      // Closed while the SDK loaded: nothing may keep the process alive.
+      if (this.closed) client.destroy();
+      return { s3, client };
+    });
+    return this.connection;
   }
 
   /** For people: the bucket and prefix (never credentials). */
@@ -92,7 +86,8 @@ export class Bucket {
   }
 
   close(): void {
-    this.client.destroy();
+    this.closed = true;
+    void this.connection?.then(({ client }) => client.destroy());
   }
 
   /** Stores `body` under `key` (write-once; an S3 PUT is atomic and durable once answered), locked when object_lock is set. */
@@ -100,9 +95,9 @@ export class Bucket {
     await this.throttle?.take(body.length);
     const md5 = createHash('md5').update(body).digest('base64');
     const lock = this.spec.objectLock;
-    await this.request(`upload ${key}`, 'put', () =>
-      this.client.send(
-        new PutObjectCommand({
+    await this.request(`upload ${key}`, 'put', ({ s3, client }) =>
+      client.send(
+        new s3.PutObjectCommand({
           Bucket: this.spec.bucket,
           Key: this.spec.prefix + key,
           Body: body,
@@ -117,10 +112,10 @@ export class Bucket {
 
   /** The whole object, or bytes [start, end) of it; undefined when there is none. */
   async get(key: string, range?: { start: number; end: number }): Promise<Buffer | undefined> {
-    return this.request(`download ${key}`, 'get', async () => {
+    return this.request(`download ${key}`, 'get', async ({ s3, client }) => {
       try {
-        const answer = await this.client.send(
-          new GetObjectCommand({ Bucket: this.spec.bucket, Key: this.spec.prefix + key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
+        const answer = await client.send(
+          new s3.GetObjectCommand({ Bucket: this.spec.bucket, Key: this.spec.prefix + key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
         );
         return await readBody(answer.Body as AsyncIterable<Uint8Array>, this.spec.requestTimeoutMs);
       } catch (error) {
@@ -131,9 +126,9 @@ export class Bucket {
   }
 
   async head(key: string): Promise<BucketObject | undefined> {
-    return this.request(`look up ${key}`, 'head', async () => {
+    return this.request(`look up ${key}`, 'head', async ({ s3, client }) => {
       try {
-        const answer = await this.client.send(new HeadObjectCommand({ Bucket: this.spec.bucket, Key: this.spec.prefix + key }));
+        const answer = await client.send(new s3.HeadObjectCommand({ Bucket: this.spec.bucket, Key: this.spec.prefix + key }));
         return { key, size: answer.ContentLength ?? 0, mtimeMs: answer.LastModified?.getTime() ?? 0 };
       } catch (error) {
         if (isNotFound(error)) return undefined;
@@ -146,8 +141,8 @@ export class Bucket {
   async *list(prefix: string): AsyncIterable<BucketObject> {
     let token: string | undefined;
     do {
-      const page = await this.request(`list ${prefix || '/'}`, 'list', () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.spec.bucket, Prefix: this.spec.prefix + prefix, MaxKeys: LIST_PAGE, ContinuationToken: token })),
+      const page = await this.request(`list ${prefix || '/'}`, 'list', ({ s3, client }) =>
+        client.send(new s3.ListObjectsV2Command({ Bucket: this.spec.bucket, Prefix: this.spec.prefix + prefix, MaxKeys: LIST_PAGE, ContinuationToken: token })),
       );
       for (const item of page.Contents ?? []) {
         if (!item.Key?.startsWith(this.spec.prefix)) continue;
@@ -157,9 +152,9 @@ export class Bucket {
     } while (token);
   }
 
-  /** Removes `key`; an absent key is not an error. A locked object fails with REMOTE_LOCKED. */
+  /** Removes `key`; an absent key is not an error. A locked object fails (REMOTE_AUTH: the bucket denies it). */
   async delete(key: string): Promise<void> {
-    await this.request(`delete ${key}`, 'delete', () => this.client.send(new DeleteObjectCommand({ Bucket: this.spec.bucket, Key: this.spec.prefix + key })));
+    await this.request(`delete ${key}`, 'delete', ({ s3, client }) => client.send(new s3.DeleteObjectCommand({ Bucket: this.spec.bucket, Key: this.spec.prefix + key })));
   }
 
   /**
@@ -167,12 +162,13 @@ export class Bucket {
    * stalled connections) with exponential backoff and full jitter until `retryForMs` is spent;
    * then, or at once for anything else, fails with an error that names the remote.
    */
-  private async request<T>(what: string, kind: keyof Omit<RequestCounts, 'retries'>, send: () => Promise<T>): Promise<T> {
+  private async request<T>(what: string, kind: keyof Omit<RequestCounts, 'retries'>, send: (sdk: { s3: Sdk; client: S3Client }) => Promise<T>): Promise<T> {
+    const sdk = await this.connect();
     const started = Date.now();
     for (let attempt = 0; ; attempt++) {
       this.counts[kind] += 1;
       try {
-        return await send();
+        return await send(sdk);
       } catch (error) {
         const delay = Math.random() * Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt);
         const retryable = isRetryable(error);
