@@ -181,6 +181,26 @@ describe('files source', () => {
     assert.ok(restored['uploads/nested/deeper/secret.key']);
   });
 
+  test('a damaged chunk met while the restore lists the archive: refused with the damage named, nothing written', async () => {
+    const manifest = await sandbox.readManifest<{ artifacts: { kind: string; chunks: { id: string }[] }[] }>(backupName);
+    // The archive's first chunk: the listing meets it before the damage check has reported.
+    const victimId = manifest.artifacts.find((a) => a.kind === 'files_tar')!.chunks[0]!.id;
+    const victim = (await readdir(join(sandbox.repoPath, 'chains'), { recursive: true })).map((f) => join(sandbox.repoPath, 'chains', String(f))).find((f) => f.endsWith(victimId))!;
+    const saved = await readFile(victim);
+    const flipped = Buffer.from(saved);
+    flipped[flipped.length >> 1]! ^= 0x10;
+    await writeFile(victim, flipped);
+    try {
+      const target = join(dir, 'never-written');
+      const result = await sandbox.run(['restore', backupName, '--target-dir', target, '--yes']);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(result.stderr, new RegExp(`cannot restore ${backupName}; nothing was touched:[^]*${victimId.slice(0, 12)}… damaged[^]*affecting app-files/files`));
+      assert.equal(existsSync(target), false, 'nothing was written');
+    } finally {
+      await writeFile(victim, saved);
+    }
+  });
+
   test('a crafted archive that tries to escape is refused whole, and nothing is written outside', async () => {
     const target = join(dir, 'victim-target');
     const outside = join(dir, 'outside-marker');

@@ -1,4 +1,4 @@
-import { StackbackError, errorMessage } from '../errors.ts';
+import { type ErrorCode, errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { type ChunkProblem, checkStoredChunks, openArtifact } from '../repository/artifact-reader.ts';
 import { type ArtifactManifest, type Manifest, validateBackupName } from '../repository/manifest.ts';
 import type { Repository } from '../repository/repository.ts';
@@ -64,16 +64,18 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
         throw new StackbackError('SOURCE_NOT_FOUND', `backup ${name} holds source "${sourceName}", which is not in the config`, 'add the source back to the config (its connection settings are needed to restore it)');
       }
       const artifacts = manifest.artifacts.filter((a) => a.source === sourceName);
-      plans.push(await source.planRestore({ artifacts, options: selection, open, willRead, now: ctx.now(), workDir: ctx.config.workDir, signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
+      try {
+        plans.push(await source.planRestore({ artifacts, options: selection, open, willRead, now: ctx.now(), workDir: ctx.config.workDir, signal: ctx.signal, reserveBytes: ctx.config.restore.reserveFreeBytes }));
+      } catch (error) {
+        // A plan that reads its artifact (a files restore lists the tar) meets damage before the
+        // check reports it: the check's own words name every damaged chunk and what it affects.
+        if (!isStackbackError(error) || !READ_DAMAGE.has(error.code)) throw error;
+        refuseOnErrors(name, await damageCheck.findings(manifest, [{ artifacts }]));
+        throw error;
+      }
     }
     const findings: RestoreFinding[] = [...plans.flatMap((p) => p.findings.map((f) => ({ source: p.source, ...f }))), ...(await damageCheck.findings(manifest, plans))];
-    const errors = findings.filter((f) => f.level === 'error');
-    if (errors.length > 0 && !check) {
-      throw new StackbackError(
-        errors.some((e) => e.code === 'CHUNK_CORRUPT') ? 'CHUNK_CORRUPT' : 'RESTORE_FAILED',
-        `cannot restore ${name}; nothing was touched:\n  ${errors.map((e) => `${e.source}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`).join('\n  ')}`,
-      );
-    }
+    if (!check) refuseOnErrors(name, findings);
     return {
       manifest,
       plans,
@@ -87,6 +89,18 @@ export async function prepareRestore(ctx: JobContext, name: string, selection: R
     await target.release();
     throw error;
   }
+}
+
+const READ_DAMAGE = new Set<ErrorCode>(['CHUNK_CORRUPT', 'CHUNK_MISSING', 'ARTIFACT_CORRUPT']);
+
+/** Throws, naming every problem, when a finding is an error: nothing has been touched yet. */
+function refuseOnErrors(name: string, findings: RestoreFinding[]): void {
+  const errors = findings.filter((f) => f.level === 'error');
+  if (errors.length === 0) return;
+  throw new StackbackError(
+    errors.some((e) => e.code === 'CHUNK_CORRUPT') ? 'CHUNK_CORRUPT' : 'RESTORE_FAILED',
+    `cannot restore ${name}; nothing was touched:\n  ${errors.map((e) => `${e.source}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`).join('\n  ')}`,
+  );
 }
 
 /**
@@ -120,7 +134,7 @@ class DamageCheck {
     await Promise.allSettled(this.checks.values());
   }
 
-  async findings(manifest: Manifest, plans: RestorePlan[]): Promise<RestoreFinding[]> {
+  async findings(manifest: Manifest, plans: Pick<RestorePlan, 'artifacts'>[]): Promise<RestoreFinding[]> {
     const artifacts = plans.flatMap((p) => p.artifacts);
     this.start(artifacts);
     // Artifacts checked together share one promise: each batch's problems count once, and a chunk found in two batches once.
