@@ -208,7 +208,6 @@ interface S3Failure {
   code?: string;
   message?: string;
   $metadata?: { httpStatusCode?: number };
-  $response?: { headers?: Record<string, string> };
 }
 
 function statusOf(error: unknown): number | undefined {
