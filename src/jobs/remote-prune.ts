@@ -95,7 +95,7 @@ async function collectPacks(ctx: JobContext, opened: OpenedRemote, remaining: Ma
     if (!ids) used.set(manifest.chain, (ids = new Set()));
     for (const artifact of manifest.artifacts) for (const chunk of artifact.chunks) ids.add(chunk.id);
   }
-  const graceEnd = ctx.now().getTime() - ctx.config.retention.gcGraceMs;
+  const graceEnd = ctx.now().getTime() - (opened.config.retention ?? ctx.config.retention).gcGraceMs;
   for await (const pack of opened.storage.listPacks()) {
     ctx.signal?.throwIfAborted();
     // Young packs may belong to a copy that has not written its manifest yet (or to the grace an operator asked for).
