@@ -32,6 +32,8 @@ export interface ControlApi {
   subscribe(id: number, listener: (event: JobEvent) => void): () => void;
   cancel(id: number): boolean;
   reload(): { ok: true } | { ok: false; problems: string[] };
+  /** The Prometheus exposition (text format 0.0.4) for `GET /metrics`. */
+  metrics(): Promise<string>;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -70,6 +72,14 @@ function decodePathPart(part: string): string {
   } catch {
     throw new StackbackError('BAD_REQUEST', `malformed %-escape in the path: ${part}`);
   }
+}
+
+/** `GET /metrics`: Prometheus' text format, on both sockets (it reads only). */
+const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+function sendMetrics(response: http.ServerResponse, text: string): void {
+  response.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  response.end(text);
 }
 
 function send(response: http.ServerResponse, status: number, body: unknown): void {
@@ -142,6 +152,7 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
     }],
     ['POST', /^\/api\/retention\/apply$/, true, (_m, _q, res, url) => send(res, 202, api.submitPrune(['1', 'true'].includes(url.searchParams.get('dry_run') ?? '')))],
     ['POST', /^\/api\/copy$/, true, async (_m, req, res) => send(res, 202, api.submitCopy(await readJson(req)))],
+    ['GET', /^\/metrics$/, false, async (_m, _q, res) => sendMetrics(res, await api.metrics())],
     ['POST', /^\/api\/config\/reload$/, true, (_m, _q, res) => {
       const result = api.reload();
       if (result.ok) send(res, 200, result);
