@@ -5,7 +5,18 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { execa } from 'execa';
 import { isTimeZone } from '../src/config/formats.ts';
-import { ConfigInvalidError, loadConfig, parseConfig, type PostgresSourceConfig, type QdrantSourceConfig, type RemoteConfig, resolveConfigPath } from '../src/config/load.ts';
+import {
+  type Config,
+  ConfigInvalidError,
+  loadConfig,
+  type MetricsConfig,
+  type NotifyConfig,
+  parseConfig,
+  type PostgresSourceConfig,
+  type QdrantSourceConfig,
+  type RemoteConfig,
+  resolveConfigPath,
+} from '../src/config/load.ts';
 import { PROJECT_ROOT } from './support/stackback.ts';
 
 function problemsOf(yaml: string): string[] {
@@ -52,6 +63,29 @@ describe('config', () => {
       forcePathStyle: false, credentialsFile: '/etc/stackback/s3.credentials', storageClass: null, uploadConcurrency: 4, bandwidthLimitBytes: null,
       objectLock: null, retention: null, retryForMs: 15 * 60_000, requestTimeoutMs: 2 * 60_000, packSizeBytes: 16 * MiB,
     } satisfies RemoteConfig]);
+  });
+
+  test('the example\'s commented-out notify and metrics blocks, uncommented, load with their documented values', () => {
+    const lines = readFileSync(join(PROJECT_ROOT, 'config/stackback.example.yaml'), 'utf8').split('\n');
+    const block = (first: string) => {
+      const start = lines.indexOf(first);
+      assert.ok(start >= 0, `the example has a "${first}" block`);
+      const end = lines.findIndex((line, i) => i > start && !line.startsWith('#'));
+      return lines.slice(start, end).map((line) => line.replace(/^# ?/, '')).join('\n');
+    };
+    const config = parseConfig('/etc/stackback/stackback.yaml', `${block('# notify:')}\n${block('# metrics:')}`);
+    assert.deepEqual(config.notify, {
+      on: ['failure', 'partial', 'stale', 'recovered'], repeatMs: 86_400_000, retryForMs: 10 * 60_000,
+      healthchecks: [{ name: 'hc-backup', urlFile: '/etc/stackback/hc.url', jobs: ['backup'] }],
+      webhooks: [{ name: 'ops-hook', urlFile: '/etc/stackback/hook.url', format: 'json', headersFile: null }],
+      email: {
+        name: 'email',
+        smtp: { host: 'smtp.example.com', port: 587, starttls: true, tls: false, user: 'alerts', passwordFile: '/etc/stackback/smtp.pw' },
+        from: 'backup@example.com', to: ['ops@example.com'],
+      },
+      command: null,
+    } satisfies NotifyConfig);
+    assert.deepEqual(config.metrics, { listen: { host: '127.0.0.1', port: 9464 }, allowNonLoopback: false, textfile: '/var/lib/prometheus/node-exporter/stackback.prom' } satisfies MetricsConfig);
   });
 
   test('defaults fill what a config leaves out; relative paths resolve against the config file', () => {
@@ -152,6 +186,10 @@ describe('config', () => {
     const retentionKeys = keys.filter((k) => k.startsWith('retention.')).map((k) => k.slice('retention.'.length));
     assert.ok(retentionKeys.includes('keep_last') && retentionKeys.includes('gc_grace'));
     for (const key of ['schedule.copy', 'remotes', ...remoteKeys.map((k) => `remotes[].${k}`), ...retentionKeys.map((k) => `remotes[].retention.${k}`)]) assert.ok(keys.includes(key), key);
+    const notifyKeys = ['on', 'repeat', 'retry_for', 'healthchecks', 'healthchecks[].name', 'healthchecks[].url_file', 'healthchecks[].jobs', 'webhooks', 'webhooks[].name', 'webhooks[].url_file',
+      'webhooks[].format', 'webhooks[].headers_file', 'email', 'email.name', 'email.smtp.host', 'email.smtp.port', 'email.smtp.starttls', 'email.smtp.tls', 'email.smtp.user',
+      'email.smtp.password_file', 'email.from', 'email.to', 'command'];
+    for (const key of [...notifyKeys.map((k) => `notify.${k}`), 'metrics.listen', 'metrics.allow_non_loopback', 'metrics.textfile']) assert.ok(keys.includes(key), key);
   });
 });
 
@@ -364,6 +402,207 @@ describe('remotes (off-site copies)', () => {
     assert.equal(parseConfig('/x.yaml', 'schedule: { copy: off }').schedule.copy, null, 'unquoted off is the string "off" (YAML 1.2)');
     assert.match(problemsOf('schedule: { copy: "every hour" }')[0]!, /^schedule\.copy: must be a cron expression \(minute hour day month weekday, optional seconds first\) or "after_backup" or "off": .*, got "every hour"$/);
     assert.deepEqual(problemsOf('schedule: { copy: 5 }'), ['schedule.copy: must be a cron expression or "after_backup" or "off", got 5']);
+  });
+});
+
+function notifyOf(yaml: string): NotifyConfig {
+  return parseConfig('/etc/stackback/stackback.yaml', yaml).notify;
+}
+
+const metricsOf = (yaml: string): MetricsConfig => parseConfig('/etc/stackback/stackback.yaml', yaml).metrics;
+
+describe('notify and metrics (alerts, Prometheus)', () => {
+  const DEFAULT_NOTIFY: NotifyConfig = {
+    on: ['failure', 'partial', 'stale', 'recovered'], repeatMs: 24 * 3_600_000, retryForMs: 10 * 60_000, healthchecks: [], webhooks: [], email: null, command: null,
+  };
+
+  test('defaults: the four incident events, a daily reminder, no channels, no TCP listener and no textfile', () => {
+    const config: Config = parseConfig('/etc/stackback/stackback.yaml', '');
+    assert.deepEqual(config.notify, DEFAULT_NOTIFY);
+    assert.deepEqual(config.metrics, { listen: null, allowNonLoopback: false, textfile: null });
+    // `notify:` / `metrics:` with every key commented out (null) and empty mappings are the defaults too.
+    assert.deepEqual(notifyOf('notify:\nmetrics:'), DEFAULT_NOTIFY);
+    assert.deepEqual(notifyOf('notify: {}\nmetrics: {}'), DEFAULT_NOTIFY);
+    // Default names, jobs, format, port; *_file paths resolve against the config file.
+    const notify = notifyOf([
+      'notify:',
+      '  healthchecks: [ { url_file: hc.url }, { url_file: /etc/hc2.url } ]',
+      '  webhooks: [ { url_file: hooks/ops.url } ]',
+      '  email: { smtp: { host: mail.example.com }, from: backup@example.com, to: [ops@example.com] }',
+    ].join('\n'));
+    assert.deepEqual(notify.healthchecks, [
+      { name: 'healthchecks-1', urlFile: '/etc/stackback/hc.url', jobs: ['backup'] },
+      { name: 'healthchecks-2', urlFile: '/etc/hc2.url', jobs: ['backup'] },
+    ]);
+    assert.deepEqual(notify.webhooks, [{ name: 'webhook-1', urlFile: '/etc/stackback/hooks/ops.url', format: 'json', headersFile: null }]);
+    assert.deepEqual(notify.email, {
+      name: 'email', smtp: { host: 'mail.example.com', port: 587, starttls: true, tls: false, user: null, passwordFile: null }, from: 'backup@example.com', to: ['ops@example.com'],
+    });
+    // Implicit TLS defaults to its own port; an explicit port always wins.
+    assert.equal(notifyOf('notify: { email: { smtp: { host: h, tls: true, starttls: false }, from: a@example.com, to: [b@example.com] } }').email!.smtp.port, 465);
+    assert.equal(notifyOf('notify: { email: { smtp: { host: h, starttls: false, port: 25 }, from: a@example.com, to: [b@example.com] } }').email!.smtp.port, 25);
+  });
+
+  test('a full valid config: every key set', () => {
+    const config = parseConfig('/etc/stackback/stackback.yaml', [
+      'notify:',
+      '  on: [failure, partial, stale, recovered, success, start, failure]',
+      '  repeat: 4h',
+      '  retry_for: 30m',
+      '  healthchecks:',
+      '    - { name: hc-backup, url_file: /etc/stackback/hc-backup.url, jobs: [backup, copy, backup] }',
+      '    - { name: hc-verify, url_file: hc-verify.url, jobs: [verify, prune] }',
+      '  webhooks:',
+      '    - { name: ntfy, url_file: /etc/stackback/ntfy.url, format: ntfy, headers_file: ntfy.headers }',
+      '    - { name: slack, url_file: /etc/stackback/slack.url, format: slack }',
+      '  email:',
+      '    name: mail',
+      '    smtp: { host: smtp.example.com, port: 465, starttls: false, tls: true, user: alerts@example.com, password_file: smtp.pw }',
+      '    from: "stackback <backup@example.com>"',
+      '    to: [ops@example.com, "On Call <oncall@example.org>"]',
+      '  command: [/usr/local/bin/page-me, --severity, high]',
+      'metrics:',
+      '  listen: "[::1]:9464"',
+      '  allow_non_loopback: false',
+      '  textfile: /var/lib/node_exporter/textfile/stackback.prom',
+    ].join('\n'));
+    assert.deepEqual(config.notify, {
+      on: ['failure', 'partial', 'stale', 'recovered', 'success', 'start'],
+      repeatMs: 4 * 3_600_000,
+      retryForMs: 30 * 60_000,
+      healthchecks: [
+        { name: 'hc-backup', urlFile: '/etc/stackback/hc-backup.url', jobs: ['backup', 'copy'] },
+        { name: 'hc-verify', urlFile: '/etc/stackback/hc-verify.url', jobs: ['verify', 'prune'] },
+      ],
+      webhooks: [
+        { name: 'ntfy', urlFile: '/etc/stackback/ntfy.url', format: 'ntfy', headersFile: '/etc/stackback/ntfy.headers' },
+        { name: 'slack', urlFile: '/etc/stackback/slack.url', format: 'slack', headersFile: null },
+      ],
+      email: {
+        name: 'mail',
+        smtp: { host: 'smtp.example.com', port: 465, starttls: false, tls: true, user: 'alerts@example.com', passwordFile: '/etc/stackback/smtp.pw' },
+        from: 'stackback <backup@example.com>',
+        to: ['ops@example.com', 'On Call <oncall@example.org>'],
+      },
+      command: ['/usr/local/bin/page-me', '--severity', 'high'],
+    } satisfies NotifyConfig);
+    assert.deepEqual(config.metrics, { listen: { host: '::1', port: 9464 }, allowNonLoopback: false, textfile: '/var/lib/node_exporter/textfile/stackback.prom' } satisfies MetricsConfig);
+    // "off" and 0s both mean: never remind; on: [] sends no events (healthchecks still get their pings).
+    assert.equal(notifyOf('notify: { repeat: off }').repeatMs, 0);
+    assert.equal(notifyOf('notify: { repeat: 0s, retry_for: 0s }').repeatMs, 0);
+    assert.deepEqual(notifyOf('notify: { on: [] }').on, []);
+    assert.deepEqual(metricsOf('metrics: { listen: "localhost:9100" }').listen, { host: 'localhost', port: 9100 });
+  });
+
+  test('each bad value is named by its key path', () => {
+    const problems = problemsOf([
+      'notify:',
+      '  on: [failure, bogus, 3]',
+      '  repeat: sometimes',
+      '  retry_for: 30d',
+      '  colour: red',
+      '  healthchecks:',
+      '    - { name: "HC 1", url_file: "", jobs: [backup, restore] }',
+      '    - { jobs: [] }',
+      '    - hc.url',
+      '  webhooks:',
+      '    - { url_file: /w, format: teams, headers_file: "", secret: x }',
+      '  email:',
+      '    name: "E-Mail"',
+      '    smtp: { host: "", port: 70000, starttls: "yes", user: alerts, extra: 1 }',
+      '    from: backup',
+      '    to: [ops@example.com, "not an address", "a@b.c\\nBcc: x@y.z"]',
+      '  command: "/usr/bin/notify --all"',
+      'metrics:',
+      '  listen: 9464',
+      '  allow_non_loopback: "no"',
+      '  textfile: metrics.prom',
+    ].join('\n'));
+    assert.deepEqual(problems.sort(), [
+      'metrics.allow_non_loopback: must be true or false, got "no"',
+      'metrics.listen: must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, or null, got 9464',
+      'metrics.textfile: must be an absolute path (ending in .prom) or null, got "metrics.prom"',
+      'notify.colour: unknown key',
+      'notify.command: must be null or a list [program, arg, …] of non-empty strings (no shell: a command line in one string is not split), got "/usr/bin/notify --all"',
+      'notify.email.from: must be an email address such as backup@example.com or "stackback <backup@example.com>", got "backup"',
+      'notify.email.name: must match [a-z0-9_-]+ (lower case letters, digits, _ and -), or null, got "E-Mail"',
+      'notify.email.smtp.extra: unknown key',
+      'notify.email.smtp.host: is required',
+      'notify.email.smtp.port: must be a port number or null, got 70000',
+      'notify.email.smtp.starttls: must be true or false, got "yes"',
+      'notify.email.smtp.user: needs notify.email.smtp.password_file (passwords live only in files)',
+      'notify.email.to: not an email address: "not an address", "a@b.c\\nBcc: x@y.z", got ["ops@example.com","not an address","a@b.c\\nBcc: x@y.z"]',
+      'notify.healthchecks[0].jobs: unknown job kind "restore": must be a non-empty list of backup, verify, copy, prune, got ["backup","restore"]',
+      'notify.healthchecks[0].name: must match [a-z0-9_-]+ (lower case letters, digits, _ and -), or null, got "HC 1"',
+      'notify.healthchecks[0].url_file: is required',
+      'notify.healthchecks[1].jobs: must be a non-empty list of backup, verify, copy, prune, got []',
+      'notify.healthchecks[1].url_file: is required',
+      'notify.healthchecks[2]: must be a mapping of keys',
+      'notify.on: unknown event "bogus", 3: must be a list of failure, partial, stale, recovered, success, start, got ["failure","bogus",3]',
+      'notify.repeat: must be a duration such as 4h or 1d, or "off", got "sometimes"',
+      'notify.retry_for: must be at most 24d, got "30d"',
+      'notify.webhooks[0].format: must be one of the possible values: ["json","ntfy","slack"], got "teams"',
+      'notify.webhooks[0].headers_file: must be a file path or null',
+      'notify.webhooks[0].secret: unknown key',
+    ]);
+  });
+
+  test('more bad values: shapes, TLS modes, credentials, the command\'s program, the textfile', () => {
+    assert.deepEqual(problemsOf('notify: { healthchecks: { url_file: /hc.url }, webhooks: { url_file: /w.url } }').sort(), [
+      'notify.healthchecks: must be a list (each entry starts with "- "), got a mapping',
+      'notify.webhooks: must be a list (each entry starts with "- "), got a mapping',
+    ]);
+    assert.deepEqual(problemsOf('notify: 5\nmetrics: [ "127.0.0.1:9464" ]').sort(), ['metrics: must be a mapping of keys, got ["127.0.0.1:9464"]', 'notify: must be a mapping of keys, got 5']);
+    assert.deepEqual(problemsOf('notify: { email: { smtp: smtp.example.com, from: a@example.com, to: [b@example.com] } }'), ['notify.email.smtp: must be a mapping of keys, got "smtp.example.com"']);
+    assert.deepEqual(problemsOf('notify: { email: [ ops@example.com ] }'), ['notify.email: must be a mapping of keys or null, got ["ops@example.com"]']);
+    assert.deepEqual(problemsOf('notify: { email: {} }').sort(), ['notify.email.from: is required', 'notify.email.smtp.host: is required', 'notify.email.to: is required: a non-empty list of email addresses, got []']);
+    const email = (smtp: string) => problemsOf(`notify: { email: { smtp: { host: h, ${smtp} }, from: a@example.com, to: [b@example.com] } }`);
+    assert.deepEqual(email('tls: true'), [
+      'notify.email.smtp.tls: cannot be true together with notify.email.smtp.starttls (true by default): tls is implicit TLS from the first byte (port 465), starttls upgrades a plain connection (port 587); set starttls: false',
+    ]);
+    assert.deepEqual(email('password_file: /etc/stackback/smtp.pw'), ['notify.email.smtp.password_file: needs notify.email.smtp.user']);
+    assert.deepEqual(problemsOf('notify: { on: failure }'), ['notify.on: must be a list of failure, partial, stale, recovered, success, start, got "failure"']);
+    assert.deepEqual(problemsOf('notify: { command: [notify-send, x] }'), ['notify.command: must start with the absolute path of the program, got ["notify-send","x"]']);
+    assert.deepEqual(problemsOf('notify: { command: [] }'), ['notify.command: must be null or a list [program, arg, …] of non-empty strings (no shell: a command line in one string is not split), got []']);
+    assert.deepEqual(problemsOf('notify: { repeat: 30d }'), ['notify.repeat: must be at most 24d, got "30d"']);
+    assert.deepEqual(problemsOf('metrics: { textfile: /var/lib/node_exporter/stackback.txt }'), [
+      'metrics.textfile: must end in .prom (node_exporter\'s textfile collector reads only *.prom files), got "/var/lib/node_exporter/stackback.txt"',
+    ]);
+    for (const listen of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:65536', '::1:9464', '[::1]', '[not-v6]:9464', 'http://127.0.0.1:9464', ':9464', '-host:9464']) {
+      assert.deepEqual(problemsOf(`metrics: { listen: "${listen}" }`), [`metrics.listen: must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, or null, got "${listen}"`], listen);
+    }
+  });
+
+  test('channel names are unique across healthchecks, webhooks and email', () => {
+    assert.deepEqual(problemsOf([
+      'notify:',
+      '  healthchecks: [ { name: ops, url_file: /a }, { url_file: /b } ]',
+      '  webhooks: [ { name: ops, url_file: /c }, { name: healthchecks-2, url_file: /d }, { name: email, url_file: /e } ]',
+      '  email: { smtp: { host: h }, from: a@example.com, to: [b@example.com] }',
+    ].join('\n')), [
+      'notify.webhooks[0].name: channel name "ops" is already used by notify.healthchecks[0]',
+      'notify.webhooks[1].name: channel name "healthchecks-2" is already used by notify.healthchecks[1]',
+      'notify.email.name: channel name "email" is already used by notify.webhooks[2]',
+    ]);
+    assert.deepEqual(problemsOf('notify: { webhooks: [ { url_file: /a }, { url_file: /b, name: webhook-1 } ] }'), ['notify.webhooks[1].name: channel name "webhook-1" is already used by notify.webhooks[0]']);
+    // A channel may share its name with a source or a remote: different namespaces.
+    assert.equal(notifyOf('sources: { postgres: [ { name: main } ] }\nnotify: { webhooks: [ { name: main, url_file: /a } ] }').webhooks[0]!.name, 'main');
+  });
+
+  test('metrics.listen stays on loopback unless metrics.allow_non_loopback says otherwise', () => {
+    for (const [listen, host] of [['127.0.0.1:9464', '127.0.0.1'], ['127.8.9.10:9464', '127.8.9.10'], ['[::1]:9464', '::1'], ['[0:0:0:0:0:0:0:1]:9464', '0:0:0:0:0:0:0:1'],
+      ['[::ffff:127.0.0.1]:9464', '::ffff:127.0.0.1'], ['localhost:9464', 'localhost'], ['LOCALHOST:9464', 'LOCALHOST']] as const) {
+      assert.deepEqual(metricsOf(`metrics: { listen: "${listen}" }`).listen, { host, port: 9464 }, listen);
+    }
+    const refusal = (listen: string) =>
+      `metrics.listen: "${listen}" is not a loopback address (127.0.0.0/8, ::1, localhost): the metrics would be readable, unauthenticated, by anyone who can reach it; set metrics.allow_non_loopback: true to mean it`;
+    for (const listen of ['0.0.0.0:9464', '192.168.1.5:9464', '128.0.0.1:9464', '[::]:9464', '[::ffff:10.0.0.1]:9464', '[2001:db8::1]:9464', 'metrics.example.com:9464', 'localhost.example.com:9464']) {
+      assert.deepEqual(problemsOf(`metrics: { listen: "${listen}" }`), [refusal(listen)], listen);
+      assert.deepEqual(metricsOf(`metrics: { listen: "${listen}", allow_non_loopback: true }`).allowNonLoopback, true, listen);
+    }
+    assert.deepEqual(metricsOf('metrics: { listen: "0.0.0.0:9464", allow_non_loopback: true }').listen, { host: '0.0.0.0', port: 9464 });
+    // Named beside any other problem of the file.
+    assert.deepEqual(problemsOf('lock_timeout: soon\nmetrics: { listen: "0.0.0.0:9464" }').sort(), ['lock_timeout: must be a duration such as 90s, 30m, 6h or 2d, got "soon"', refusal('0.0.0.0:9464')]);
   });
 });
 

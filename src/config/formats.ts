@@ -1,5 +1,7 @@
 import convict from 'convict';
 import { Cron } from 'croner';
+import { isIPv4, isIPv6 } from 'node:net';
+import { NOTIFY_EVENTS, NOTIFY_JOB_KINDS } from './schema.ts';
 
 /**
  * Value formats used by the schema. Each validator throws a short "must be …" message;
@@ -126,6 +128,56 @@ function endpointProblem(value: unknown): string | undefined {
   if (url.username !== '' || url.password !== '') return 'must not hold a user name or password (use credentials_file)';
   if (url.search !== '' || url.hash !== '') return 'must not have a query (?…) or a fragment (#…)';
   return undefined;
+}
+
+/**
+ * metrics.listen: "host:port", "[v6]:port" → { host, port } (host without brackets); undefined
+ * when it is not one. The host is an IPv4 address, a bracketed IPv6 address or a host name.
+ */
+export function parseListenAddress(value: unknown): { host: string; port: number } | undefined {
+  if (typeof value !== 'string') return undefined;
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(value.trim());
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return undefined;
+  const v6 = match[1];
+  if (v6 !== undefined) return isIPv6(v6) ? { host: v6, port } : undefined;
+  const host = match[2]!;
+  if (host.startsWith('.') || host.startsWith('-') || host.endsWith('-') || host.includes('..')) return undefined;
+  return { host, port };
+}
+
+/** Whether a listen host only reaches this machine: 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z), localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.toLowerCase().replace(/\.$/, '');
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  if (isIPv4(name)) return name.startsWith('127.');
+  if (isIPv6(name)) {
+    // The URL parser writes an IPv6 address in its shortest form: 0:0:0:0:0:0:0:1 → ::1.
+    const short = new URL(`http://[${name}]/`).hostname.slice(1, -1);
+    if (short === '::1') return true;
+    const mapped = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(short);
+    return mapped !== null && Number.parseInt(mapped[1]!, 16) >> 8 === 127;
+  }
+  return false;
+}
+
+// An address as nodemailer takes it: local@domain, optionally as "Display Name <local@domain>".
+// No line breaks (header injection), no spaces or brackets in the address itself.
+const BARE_ADDRESS = /^[^\s@<>(),;:"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+/** Whether a value is an email address (bare, or "Name <address>"). */
+export function isEmailAddress(value: unknown): boolean {
+  if (typeof value !== 'string' || /[\r\n\0]/.test(value)) return false;
+  const named = /^([^<>]*)<([^<>]+)>$/.exec(value.trim());
+  return BARE_ADDRESS.test(named ? named[2]!.trim() : value.trim());
+}
+
+function checkOneOf(value: unknown, allowed: readonly string[], what: string, nonEmpty: boolean): void {
+  const list = `a ${nonEmpty ? 'non-empty ' : ''}list of ${allowed.join(', ')}`;
+  check(Array.isArray(value) && (!nonEmpty || value.length > 0), `must be ${list}`);
+  const unknown = (value as unknown[]).filter((item) => typeof item !== 'string' || !allowed.includes(item));
+  check(unknown.length === 0, `unknown ${what} ${unknown.map((u) => JSON.stringify(u)).join(', ')}: must be ${list}`);
 }
 
 function check(condition: boolean, message: string): asserts condition {
@@ -279,6 +331,67 @@ export function registerFormats(): void {
         const bytes = parseSize(value);
         check(bytes !== undefined, 'must be a size such as 16MiB');
         check(bytes! >= 1024 ** 2 && bytes! <= 512 * 1024 ** 2, 'must be from 1MiB to 512MiB');
+      },
+    },
+    // notify.*: names of channels, null where the loader gives a default name.
+    'channel-name': {
+      validate: (value: unknown) => check(value === null || (typeof value === 'string' && SOURCE_NAME_PATTERN.test(value)), 'must match [a-z0-9_-]+ (lower case letters, digits, _ and -), or null'),
+    },
+    'required-path': {
+      validate: (value: unknown) => {
+        check(value !== null && value !== '', 'is required');
+        check(typeof value === 'string' && value.trim() !== '', 'must be a file path');
+      },
+    },
+    'notify-events': { validate: (value: unknown) => checkOneOf(value, NOTIFY_EVENTS, 'event', false) },
+    'notify-jobs': { validate: (value: unknown) => checkOneOf(value, NOTIFY_JOB_KINDS, 'job kind', true) },
+    // A reminder interval: a timer, so at most 24d; "off" and 0s both mean never.
+    'repeat-interval': {
+      validate: (value: unknown) => {
+        if (value === 'off') return;
+        const ms = parseDuration(value);
+        check(ms !== undefined, 'must be a duration such as 4h or 1d, or "off"');
+        check(ms! <= MAX_TIMER_MS, 'must be at most 24d');
+      },
+    },
+    'host-name': {
+      validate: (value: unknown) => {
+        check(value !== '' && value !== null, 'is required');
+        check(typeof value === 'string' && /^[A-Za-z0-9.:_\[\]-]+$/.test(value), 'must be a host name or an IP address');
+      },
+    },
+    'optional-port': {
+      validate: (value: unknown) =>
+        check(value === null || (Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535), 'must be a port number or null'),
+    },
+    'email-address': {
+      validate: (value: unknown) => {
+        check(value !== null && value !== '', 'is required');
+        check(isEmailAddress(value), 'must be an email address such as backup@example.com or "stackback <backup@example.com>"');
+      },
+    },
+    'email-list': {
+      validate: (value: unknown) => {
+        check(Array.isArray(value) && value.length > 0, 'is required: a non-empty list of email addresses');
+        const bad = (value as unknown[]).filter((item) => !isEmailAddress(item));
+        check(bad.length === 0, `not an email address: ${bad.map((b) => JSON.stringify(b)).join(', ')}`);
+      },
+    },
+    'notify-command': {
+      validate: (value: unknown) => {
+        if (value === null) return;
+        check(Array.isArray(value) && value.length > 0 && value.every((a) => typeof a === 'string' && a !== ''), 'must be null or a list [program, arg, …] of non-empty strings (no shell: a command line in one string is not split)');
+        check((value as string[])[0]!.startsWith('/'), 'must start with the absolute path of the program');
+      },
+    },
+    'listen-address': {
+      validate: (value: unknown) => check(value === null || parseListenAddress(value) !== undefined, 'must be "host:port" such as 127.0.0.1:9464 or [::1]:9464, or null'),
+    },
+    'prom-textfile': {
+      validate: (value: unknown) => {
+        if (value === null) return;
+        check(typeof value === 'string' && value.startsWith('/'), 'must be an absolute path (ending in .prom) or null');
+        check(/[^/]\.prom$/.test(value as string), 'must end in .prom (node_exporter\'s textfile collector reads only *.prom files)');
       },
     },
     'zstd-level': {

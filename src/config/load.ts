@@ -3,8 +3,18 @@ import path from 'node:path';
 import convict from 'convict';
 import YAML from 'yaml';
 import { StackbackError } from '../errors.ts';
-import { normalizeS3Prefix, parseBandwidth, parseDuration, parseSize, registerFormats } from './formats.ts';
-import { DRILL_SERVER_SCHEMA, OBJECT_LOCK_SCHEMA, REMOTE_RETENTION_SCHEMA, REMOTE_SCHEMA, SCHEMA, SOURCE_SCHEMAS } from './schema.ts';
+import { isLoopbackHost, normalizeS3Prefix, parseBandwidth, parseDuration, parseListenAddress, parseSize, registerFormats } from './formats.ts';
+import {
+  DRILL_SERVER_SCHEMA,
+  EMAIL_SCHEMA,
+  HEALTHCHECK_SCHEMA,
+  OBJECT_LOCK_SCHEMA,
+  REMOTE_RETENTION_SCHEMA,
+  REMOTE_SCHEMA,
+  SCHEMA,
+  SOURCE_SCHEMAS,
+  WEBHOOK_SCHEMA,
+} from './schema.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackback/stackback.yaml';
 
@@ -97,6 +107,64 @@ export interface Config {
   log: { level: string };
   sources: SourceConfig[];
   remotes: RemoteConfig[];
+  notify: NotifyConfig;
+  metrics: MetricsConfig;
+}
+
+export type NotifyOn = 'failure' | 'partial' | 'stale' | 'recovered' | 'success' | 'start';
+export type NotifyJobKind = 'backup' | 'verify' | 'copy' | 'prune';
+
+/** One entry of notify.healthchecks: a healthchecks.io-style check. */
+export interface HealthcheckConfig {
+  /** unique among all channels; default healthchecks-<index+1> */
+  name: string;
+  /** absolute path of the file holding the ping URL */
+  urlFile: string;
+  /** non-empty, no duplicates */
+  jobs: NotifyJobKind[];
+}
+
+/** One entry of notify.webhooks. */
+export interface WebhookConfig {
+  /** unique among all channels; default webhook-<index+1> */
+  name: string;
+  /** absolute path of the file holding the URL */
+  urlFile: string;
+  format: 'json' | 'ntfy' | 'slack';
+  /** absolute path, or null */
+  headersFile: string | null;
+}
+
+/** notify.email */
+export interface EmailConfig {
+  /** unique among all channels; default 'email' */
+  name: string;
+  /** port: 587 by default, 465 when tls; starttls and tls are never both true; user and passwordFile are both set or both null */
+  smtp: { host: string; port: number; starttls: boolean; tls: boolean; user: string | null; passwordFile: string | null };
+  from: string;
+  /** non-empty */
+  to: string[];
+}
+
+export interface NotifyConfig {
+  /** no duplicates */
+  on: NotifyOn[];
+  /** 0: never remind */
+  repeatMs: number;
+  retryForMs: number;
+  healthchecks: HealthcheckConfig[];
+  webhooks: WebhookConfig[];
+  email: EmailConfig | null;
+  /** [absolute program path, arg…], run without a shell; null: none */
+  command: string[] | null;
+}
+
+export interface MetricsConfig {
+  /** host without IPv6 brackets; loopback unless allowNonLoopback */
+  listen: { host: string; port: number } | null;
+  allowNonLoopback: boolean;
+  /** absolute path ending in .prom */
+  textfile: string | null;
 }
 
 /** The two sockets of the control channel (src/daemon/server.ts says what each serves). */
@@ -266,6 +334,123 @@ function remoteConfig(entry: RemoteEntry, topRetention: Record<string, unknown>,
   };
 }
 
+interface NotifyEntries {
+  healthchecks: Record<string, unknown>[];
+  webhooks: Record<string, unknown>[];
+  email: { values: Record<string, unknown> } | null;
+}
+
+/**
+ * Validates notify.healthchecks[], notify.webhooks[] and notify.email element by element (the
+ * top-level schema checks only that they are lists / a mapping), fills the default channel
+ * names and checks that names are unique across all channels.
+ */
+function validateNotify(raw: unknown, problems: string[]): NotifyEntries {
+  const notify = isMapping(raw) ? raw : {};
+  const lists = { healthchecks: HEALTHCHECK_SCHEMA, webhooks: WEBHOOK_SCHEMA } as const;
+  const defaultName = { healthchecks: 'healthchecks', webhooks: 'webhook' } as const;
+  const entries: NotifyEntries = { healthchecks: [], webhooks: [], email: null };
+  const names = new Map<string, string>();
+  const claim = (name: string, at: string) => {
+    const earlier = names.get(name);
+    if (earlier) problems.push(`${at}.name: channel name "${name}" is already used by ${earlier}`);
+    else names.set(name, at);
+  };
+  for (const kind of ['healthchecks', 'webhooks'] as const) {
+    const key = `notify.${kind}`;
+    if (isMapping(notify[kind])) problems.push(MAPPING_NOT_LIST(key));
+    (Array.isArray(notify[kind]) ? (notify[kind] as unknown[]) : []).forEach((item, index) => {
+      const at = `${key}[${index}]`;
+      if (!isMapping(item)) {
+        problems.push(`${at}: must be a mapping of keys`);
+        return;
+      }
+      const section = validateSection(lists[kind], item, `${at}.`);
+      problems.push(...section.problems);
+      if (section.problems.length > 0) return;
+      const values = { ...section.values, name: section.values.name ?? `${defaultName[kind]}-${index + 1}` };
+      claim(values.name as string, at);
+      entries[kind].push(values);
+    });
+  }
+  if (isMapping(notify.email)) {
+    const at = 'notify.email';
+    if (notify.email.smtp !== undefined && !isMapping(notify.email.smtp)) problems.push(`${at}.smtp: must be a mapping of keys, got ${JSON.stringify(notify.email.smtp)}`);
+    else {
+      const section = validateSection(EMAIL_SCHEMA, notify.email, `${at}.`);
+      problems.push(...section.problems);
+      // Checked on what was written (with the defaults), so they show up beside any other problem.
+      const smtp = { starttls: true, tls: false, user: null, password_file: null, ...((notify.email.smtp ?? {}) as Record<string, unknown>) };
+      const before = problems.length;
+      if (smtp.tls === true && smtp.starttls === true) {
+        problems.push(`${at}.smtp.tls: cannot be true together with ${at}.smtp.starttls (true by default): tls is implicit TLS from the first byte (port 465), starttls upgrades a plain connection (port 587); set starttls: false`);
+      }
+      if ((smtp.user === null) !== (smtp.password_file === null)) {
+        problems.push(smtp.user === null ? `${at}.smtp.password_file: needs ${at}.smtp.user` : `${at}.smtp.user: needs ${at}.smtp.password_file (passwords live only in files)`);
+      }
+      if (section.problems.length === 0 && problems.length === before) {
+        const values = { ...section.values, name: section.values.name ?? 'email' };
+        claim(values.name as string, at);
+        entries.email = { values };
+      }
+    }
+  }
+  return entries;
+}
+
+function notifyConfig(v: Record<string, unknown>, entries: NotifyEntries, absolute: (p: string) => string): NotifyConfig {
+  const email = entries.email?.values;
+  const smtp = email?.smtp as Record<string, unknown> | undefined;
+  return {
+    on: [...new Set(v.on as NotifyOn[])],
+    repeatMs: v.repeat === 'off' ? 0 : parseDuration(v.repeat)!,
+    retryForMs: parseDuration(v.retry_for)!,
+    healthchecks: entries.healthchecks.map((h) => ({ name: h.name as string, urlFile: absolute(h.url_file as string), jobs: [...new Set(h.jobs as NotifyJobKind[])] })),
+    webhooks: entries.webhooks.map((w) => ({
+      name: w.name as string,
+      urlFile: absolute(w.url_file as string),
+      format: w.format as 'json' | 'ntfy' | 'slack',
+      headersFile: w.headers_file === null ? null : absolute(w.headers_file as string),
+    })),
+    email: email && smtp
+      ? {
+          name: email.name as string,
+          smtp: {
+            host: smtp.host as string,
+            port: (smtp.port as number | null) ?? (smtp.tls === true ? 465 : 587),
+            starttls: smtp.starttls as boolean,
+            tls: smtp.tls as boolean,
+            user: smtp.user as string | null,
+            passwordFile: smtp.password_file === null ? null : absolute(smtp.password_file as string),
+          },
+          from: (email.from as string).trim(),
+          to: (email.to as string[]).map((t) => t.trim()),
+        }
+      : null,
+    command: v.command === null ? null : [...(v.command as string[])],
+  };
+}
+
+/** metrics.listen must stay on loopback unless metrics.allow_non_loopback says otherwise. */
+function validateMetrics(v: unknown, problems: string[]): void {
+  if (!isMapping(v)) return;
+  // An unparsable listen value is the format's error already.
+  const listen = parseListenAddress(v.listen);
+  if (listen && !isLoopbackHost(listen.host) && v.allow_non_loopback !== true) {
+    problems.push(
+      `metrics.listen: ${JSON.stringify(v.listen)} is not a loopback address (127.0.0.0/8, ::1, localhost): the metrics would be readable, unauthenticated, by anyone who can reach it; set metrics.allow_non_loopback: true to mean it`,
+    );
+  }
+}
+
+function metricsConfig(v: Record<string, unknown>): MetricsConfig {
+  return {
+    listen: v.listen === null ? null : parseListenAddress(v.listen)!,
+    allowNonLoopback: v.allow_non_loopback as boolean,
+    textfile: v.textfile as string | null,
+  };
+}
+
 /** The bundled development config (`npm start`), relative to the project folder. */
 export const DEV_CONFIG_PATH = 'config/stackback.dev.yaml';
 
@@ -342,8 +527,21 @@ export function loadConfig(file: string): Config {
 /** Validates config text; every problem is collected before anything is thrown. */
 export function parseConfig(file: string, text: string): Config {
   const raw = parseYaml(file, text) as Record<string, unknown>;
-  const top = validateSection(SCHEMA, raw, '');
-  const problems = [...top.problems];
+  const problems: string[] = [];
+  // `notify:` or `metrics:` with every key below commented out is null: the defaults. Any other
+  // non-mapping would only give convict's confusing "did you override its parent?" lines.
+  for (const key of ['notify', 'metrics'] as const) {
+    if (raw[key] === null) delete raw[key];
+    else if (raw[key] !== undefined && !isMapping(raw[key])) {
+      problems.push(`${key}: must be a mapping of keys, got ${JSON.stringify(raw[key])}`);
+      delete raw[key];
+    }
+  }
+  // convict descends into a mapping given for an optional-mapping key and cannot handle one
+  // nested in it (notify.email.smtp): the top level sees {} there; validateNotify checks it whole.
+  const notify = raw.notify as Record<string, unknown> | undefined;
+  const top = validateSection(SCHEMA, notify && isMapping(notify.email) ? { ...raw, notify: { ...notify, email: {} } } : raw, '');
+  problems.push(...top.problems);
 
   const rawSources = (raw.sources ?? {}) as Record<string, unknown>;
   const entries: { kind: keyof typeof SOURCE_SCHEMAS; at: string; values: Record<string, unknown> }[] = [];
@@ -373,6 +571,8 @@ export function parseConfig(file: string, text: string): Config {
     if (kind === 'qdrant' && values.mode === 'storage_dir' && values.storage_path === null) problems.push(`${at}.storage_path: is required with mode storage_dir`);
   }
   const remotes = validateRemotes(raw.remotes, problems);
+  const notifyEntries = validateNotify(raw.notify, problems);
+  validateMetrics(raw.metrics, problems);
 
   const rawDrillServer = (raw.drill as { postgres_server?: unknown } | undefined)?.postgres_server;
   const drillServer = rawDrillServer && typeof rawDrillServer === 'object' && !Array.isArray(rawDrillServer) ? validateSection(DRILL_SERVER_SCHEMA, rawDrillServer, 'drill.postgres_server.') : undefined;
@@ -397,6 +597,8 @@ export function parseConfig(file: string, text: string): Config {
     control: { socket: string; socket_mode: string; socket_group: string | null; admin_socket: string; admin_socket_mode: string; admin_socket_group: string | null; max_connections: number; max_queued_jobs: number };
     retention: Record<string, number | string>;
     log: { level: string };
+    notify: Record<string, unknown>;
+    metrics: Record<string, unknown>;
   };
   return {
     file,
@@ -462,5 +664,7 @@ export function parseConfig(file: string, text: string): Config {
       return postgresConfig(v, absolute);
     }),
     remotes: remotes.map((entry) => remoteConfig(entry, props.retention, absolute)),
+    notify: notifyConfig(props.notify, notifyEntries, absolute),
+    metrics: metricsConfig(props.metrics),
   };
 }

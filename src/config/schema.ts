@@ -226,6 +226,76 @@ export const REMOTE_SCHEMA = {
   },
 } as const;
 
+/** The events notify.on can subscribe to (NotifyOn). */
+export const NOTIFY_EVENTS = ['failure', 'partial', 'stale', 'recovered', 'success', 'start'] as const;
+/** The job kinds a healthchecks-style check can follow (NotifyJobKind). */
+export const NOTIFY_JOB_KINDS = ['backup', 'verify', 'copy', 'prune'] as const;
+
+/** One entry of notify.healthchecks[]: a healthchecks.io-style check pinged around each run. */
+export const HEALTHCHECK_SCHEMA = {
+  name: {
+    doc: 'Channel name, [a-z0-9_-]+, unique among all notify channels (healthchecks, webhooks, email); used by `notify test --channel` and in status. null: healthchecks-<position, from 1>.',
+    format: 'channel-name',
+    default: null,
+  },
+  url_file: {
+    doc: 'Required. File whose first line is the check\'s ping URL (it holds the check\'s key: keep it out of the config), e.g. https://hc-ping.com/<uuid>; stackback appends /start and /fail. Also Uptime Kuma push URLs, Cronitor, self-hosted healthchecks. Relative paths are resolved against the config file.',
+    format: 'required-path',
+    default: null,
+  },
+  jobs: {
+    doc: 'Job kinds whose runs ping this check: a non-empty list of backup, verify, copy, prune.',
+    format: 'notify-jobs',
+    default: ['backup'] as string[],
+  },
+} as const;
+
+/** One entry of notify.webhooks[]: an HTTP POST of each event. */
+export const WEBHOOK_SCHEMA = {
+  name: {
+    doc: 'Channel name, [a-z0-9_-]+, unique among all notify channels. null: webhook-<position, from 1>.',
+    format: 'channel-name',
+    default: null,
+  },
+  url_file: {
+    doc: 'Required. File whose first line is the URL events are POSTed to (it can hold a token: keep it out of the config). Relative paths are resolved against the config file.',
+    format: 'required-path',
+    default: null,
+  },
+  format: {
+    doc: 'Body of each POST: json (stackback\'s event document), ntfy (a ntfy.sh message: title, priority, tags), slack (an incoming-webhook message; Mattermost and Rocket.Chat take it too).',
+    format: ['json', 'ntfy', 'slack'],
+    default: 'json',
+  },
+  headers_file: {
+    doc: 'File of extra request headers, one "Name: value" per line (e.g. Authorization: Bearer …), or null. Relative paths are resolved against the config file.',
+    format: 'optional-path',
+    default: null,
+  },
+} as const;
+
+/** notify.email.smtp */
+export const SMTP_SCHEMA = {
+  host: { doc: 'Required. Host name or address of the SMTP server.', format: 'host-name', default: '' },
+  port: { doc: 'SMTP port. null: 587 (submission, STARTTLS), or 465 when tls is true.', format: 'optional-port', default: null },
+  starttls: { doc: 'Require STARTTLS (the connection is refused if the server does not offer it). Cannot be combined with tls.', format: 'flag', default: true },
+  tls: { doc: 'Implicit TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS; set starttls: false with it.', format: 'flag', default: false },
+  user: { doc: 'User name to authenticate as, or null for no authentication (then password_file must be null too).', format: 'optional-string', default: null },
+  password_file: {
+    doc: 'File whose first line is the SMTP password (mode 0600, or 0640 root:stackback); required with user. The password never reaches logs. Relative paths are resolved against the config file.',
+    format: 'optional-path',
+    default: null,
+  },
+} as const;
+
+/** notify.email: alerts by mail (nodemailer). */
+export const EMAIL_SCHEMA = {
+  name: { doc: 'Channel name, [a-z0-9_-]+, unique among all notify channels.', format: 'channel-name', default: 'email' },
+  smtp: SMTP_SCHEMA,
+  from: { doc: 'Required. Sender address, e.g. backup@example.com or "stackback <backup@example.com>".', format: 'email-address', default: null },
+  to: { doc: 'Required. Non-empty list of recipient addresses.', format: 'email-list', default: [] as string[] },
+} as const;
+
 export const SCHEMA = {
   repository: {
     path: {
@@ -378,5 +448,62 @@ export const SCHEMA = {
     format: 'object-list',
     default: [] as unknown[],
     item: REMOTE_SCHEMA,
+  },
+  notify: {
+    on: {
+      doc: 'Events sent to the webhooks, email and command: failure and partial (a backup, verify/drill, copy or prune failed or ended partial), stale (no recent successful backup, or a remote behind), recovered (the next success after a failure, or staleness ended), success, start. Healthchecks are pinged on every run whatever this says.',
+      format: 'notify-events',
+      default: ['failure', 'partial', 'stale', 'recovered'] as string[],
+    },
+    repeat: {
+      doc: 'One incident, one message: while a job kind keeps failing (or stays stale), a reminder is sent this often; "off" or 0s: never remind. At most 24d.',
+      format: 'repeat-interval',
+      default: '24h',
+    },
+    retry_for: {
+      doc: 'How long the delivery of one message to one channel is retried (backoff) before it is logged as failed and shown in status; 0s: no retries. Delivery never blocks or fails a job.',
+      format: 'timeout',
+      default: '10m',
+    },
+    healthchecks: {
+      doc: 'healthchecks.io-style checks pinged with /start, success and /fail around each run of their job kinds, with the end of the run\'s log as the body (see the item keys below); [] for none.',
+      format: 'object-list',
+      default: [] as unknown[],
+      item: HEALTHCHECK_SCHEMA,
+    },
+    webhooks: {
+      doc: 'HTTP endpoints each event is POSTed to (see the item keys below); [] for none.',
+      format: 'object-list',
+      default: [] as unknown[],
+      item: WEBHOOK_SCHEMA,
+    },
+    email: {
+      doc: 'Alerts by email through an SMTP server: null, or a mapping with the keys below.',
+      format: 'optional-mapping',
+      default: null,
+      item: EMAIL_SCHEMA,
+    },
+    command: {
+      doc: 'A program run for each event, with the event document as JSON on its stdin: null, or a list [program, arg, …] whose program is an absolute path. No shell is involved.',
+      format: 'notify-command',
+      default: null,
+    },
+  },
+  metrics: {
+    listen: {
+      doc: 'Also serve Prometheus metrics (GET /metrics) on this TCP address, "host:port" (e.g. 127.0.0.1:9464, [::1]:9464), or null for the control socket only. A host other than loopback (127.0.0.0/8, ::1, localhost) needs allow_non_loopback: true.',
+      format: 'listen-address',
+      default: null,
+    },
+    allow_non_loopback: {
+      doc: 'Allow metrics.listen on an address other than loopback (the metrics are then readable by anyone who can reach it; there is no authentication).',
+      format: 'flag',
+      default: false,
+    },
+    textfile: {
+      doc: 'Absolute path of a *.prom file rewritten atomically after every job, for node_exporter\'s textfile collector (its --collector.textfile.directory), or null.',
+      format: 'prom-textfile',
+      default: null,
+    },
   },
 } as const;
