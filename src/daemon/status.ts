@@ -98,17 +98,11 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   } catch (error) {
     warnings.push(errorMessage(error)); // an unreadable repo.json
   }
-  const periods = schedules.filter((s) => (s.name === 'full' || s.name === 'incremental') && s.period_ms !== null).map((s) => s.period_ms!);
-  const expected = periods.length > 0 ? Math.min(...periods) : null;
+  const expected = expectedBackupPeriod(schedules);
   // Per source: a backup of one source (backup --source X) says nothing about the others.
   for (const { name } of config.sources) {
-    const newest = newestBackupOf(backups, name);
-    if (!newest && expected !== null) warnings.push(`source ${name}: no successful backup yet`);
-    if (newest && expected !== null) {
-      const age = now.getTime() - Date.parse(newest.finished_at);
-      // Twice the period: one missed run is a warning, not every slightly late one.
-      if (age > 2 * expected) warnings.push(`source ${name}: last successful backup is ${humanDuration(age)} old, schedule expects ${humanDuration(expected)}`);
-    }
+    const stale = sourceStaleness(backups, name, expected, now);
+    if (stale) warnings.push(stale.message);
     const latest = backups.findLast((b) => !isSafetyCopy(b.name) && b.sources.some((o) => o.name === name));
     for (const note of latest?.sources.find((o) => o.name === name)?.coverage ?? []) warnings.push(`source ${name}: ${note} (backup ${latest!.name})`);
   }
@@ -137,6 +131,84 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
 /** How long a backup may wait for its copy when copies run after every backup, or not at all. */
 const OFFSITE_GRACE_MS = 24 * 3_600_000;
 
+/** The period the backup schedules promise: the shorter of full's and incremental's cron periods, or null when neither runs on a cron. */
+export function expectedBackupPeriod(schedules: ScheduleInfo[]): number | null {
+  const periods = schedules.filter((s) => (s.name === 'full' || s.name === 'incremental') && s.period_ms !== null).map((s) => s.period_ms!);
+  return periods.length > 0 ? Math.min(...periods) : null;
+}
+
+/**
+ * Whether `source` lacks a recent successful backup (the rule of status's warning, which the
+ * notifier's stale events share): none at all, or the newest older than twice the expected
+ * period. Undefined when it is fresh or no backup schedule sets an expectation.
+ */
+export function sourceStaleness(backups: BackupRow[], source: string, expected: number | null, now: Date): { reason: 'never' | 'old'; newest: BackupRow | undefined; message: string } | undefined {
+  if (expected === null) return undefined;
+  const newest = newestBackupOf(backups, source);
+  if (!newest) return { reason: 'never', newest, message: `source ${source}: no successful backup yet` };
+  const age = now.getTime() - Date.parse(newest.finished_at);
+  // Twice the period: one missed run is a warning, not every slightly late one.
+  if (age > 2 * expected) return { reason: 'old', newest, message: `source ${source}: last successful backup is ${humanDuration(age)} old, schedule expects ${humanDuration(expected)}` };
+  return undefined;
+}
+
+/**
+ * Whether remote `name` is behind (status's warning, and the notifier's stale event): the
+ * newest backup has not reached it within one copy period after it finished — the gap between
+ * two runs of a copy cron, 24 h for after_backup, and 24 h when copies are off, since then
+ * nothing is off-site unless someone copies by hand. `there`: the backups on the remote.
+ */
+export function remoteLateness(config: Config, name: string, backups: BackupRow[], there: { has(backup: string): boolean }, lastError: string | null, schedules: ScheduleInfo[], now: Date): { newest: BackupRow; message: string } | undefined {
+  const newest = backups.findLast((b) => !isSafetyCopy(b.name));
+  if (!newest || there.has(newest.name)) return undefined;
+  const age = now.getTime() - Date.parse(newest.finished_at);
+  const schedule = config.schedule.copy;
+  const cronPeriod = schedules.find((s) => s.name === 'copy')?.period_ms ?? null;
+  const period = schedule !== null && schedule !== 'after_backup' && cronPeriod !== null ? cronPeriod : OFFSITE_GRACE_MS;
+  if (age <= period) return undefined;
+  const fix = `run \`stackback copy --remote ${name}\``;
+  const failed = lastError ? `; the last copy there failed: ${lastError}` : '';
+  return {
+    newest,
+    message:
+      schedule === null
+        ? `remote ${name}: the newest backup ${newest.name} finished ${humanDuration(age)} ago and is not off-site: schedule.copy is off, so nothing is copied there unless someone runs a copy; ${fix}, or set schedule.copy`
+        : `remote ${name}: the newest backup ${newest.name} finished ${humanDuration(age)} ago and is not off-site yet (copies run ${schedule === 'after_backup' ? 'after every backup' : `on "${schedule}"`}, so it should be there within ${humanDuration(period)})${failed}; ${fix}`,
+  };
+}
+
+/** What is stale right now, by the rules of status's warnings: one entry per source without a recent successful backup and per remote behind. */
+export interface Staleness {
+  subject: 'source' | 'remote';
+  name: string;
+  /** never: a source without any successful backup; old: its newest is too old; behind: a remote lacks the newest backup. */
+  reason: 'never' | 'old' | 'behind';
+  /** The newest backup (of the source, or the one the remote lacks), if any. */
+  backup: string | null;
+  /** The period the schedules promise (sources) or the copy period (remotes). */
+  expected_ms: number | null;
+  message: string;
+}
+
+/** Every source and remote of `config` that is stale at `now` (a few catalog queries: cheap enough to ask every few seconds). */
+export function staleness(config: Config, catalog: Catalog, now: Date): Staleness[] {
+  const schedules = scheduleInfo(config, now);
+  const backups = catalog.listBackups();
+  const expected = expectedBackupPeriod(schedules);
+  const found: Staleness[] = [];
+  for (const { name } of config.sources) {
+    const stale = sourceStaleness(backups, name, expected, now);
+    if (stale) found.push({ subject: 'source', name, reason: stale.reason, backup: stale.newest?.name ?? null, expected_ms: expected, message: stale.message });
+  }
+  for (const remote of config.remotes) {
+    const known = catalog.remote(remote.name);
+    const { attempt } = known.copyOutcomes();
+    const behind = remoteLateness(config, remote.name, backups, known.backups(), attempt && !attempt.ok ? attempt.error : null, schedules, now);
+    if (behind) found.push({ subject: 'remote', name: remote.name, reason: 'behind', backup: behind.newest.name, expected_ms: null, message: behind.message });
+  }
+  return found;
+}
+
 /**
  * One remote's entry, and its warning when the newest backup has not reached it within one
  * copy period after it finished: the gap between two runs of a copy cron, 24 h for
@@ -149,22 +221,8 @@ function remoteStatus(config: Config, catalog: Catalog, backups: BackupRow[], re
   const there = known.backups();
   const { attempt, success } = known.copyOutcomes();
   const lastError = attempt && !attempt.ok ? attempt.error : null;
-  const newest = backups.findLast((b) => !isSafetyCopy(b.name));
-  if (newest && !there.has(newest.name)) {
-    const age = now.getTime() - Date.parse(newest.finished_at);
-    const schedule = config.schedule.copy;
-    const cronPeriod = schedules.find((s) => s.name === 'copy')?.period_ms ?? null;
-    const period = schedule !== null && schedule !== 'after_backup' && cronPeriod !== null ? cronPeriod : OFFSITE_GRACE_MS;
-    if (age > period) {
-      const fix = `run \`stackback copy --remote ${name}\``;
-      const failed = lastError ? `; the last copy there failed: ${lastError}` : '';
-      warnings.push(
-        schedule === null
-          ? `remote ${name}: the newest backup ${newest.name} finished ${humanDuration(age)} ago and is not off-site: schedule.copy is off, so nothing is copied there unless someone runs a copy; ${fix}, or set schedule.copy`
-          : `remote ${name}: the newest backup ${newest.name} finished ${humanDuration(age)} ago and is not off-site yet (copies run ${schedule === 'after_backup' ? 'after every backup' : `on "${schedule}"`}, so it should be there within ${humanDuration(period)})${failed}; ${fix}`,
-      );
-    }
-  }
+  const behind = remoteLateness(config, name, backups, there, lastError, schedules, now);
+  if (behind) warnings.push(behind.message);
   return {
     name,
     location: `s3://${remote.bucket}/${remote.prefix}`,
