@@ -128,6 +128,16 @@ export class Deliveries {
     return [...this.lanes.values()].some((l) => l.busy !== undefined);
   }
 
+  /** Waits until every lane is empty, up to `ms`: true when it is. Nothing is stopped. */
+  async idle(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (this.busy()) {
+      if (Date.now() >= deadline) return false;
+      await sleep(10);
+    }
+    return true;
+  }
+
   /** Waits for every lane to empty, up to `ms`; then stops what is still going (retries end, requests are aborted). */
   async drain(ms: number): Promise<void> {
     const all = () => Promise.all([...this.lanes.values()].map((l) => l.busy).filter((b) => b !== undefined));

@@ -124,10 +124,13 @@ export async function httpRequest(request: HttpRequest): Promise<void> {
 /** ECONNREFUSED, ENOTFOUND, a TLS error's code…: from fetch's cause, never its URL. */
 function networkReason(error: unknown): string {
   let cause: unknown = error;
-  for (let depth = 0; depth < 4 && cause; depth++) {
+  let deepest = error;
+  for (let depth = 0; depth < 5 && cause; depth++) {
     const code = (cause as { code?: unknown }).code;
     if (typeof code === 'string' && code !== '') return code;
+    deepest = cause;
     cause = (cause as { cause?: unknown }).cause;
   }
-  return error instanceof Error ? error.message.replace(/https?:\/\/\S+/g, '<url>') : 'network error';
+  // undici's own refusals ("bad port") carry no code: the innermost message, URLs cut.
+  return deepest instanceof Error ? deepest.message.replace(/[a-z][a-z0-9+.-]*:\/\/\S+/gi, '<url>') : 'network error';
 }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { type Catalog, newestBackupOf } from '../catalog/catalog.ts';
-import type { Config, NotifyConfig } from '../config/load.ts';
+import type { Config, EmailConfig, NotifyConfig } from '../config/load.ts';
 import type { JobView } from '../daemon/queue.ts';
 import { type Staleness, staleness } from '../daemon/status.ts';
 import { errorMessage, StackbackError } from '../errors.ts';
@@ -8,7 +8,6 @@ import { type Logger, type RecentLines, recentLogLines } from '../log.ts';
 import { createCommandChannel } from './command.ts';
 import { Deliveries } from './delivery.ts';
 import { type JobFacts, isAlertJobKind, jobEvent, jobFacts, oneLine, staleEvent } from './document.ts';
-import { createEmailChannel } from './email.ts';
 import type { AlertChannel, AlertEvent, AlertJobKind, AlertKind } from './event.ts';
 import { createHealthcheckChannel, type HealthcheckChannel, tailBytes } from './healthchecks.ts';
 import { logTail } from './log-tail.ts';
@@ -27,6 +26,8 @@ export interface Notifier {
   channels(): { name: string; kind: string; failing_since: string | null; last_error: string | null }[];
   /** Waits for deliveries in flight up to `ms` (daemon shutdown). */
   drain(ms: number): Promise<void>;
+  /** Resolves once nothing is being delivered or waits (retries included), or after `ms`; delivery goes on (tests). */
+  idle(ms: number): Promise<boolean>;
 }
 
 export interface NotifierOptions {
@@ -51,9 +52,25 @@ export interface ChannelSet {
 
 export function createChannels(notify: NotifyConfig, log: Logger): ChannelSet {
   const events: AlertChannel[] = notify.webhooks.map((w, i) => createWebhookChannel(w, log, i));
-  if (notify.email) events.push(createEmailChannel(notify.email, log));
+  if (notify.email) events.push(lazyEmailChannel(notify.email, log));
   if (notify.command) events.push(createCommandChannel(notify.command, log));
   return { healthchecks: notify.healthchecks.map((h, i) => createHealthcheckChannel(h, log, i)), events };
+}
+
+/**
+ * The email channel (src/alerts/email.ts, createEmailChannel), loaded at its first message:
+ * nodemailer stays out of every CLI command's start-up (the bundle puts it in its own chunk).
+ */
+function lazyEmailChannel(config: EmailConfig, log: Logger): AlertChannel {
+  let channel: Promise<AlertChannel> | undefined;
+  return {
+    name: config.name || 'email',
+    kind: 'email',
+    async send(event, signal) {
+      channel ??= import('./email.ts').then((m) => m.createEmailChannel(config, log));
+      return (await channel).send(event, signal);
+    },
+  };
 }
 
 /** An open incident (a job kind failing, a source stale, a remote behind), as kept in the catalog's facts table. */
@@ -285,6 +302,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     },
 
     drain: (ms) => deliveries.drain(ms),
+    idle: (ms) => deliveries.idle(ms),
   };
 }
 

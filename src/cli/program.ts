@@ -10,6 +10,7 @@ import { registerHistory } from './commands/history.ts';
 import { registerInit } from './commands/init.ts';
 import { registerKey } from './commands/key.ts';
 import { registerList } from './commands/list.ts';
+import { registerNotify } from './commands/notify.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
 import { registerShow } from './commands/show.ts';
@@ -36,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerCopy, registerHistory, registerCatalog, registerConfig]) {
+  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerCopy, registerHistory, registerCatalog, registerConfig, registerNotify]) {
     register(program);
   }
   try {
