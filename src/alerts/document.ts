@@ -40,7 +40,8 @@ export function oneLine(text: string, max = 500): string {
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
-function label(job: Pick<JobView, 'kind' | 'params'>): string {
+/** "backup (full)", "verify (drill)", "copy to r1": a job as people name it. */
+export function jobLabel(job: Pick<JobView, 'kind' | 'params'> | { kind: string; params: Record<string, unknown> }): string {
   const p = job.params;
   if (job.kind === 'backup') return `backup${typeof p.type === 'string' ? ` (${p.type})` : ''}${Array.isArray(p.sources) ? ` of ${p.sources.join(', ')}` : ''}`;
   if (job.kind === 'verify') return `verify${typeof p.level === 'string' ? ` (${p.level})` : ''}${typeof p.remote === 'string' ? ` of remote ${p.remote}` : ''}`;
@@ -64,7 +65,7 @@ function findRun(catalog: Catalog, job: JobView): { id: number; backup: string |
 
 /** The facts of a finished job: its backup, the sources or remotes affected, the error with its hint. */
 export function jobFacts(job: JobView, catalog: Catalog): JobFacts {
-  const facts: JobFacts = { label: label(job) };
+  const facts: JobFacts = { label: jobLabel(job) };
   const run = findRun(catalog, job);
   if (run) {
     facts.run = run.id;

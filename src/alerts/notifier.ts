@@ -7,7 +7,7 @@ import { errorMessage, StackbackError } from '../errors.ts';
 import { type Logger, type RecentLines, recentLogLines } from '../log.ts';
 import { createCommandChannel } from './command.ts';
 import { Deliveries } from './delivery.ts';
-import { type JobFacts, isAlertJobKind, jobEvent, jobFacts, oneLine, staleEvent } from './document.ts';
+import { type JobFacts, isAlertJobKind, jobLabel, jobEvent, jobFacts, oneLine, staleEvent } from './document.ts';
 import type { AlertChannel, AlertEvent, AlertJobKind, AlertKind } from './event.ts';
 import { createHealthcheckChannel, type HealthcheckChannel, tailBytes } from './healthchecks.ts';
 import { logTail } from './log-tail.ts';
@@ -187,7 +187,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
         marks.set(job.id, recent.mark());
         pingChecks(job.kind, 'start', HEALTHCHECK_START_BODY(job, host));
         if (wanted('start')) {
-          const label = jobFacts({ ...job, state: 'running', origin: 'manual', created_at: '', started_at: null, finished_at: null, progress: null, result: null, error: null } as JobView, catalog).label;
+          const label = jobLabel(job);
           broadcast({ stackback_event: 1, kind: 'start', at: new Date().toISOString(), host, job: { kind: job.kind, id: job.id }, summary: `${label} started`, look_further: ['stackback status'] });
         }
       } catch (error) {
