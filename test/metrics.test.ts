@@ -6,7 +6,7 @@
 // rules in docs/alerts.yml accepted by `promtool check rules`.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -16,6 +16,7 @@ import Database from 'better-sqlite3';
 import { execa } from 'execa';
 import { followJob } from '../src/daemon/client.ts';
 import type { JobView } from '../src/daemon/queue.ts';
+import type { StatusDocument } from '../src/daemon/status.ts';
 import { STACKBACK_VERSION } from '../src/version.ts';
 import { controlSockets, controlYaml, type DaemonProcess, startDaemon } from './support/daemon.ts';
 import { filesSourceYaml, makeSandbox, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
@@ -26,7 +27,7 @@ interface Submitted {
   collapsed: boolean;
 }
 
-const OFF = 'full: "off", incremental: "off", verify: "off", prune: "off", catch_up: false';
+const OFF = 'full: "off", incremental: "off", verify: "off", prune: "off", copy: "off", catch_up: false';
 const SOURCE = 'app-files';
 
 /** promtool's path, or why there is none (a failure in CI, where .ci/run installs it; a skip elsewhere). */
@@ -123,7 +124,7 @@ function connects(host: string, port: number): Promise<boolean> {
   });
 }
 
-describe('Prometheus metrics', { skip }, () => {
+describe('Prometheus metrics', { skip, timeout: 180_000 }, () => {
   const cleanups: (() => Promise<void>)[] = [];
 
   after(async () => {
@@ -131,14 +132,14 @@ describe('Prometheus metrics', { skip }, () => {
   });
 
   /** A sandbox backing up one small folder, with `metrics` set as given (YAML flow mapping body). */
-  async function sandboxWith(metrics: string): Promise<{ sandbox: Sandbox; data: string }> {
+  async function sandboxWith(metrics: string, extraYaml = ''): Promise<{ sandbox: Sandbox; data: string }> {
     const sandbox = await makeSandbox('', { filesYaml: filesSourceYaml(['/DATA']) });
     cleanups.push(() => sandbox.cleanup());
     const data = join(sandbox.dir, 'data');
     await mkdir(data);
     await writeFile(join(data, 'a.txt'), 'some application file\n'.repeat(2000));
     await writeFile(join(data, 'b.txt'), 'another one\n'.repeat(500));
-    const yaml = ['timezone: UTC', `schedule: { ${OFF} }`, controlYaml(controlSockets(sandbox.dir), 'socket_mode: "0640"'), `metrics: { ${metrics} }`].join('\n');
+    const yaml = ['timezone: UTC', `schedule: { ${OFF} }`, controlYaml(controlSockets(sandbox.dir), 'socket_mode: "0640"'), `metrics: { ${metrics} }`, extraYaml].join('\n');
     const config = (await readFile(sandbox.configPath, 'utf8')).replace('sources:', `${yaml}\nsources:`).replace('["/DATA"]', JSON.stringify([data]));
     await writeFile(sandbox.configPath, config);
     return { sandbox, data };
@@ -173,7 +174,20 @@ describe('Prometheus metrics', { skip }, () => {
   }
 
   test('GET /metrics on both sockets parses with promtool; every series is there before any run; values follow the catalog through a backup, a failed backup and a drill', async () => {
-    const { sandbox, data } = await sandboxWith('listen: null');
+    // A remote nothing answers at, and no copy schedule: backups wait for it, and a copy fails fast.
+    const { sandbox, data } = await sandboxWith('listen: null', [
+      'remotes:',
+      '  - name: offsite',
+      '    type: s3',
+      `    endpoint: http://127.0.0.1:${await freePort()}`,
+      '    region: us-east-1',
+      '    bucket: nowhere',
+      '    force_path_style: true',
+      '    credentials_file: /CREDENTIALS',
+      '    retry_for: 2s',
+    ].join('\n'));
+    await writeFile(join(sandbox.dir, 's3.credentials'), '[default]\naws_access_key_id = test\naws_secret_access_key = testtesttest\n', { mode: 0o600 });
+    await writeFile(sandbox.configPath, (await readFile(sandbox.configPath, 'utf8')).replace('/CREDENTIALS', join(sandbox.dir, 's3.credentials')));
     const daemon = await start(sandbox);
     const { socket, adminSocket } = controlSockets(sandbox.dir);
 
@@ -192,6 +206,8 @@ describe('Prometheus metrics', { skip }, () => {
     assert.equal(value(s, 'stackback_backups', { status: 'ok' }), 0);
     assert.equal(value(s, 'stackback_backups', { status: 'partial' }), 0);
     assert.equal(value(s, 'stackback_repository_bytes'), 0);
+    assert.equal(value(s, 'stackback_remote_pending_backups', { remote: 'offsite' }), 0);
+    assert.equal(value(s, 'stackback_remote_last_copy_timestamp_seconds', { remote: 'offsite' }), 0);
     assert.ok(!s.has(series('stackback_last_run_success', { job: 'backup' })), 'no last run before the first one');
     assert.ok(first.text.includes('# TYPE stackback_notification_failures_total counter'));
 
@@ -209,13 +225,32 @@ describe('Prometheus metrics', { skip }, () => {
     assert.equal(value(s, 'stackback_runs_total', { job: 'backup', result: 'ok' }), 1);
     assert.equal(value(s, 'stackback_last_run_success', { job: 'backup' }), 1);
     assert.equal(value(s, 'stackback_last_run_timestamp_seconds', { job: 'backup' }), seconds(backupRun.finished_at));
-    assert.equal(value(s, 'stackback_last_run_duration_seconds', { job: 'backup' }), seconds(backupRun.finished_at) - seconds(backupRun.started_at));
+    assert.equal(value(s, 'stackback_last_run_duration_seconds', { job: 'backup' }), (Date.parse(backupRun.finished_at) - Date.parse(backupRun.started_at)) / 1000);
     assert.equal(value(s, 'stackback_backup_bytes_read'), backup.bytes_read);
     assert.equal(value(s, 'stackback_backup_bytes_stored'), backup.bytes_stored);
     assert.ok(backup.bytes_read > 50_000 && backup.bytes_stored > 0);
     assert.equal(value(s, 'stackback_repository_bytes'), rows.repositoryBytes);
     assert.ok(rows.repositoryBytes > 0);
     assert.equal(value(s, 'stackback_backups', { status: 'ok' }), 1);
+    assert.equal(value(s, 'stackback_remote_pending_backups', { remote: 'offsite' }), 1, 'the backup is not off-site');
+
+    // A copy that fails (nothing listens at the endpoint): the remote is still behind.
+    const copy = await run(daemon, 'POST', '/api/copy', {});
+    assert.notEqual(copy.state, 'ok', JSON.stringify(copy));
+    const afterCopy = await scrape(socket);
+    await promtoolCheck(afterCopy.text);
+    s = afterCopy.samples;
+    const remote = ((await daemon.request('GET', '/api/backup/status')).body as StatusDocument).remotes[0]!;
+    assert.ok(remote.last_attempt_at && remote.last_copy_at === null, JSON.stringify(remote));
+    assert.equal(value(s, 'stackback_remote_pending_backups', { remote: 'offsite' }), remote.missing);
+    assert.equal(remote.missing, 1);
+    assert.equal(value(s, 'stackback_remote_last_copy_timestamp_seconds', { remote: 'offsite' }), 0);
+    assert.equal(value(s, 'stackback_remote_last_attempt_timestamp_seconds', { remote: 'offsite' }), seconds(remote.last_attempt_at));
+    assert.equal(value(s, 'stackback_last_run_success', { job: 'copy' }), 0);
+    const copyRuns = catalogRows(sandbox).runs.filter((r) => r.kind === 'copy');
+    assert.equal(copyRuns.length, 1, 'copies are off: only the one asked for ran');
+    assert.equal(value(s, 'stackback_runs_total', { job: 'copy', result: copyRuns.at(-1)!.status }), copyRuns.length, JSON.stringify(catalogRows(sandbox).runs));
+    assert.equal(value(s, 'stackback_last_success_timestamp_seconds', { job: 'copy' }), 0);
 
     // A backup that fails: the folder is gone.
     await rename(data, `${data}.away`);
@@ -254,7 +289,7 @@ describe('Prometheus metrics', { skip }, () => {
     assert.equal(value(s, 'stackback_last_run_timestamp_seconds', { job: 'verify' }), seconds(rows.runs.at(-1)!.finished_at));
   });
 
-  test('metrics.textfile: written after every job, replaced whole (a new inode each time, never a partial file), readable by node_exporter', async () => {
+  test('metrics.textfile: written after every job, replaced whole (renamed over, never rewritten in place, never a partial file), readable by node_exporter', async () => {
     const { sandbox } = await sandboxWith('textfile: /TEXTFILE');
     const textfile = join(sandbox.dir, 'textfile', 'stackback.prom');
     await mkdir(join(sandbox.dir, 'textfile'));
@@ -269,11 +304,13 @@ describe('Prometheus metrics', { skip }, () => {
       return parseSamples(text).get(series('stackback_runs_total', { job: 'backup', result: 'ok' })) === 1 ? text : undefined;
     });
     await promtoolCheck(written);
-    const info = await stat(textfile);
-    assert.equal(info.mode & 0o777, 0o644, 'node_exporter runs as another user');
+    assert.equal((await stat(textfile)).mode & 0o777, 0o644, 'node_exporter runs as another user');
+    // A reader that has the file open keeps what it opened: the next write is a new file renamed over it.
+    const held = await open(textfile, 'r');
+    cleanups.push(() => held.close());
+    const heldText = await held.readFile('utf8');
 
     // A reader polling the file while jobs rewrite it sees whole expositions only.
-    const inodes = new Set<number>([info.ino]);
     const seen: string[] = [];
     let polling = true;
     const poller = (async () => {
@@ -281,7 +318,6 @@ describe('Prometheus metrics', { skip }, () => {
         let text: string;
         try {
           text = await readFile(textfile, 'utf8');
-          inodes.add((await stat(textfile)).ino);
         } catch (error) {
           throw new Error(`the textfile was missing for a moment: ${(error as Error).message}`);
         }
@@ -298,8 +334,13 @@ describe('Prometheus metrics', { skip }, () => {
     polling = false;
     await poller;
     assert.ok(seen.length > 10, `the poller read the file ${seen.length} times`);
-    assert.ok(inodes.size >= 5, `every write is a new file renamed into place: ${inodes.size} inode(s) seen`);
+    assert.ok(new Set(seen).size >= 3, `the poller saw the file change: ${new Set(seen).size} version(s)`);
     for (const text of new Set(seen)) parseSamples(text);
+    // The file held open was replaced, not rewritten: unlinked (no name left), its bytes as they were.
+    assert.equal((await held.stat()).nlink, 0, 'the old file was renamed over');
+    const again = Buffer.alloc(Buffer.byteLength(heldText) + 1);
+    const { bytesRead } = await held.read(again, 0, again.length, 0);
+    assert.equal(again.subarray(0, bytesRead).toString('utf8'), heldText);
     await promtoolCheck(await readFile(textfile, 'utf8'));
     // No temp file left beside it.
     assert.deepEqual(await readdir(join(sandbox.dir, 'textfile')), ['stackback.prom']);

@@ -6,12 +6,13 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { type Catalog, newestBackupOf } from '../catalog/catalog.ts';
+import { isLoopbackHost } from '../config/formats.ts';
 import type { Config } from '../config/load.ts';
 import { errorMessage, StackbackError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { isSafetyCopy } from '../repository/manifest.ts';
 import { STACKBACK_VERSION } from '../version.ts';
-import type { JobView } from './queue.ts';
+import type { JobRunner, JobView } from './queue.ts';
 import { buildStatus } from './status.ts';
 
 /**
@@ -39,6 +40,11 @@ export interface DaemonMetrics {
   listen(): Promise<void>;
   /** The address the TCP listener is bound to, or null. */
   address(): net.AddressInfo | null;
+  /**
+   * `run`, followed by a textfile write once the queue has recorded the job's end (whatever
+   * its outcome): wrap every runner the daemon queues with it.
+   */
+  afterJob(run: JobRunner): JobRunner;
   /** Counts a failed notification delivery (stackback_notification_failures_total{channel}). */
   notificationFailed(channel: string): void;
   /** Stops the listener and closes the catalog reader. */
@@ -72,15 +78,6 @@ const seconds = (iso: string | null | undefined): number => {
   const ms = Date.parse(iso);
   return Number.isFinite(ms) ? ms / 1000 : 0;
 };
-
-/** Whether `host` (an IP address or "localhost") can only be reached from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (bare === 'localhost') return true;
-  if (net.isIPv4(bare)) return bare.startsWith('127.');
-  if (net.isIPv6(bare)) return bare === '::1' || /^(0{0,4}:){5}0{0,4}:?ffff:127\./.test(bare) || /^::ffff:127\./.test(bare);
-  return false;
-}
 
 /**
  * Queries the catalog's tables need for aggregates the Catalog class has no method for (counts
@@ -373,7 +370,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
   let bound: string | undefined;
   const listen = async (): Promise<void> => {
     const { listen: wanted, allowNonLoopback } = config().metrics;
-    const key = wanted ? `${wanted.host}:${wanted.port}` : undefined;
+    const key = wanted ? `${wanted.host.includes(':') ? `[${wanted.host}]` : wanted.host}:${wanted.port}` : undefined;
     if (key === bound) return;
     if (!wanted) {
       await stopListening();
@@ -385,7 +382,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     const next = metricsServer(render, log);
     await new Promise<void>((resolve, reject) => {
       next.once('error', reject);
-      next.listen({ host: wanted.host.replace(/^\[(.*)\]$/, '$1'), port: wanted.port }, () => {
+      next.listen({ host: wanted.host, port: wanted.port }, () => {
         next.off('error', reject);
         resolve();
       });
@@ -413,6 +410,14 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     writeTextfile,
     listen,
     address: () => (server?.address() as net.AddressInfo | null) ?? null,
+    afterJob: (run) => async (signal, progress) => {
+      try {
+        return await run(signal, progress);
+      } finally {
+        // After the queue's own bookkeeping (a few microtasks on), so the file no longer shows the job running.
+        setImmediate(() => void writeTextfile());
+      }
+    },
     notificationFailed: (channel) => notificationFailures.inc({ channel }),
     async close() {
       await stopListening();
