@@ -23,6 +23,8 @@ import { JobQueue, type JobRunner } from './queue.ts';
 import { type ScheduleName, scheduleInfo } from './schedule-info.ts';
 import { Scheduler } from './scheduler.ts';
 import { ForegroundActivity } from './foreground.ts';
+import { createDaemonMetrics } from './metrics.ts';
+import { createNotifier } from '../alerts/notifier.ts';
 import { type ControlApi, createControlServer, type SocketRole } from './server.ts';
 import { closeSockets, listenOnSockets, type SocketListener } from './socket.ts';
 import { buildStatus, statusLine } from './status.ts';
@@ -30,6 +32,8 @@ import { buildStatus, statusLine } from './status.ts';
 /** How long SIGTERM waits for the running job to stop cleanly (systemd's TimeoutStopSec is longer). */
 const STOP_GRACE_MS = 60_000;
 const STATUS_REFRESH_MS = 5_000;
+/** How long a stopping daemon waits for notifications still being delivered. */
+const NOTIFY_DRAIN_MS = 5_000;
 const STATUS_CACHE_MS = 1_000;
 
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
@@ -91,11 +95,27 @@ export async function runDaemon(configFile: string): Promise<number> {
   const queue = new JobQueue(() => config.control.maxQueuedJobs);
   installLastResort(queue, log);
   const notifier = new SystemdNotifier(log);
+  const metrics = createDaemonMetrics({ config: () => config, catalog, log, startedAt, running: () => queue.current() ?? null, notificationChannels: () => alerts.channels().map((c) => c.name) });
+  // Failures, staleness and recoveries reach people (webhooks, healthchecks, email, a command); never blocking a job.
+  const alerts = createNotifier({ config: () => config, catalog, log, onDeliveryFailed: (channel) => metrics.notificationFailed(channel) });
 
   await startupCleanup(repo, catalog, config, sources, log);
 
   const submit = (kind: Parameters<JobQueue['submit']>[0], params: Record<string, unknown>, origin: 'schedule' | 'manual', run: JobRunner) => {
-    const submitted = queue.submit(kind, params, origin, run);
+    const submitted = queue.submit(kind, params, origin, metrics.afterJob(run));
+    if (!submitted.collapsed) {
+      const job = submitted.job.id;
+      const unsubscribe = queue.subscribe(job, (event) => {
+        if (event.state === 'running' && !event.progress) alerts.jobStarted(submitted.job);
+        if (event.state === 'ok' || event.state === 'partial' || event.state === 'failed' || event.state === 'cancelled') {
+          unsubscribe();
+          const ended = queue.get(job);
+          if (ended) alerts.jobEnded(ended);
+        }
+      });
+      // A job submitted to an idle queue starts at once, before the subscription above.
+      if (queue.get(job)?.state === 'running') alerts.jobStarted(submitted.job);
+    }
     log.info({ job: submitted.job.id, kind, params, origin }, submitted.collapsed ? `${kind} already queued as job ${submitted.job.id}` : `queued ${kind} job ${submitted.job.id}`);
     return submitted;
   };
@@ -147,7 +167,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   const status = () => {
     const now = Date.now();
     if (!cached || now - cached.at > STATUS_CACHE_MS || cached.jobsFinished !== queue.finishedCount) {
-      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [] }, new Date(now)) };
+      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [], channels: alerts.channels() }, new Date(now)) };
     }
     return { ...cached.status, daemon: { ...cached.status.daemon!, uptime_seconds: Math.round((now - startedAt.getTime()) / 1000) }, running: queue.current() ?? null, queued: queue.queued() };
   };
@@ -160,6 +180,7 @@ export async function runDaemon(configFile: string): Promise<number> {
       config = next;
       sources = createSources(next);
       scheduler.apply(next);
+      metrics.listen().catch((error: unknown) => log.error(`metrics.listen not applied: ${errorMessage(error)}`));
       log.info({ file: configFile }, 'config reloaded');
       return { ok: true };
     } catch (error) {
@@ -229,6 +250,7 @@ export async function runDaemon(configFile: string): Promise<number> {
     subscribe: (id, listener) => queue.subscribe(id, listener),
     cancel: (id) => queue.cancel(id),
     reload,
+    metrics: () => metrics.render(),
   };
 
   const { control } = config;
@@ -240,8 +262,10 @@ export async function runDaemon(configFile: string): Promise<number> {
   });
   const sockets = [listener('read', control.socket, control.socketMode, control.socketGroup), listener('admin', control.adminSocket, control.adminSocketMode, control.adminSocketGroup)];
   try {
+    await metrics.listen();
     await listenOnSockets(sockets);
   } catch (error) {
+    await metrics.close();
     catalog.close();
     await daemonLock.release();
     throw error;
@@ -250,7 +274,11 @@ export async function runDaemon(configFile: string): Promise<number> {
   catchUp(config, catalog, log, () => submitBackup('full', undefined, 'schedule'));
   log.info({ socket: control.socket, admin_socket: control.adminSocket, pid: process.pid }, `stackback daemon ${STACKBACK_VERSION} ready on ${control.socket} (read-only) and ${control.adminSocket} (admin)`);
   await notifier.ready(statusLine(status(), config.timezone));
-  const refresh = setInterval(() => void notifier.status(statusLine(status(), config.timezone)), STATUS_REFRESH_MS);
+  void metrics.writeTextfile();
+  const refresh = setInterval(() => {
+    void notifier.status(statusLine(status(), config.timezone));
+    alerts.checkStale(new Date());
+  }, STATUS_REFRESH_MS);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -271,6 +299,9 @@ export async function runDaemon(configFile: string): Promise<number> {
       });
       await Promise.race([queue.shutdown(`the daemon is stopping (${signal})`), gaveUp]);
       clearTimeout(timer);
+      // The stopped job's /fail ping and event still go out, briefly.
+      await alerts.drain(NOTIFY_DRAIN_MS);
+      await metrics.close();
       catalog.close();
       await closing;
       await daemonLock.release();

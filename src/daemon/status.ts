@@ -52,6 +52,8 @@ export interface StatusDocument {
   repository: { path: string; bytes: number; backups: number; key_id: string | null };
   /** One entry per configured remote, in config order (RemoteStatus documents the fields). */
   remotes: RemoteStatus[];
+  /** Each notification channel's delivery state (only while a daemon runs: it delivers). */
+  notifications: ChannelStatus[];
   warnings: string[];
 }
 
@@ -61,6 +63,17 @@ export interface DaemonState {
   version: string;
   running: JobView | undefined;
   queued: JobView[];
+  /** The notification channels' delivery state (src/alerts/notifier.ts). */
+  channels?: ChannelStatus[];
+}
+
+/** One notification channel, as `status` shows it. */
+export interface ChannelStatus {
+  name: string;
+  kind: string;
+  /** Since when deliveries through it fail (null: the last one went through, or none was tried). */
+  failing_since: string | null;
+  last_error: string | null;
 }
 
 function last(run: RunRow | undefined): LastRun | null {
@@ -115,6 +128,10 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   if (diskFull) warnings.push(diskFull);
   if (lastRuns.verify && lastRuns.verify.status !== 'ok') warnings.push(`last verify ${lastRuns.verify.status}${lastRuns.verify.error ? `: ${lastRuns.verify.error}` : ''}`);
   if (lastRuns.prune && lastRuns.prune.status !== 'ok') warnings.push(`last prune ${lastRuns.prune.status}${lastRuns.prune.error ? `: ${lastRuns.prune.error}` : ''}`);
+  const notifications = daemon?.channels ?? [];
+  for (const channel of notifications) {
+    if (channel.failing_since) warnings.push(`${channel.kind} ${channel.name} failing since ${channel.failing_since}: ${channel.last_error ?? 'delivery failed'}; \`stackback notify test --channel ${channel.name}\` tries it`);
+  }
   return {
     healthy: daemon !== null && warnings.length === 0,
     daemon: daemon ? { pid: daemon.pid, started_at: daemon.startedAt.toISOString(), uptime_seconds: Math.round((now.getTime() - daemon.startedAt.getTime()) / 1000), version: daemon.version } : null,
@@ -124,6 +141,7 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
     last: lastRuns,
     repository: { path: config.repository.path, bytes: catalog.repositoryBytes(), backups: backups.length, key_id: keyId },
     remotes,
+    notifications,
     warnings,
   };
 }
