@@ -97,19 +97,23 @@ describe('restore drills and the restore preflight', () => {
   });
 
   test('a drill refuses a scratch database that exists and was not made by stackback', async () => {
-    // The scratch name of a drill started this second: occupy it with a database of our own.
-    const stamp = new Date(Date.now() + 1000).toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
-    await cluster.psql('postgres', `CREATE DATABASE stackback_drill_app_${stamp}`);
-    const start = Date.now();
-    while (Date.now() < Date.parse(`${stamp.slice(0, 4)}-${stamp.slice(4, 6)}-${stamp.slice(6, 8)}T${stamp.slice(9, 11)}:${stamp.slice(11, 13)}:${stamp.slice(13, 15)}Z`)) await new Promise((r) => setTimeout(r, 20));
+    // The scratch names of a drill started in any of the next few seconds: occupy them all with
+    // databases of our own, so however long the CLI takes to get there (a loaded machine), it meets one.
+    const stampAt = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+    const first = Math.ceil(Date.now() / 1000) * 1000 + 1000;
+    const stamps = Array.from({ length: 8 }, (_, i) => stampAt(first + i * 1000));
+    for (const stamp of stamps) await cluster.psql('postgres', `CREATE DATABASE stackback_drill_app_${stamp}`);
+    while (Date.now() < first) await new Promise((r) => setTimeout(r, 20));
     const result = await sandbox.json<VerifyJson>(['verify', backupName, '--drill']);
     const app = result.value.backups[0]!.artifacts.find((a) => a.artifact === 'main/db/app')!;
-    if (Date.now() - start < 3000) {
+    if (Date.now() < first + stamps.length * 1000) {
       assert.equal(app.ok, false);
       assert.match(app.detail, /exists and was not made by a stackback drill: refusing to touch it/);
     }
-    assert.equal(await cluster.psql('postgres', `SELECT count(*) FROM pg_database WHERE datname = 'stackback_drill_app_${stamp}'`), '1', 'the foreign database is untouched');
-    await cluster.psql('postgres', `DROP DATABASE stackback_drill_app_${stamp}`);
+    for (const stamp of stamps) {
+      assert.equal(await cluster.psql('postgres', `SELECT count(*) FROM pg_database WHERE datname = 'stackback_drill_app_${stamp}'`), '1', 'the foreign databases are untouched');
+      await cluster.psql('postgres', `DROP DATABASE stackback_drill_app_${stamp}`);
+    }
   });
 
   test('restore --check names a missing role, a missing extension, too little disk, a busy database and an unusable work_dir, each with what to do', async () => {

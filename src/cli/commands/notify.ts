@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { sendTestEvent } from '../../alerts/notifier.ts';
 import { createLogger } from '../../log.ts';
 import { loadCliConfig, type GlobalOptions } from '../context.ts';
 import { EXIT_FAILED, setCommandExitCode } from '../exit.ts';
@@ -17,6 +16,8 @@ export function registerNotify(program: Command): void {
     .option('--channel <name>', 'only this channel (its name in the config)')
     .action(async (options: GlobalOptions & { channel?: string }) => {
       const config = loadCliConfig(options);
+      // Loaded here, not with the CLI: every other command starts without the notification modules.
+      const { sendTestEvent } = await import('../../alerts/notifier.ts');
       const results = await sendTestEvent(config, createLogger(config.log.level), options.channel);
       if (results.some((r) => !r.ok)) setCommandExitCode(EXIT_FAILED);
       if (options.json) {
