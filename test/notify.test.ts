@@ -555,6 +555,34 @@ describe('stale', () => {
     catalog.close();
   });
 
+  test('a remote that lacks the newest backup a copy period after it finished: one stale event; once it is there: one recovered', async () => {
+    const hook = await privateFile('remote-stale.url', receiver.url('/remote-stale'));
+    const config = await makeConfig(
+      ['  webhooks:', `    - url_file: ${hook}`].join('\n'),
+      ['schedule: { full: "0 * * * *", incremental: "off", verify: "off", prune: "off", copy: after_backup }', 'remotes:', '  - { name: offsite, type: s3, endpoint: "http://127.0.0.1:9", bucket: nowhere, force_path_style: true }'].join('\n'),
+    );
+    const catalog = new Catalog(config.catalog.path);
+    const now = Date.now();
+    catalog.recordBackup(manifest('late-1', new Date(now - 25 * 3_600_000)));
+    const { log } = captureLogger();
+    const notifier = createNotifier({ config: () => config, catalog, log, host: 'db1' });
+    const aboutRemote = () => receiver.events('/remote-stale').filter((e) => e.remote === 'offsite');
+    for (let i = 0; i < 3; i++) notifier.checkStale(new Date(now + i * 1000));
+    await waitFor('the remote stale event', () => aboutRemote().length >= 1, 5000, 10);
+    assert.equal(await notifier.idle(5000), true);
+    assert.deepEqual(aboutRemote().map((e) => [e.kind, e.backup]), [['stale', 'late-1']]);
+    assert.equal(aboutRemote()[0]!.error?.code, 'REMOTE_BEHIND');
+
+    catalog.remote('offsite').recordBackup('late-1', new Date(now));
+    for (let i = 0; i < 3; i++) notifier.checkStale(new Date(now + 10_000 + i * 1000));
+    await waitFor('the remote recovered event', () => aboutRemote().length >= 2, 5000, 10);
+    assert.equal(await notifier.idle(5000), true);
+    await sleep(100);
+    assert.deepEqual(aboutRemote().map((e) => e.kind), ['stale', 'recovered']);
+    await notifier.drain(1000);
+    catalog.close();
+  });
+
   test('a source that never had a backup is stale only once the schedule had time for one', async () => {
     const hook = await privateFile('never.url', receiver.url('/never'));
     const config = await makeConfig(['  webhooks:', `    - url_file: ${hook}`].join('\n'), 'schedule: { full: "0 * * * *", incremental: "off", verify: "off", prune: "off" }');
