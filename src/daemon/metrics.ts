@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -10,6 +8,7 @@ import { isLoopbackHost } from '../config/formats.ts';
 import type { Config } from '../config/load.ts';
 import { errorMessage, StackbackError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { writeFileDurably } from '../repository/atomic-file.ts';
 import { isSafetyCopy } from '../repository/manifest.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import type { JobRunner, JobView } from './queue.ts';
@@ -453,22 +452,10 @@ function metricsServer(render: () => Promise<string>, log: Logger): http.Server 
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
 /**
- * Replaces `file` whole: a temp file in the same folder (not ending in .prom, which the
- * textfile collector would read), fsynced, renamed over it — a reader sees the old file or the
- * new one, never part of one. Mode 0644: node_exporter runs as another user.
+ * Replaces `file` whole (temp file in the same folder, ending in .tmp so the textfile collector
+ * skips it; fsync; rename): a reader sees the old file or the new one. Mode 0644 past the
+ * unit's UMask=0027: node_exporter runs as another user.
  */
-async function replaceTextfile(file: string, text: string): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fs.open(temp, 'wx', 0o644);
-  try {
-    await handle.chmod(0o644); // past the umask (the unit's UMask=0027 would hide it from node_exporter)
-    await handle.writeFile(text);
-    await handle.sync();
-    await handle.close();
-    await fs.rename(temp, file);
-  } catch (error) {
-    await handle.close().catch(() => undefined);
-    await fs.rm(temp, { force: true });
-    throw error;
-  }
+function replaceTextfile(file: string, text: string): Promise<void> {
+  return writeFileDurably(path.dirname(file), file, Buffer.from(text), { mode: 0o644 });
 }

@@ -7,10 +7,12 @@ import path from 'node:path';
  * only then renamed into place, so a reader sees the whole file or none of it. The rename
  * itself is made durable by fsyncing the folder (syncFolder), which callers batch.
  */
-export async function writeFileDurably(tempDir: string, target: string, data: Uint8Array): Promise<void> {
+export async function writeFileDurably(tempDir: string, target: string, data: Uint8Array, options: { mode?: number } = {}): Promise<void> {
   const temp = path.join(tempDir, `${path.basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fs.open(temp, 'wx', 0o640);
+  const handle = await fs.open(temp, 'wx', options.mode ?? 0o640);
   try {
+    // An explicit mode holds past the umask (a file another user's service must read).
+    if (options.mode !== undefined) await handle.chmod(options.mode);
     await handle.writeFile(data);
     await handle.sync();
   } catch (error) {
