@@ -57,6 +57,12 @@ export function newestBackupOf(backups: BackupRow[], source: string, kind?: Back
   return backups.findLast((b) => (kind === undefined || b.kind === kind) && !isSafetyCopy(b.name) && b.sources.some((o) => o.name === source && sourceSucceeded(o)));
 }
 
+export interface BackupFilter {
+  source?: string | undefined;
+  status?: BackupRow['status'] | undefined;
+  kind?: BackupRow['kind'] | undefined;
+}
+
 type Raw<T> = { [K in keyof T]: T[K] extends object | null ? string | null : T[K] };
 
 /**
@@ -257,12 +263,13 @@ export class Catalog implements ChunkIndex {
     this.db.prepare('INSERT INTO verifications (backup, level, at, ok, detail) VALUES (?, ?, ?, ?, ?)').run(backup, level, new Date().toISOString(), ok ? 1 : 0, JSON.stringify(detail));
   }
 
-  /** The newest verification of each backup (or of one), with its level and verdict. */
-  lastVerifications(backup?: string): Map<string, { level: string; at: string; ok: boolean; detail: unknown }> {
+  /** The newest verification of each backup (or of those named), with its level and verdict. */
+  lastVerifications(backups?: string | string[]): Map<string, { level: string; at: string; ok: boolean; detail: unknown }> {
+    const names = typeof backups === 'string' ? [backups] : backups;
     const rows = this.db
       .prepare(`SELECT v.backup, v.level, v.at, v.ok, v.detail FROM verifications v
-                WHERE v.id = (SELECT max(id) FROM verifications w WHERE w.backup = v.backup) ${backup ? 'AND v.backup = ?' : ''}`)
-      .all(...(backup ? [backup] : [])) as { backup: string; level: string; at: string; ok: number; detail: string }[];
+                WHERE v.id = (SELECT max(id) FROM verifications w WHERE w.backup = v.backup) ${names ? 'AND v.backup IN (SELECT value FROM json_each(?))' : ''}`)
+      .all(...(names ? [JSON.stringify(names)] : [])) as { backup: string; level: string; at: string; ok: number; detail: string }[];
     return new Map(rows.map((r) => [r.backup, { level: r.level, at: r.at, ok: r.ok === 1, detail: JSON.parse(r.detail) as unknown }]));
   }
 
@@ -306,6 +313,12 @@ export class Catalog implements ChunkIndex {
         outcome.detail ? JSON.stringify(outcome.detail) : null,
         id,
       );
+    // Runs that change what the repository holds leave a point of its size for the dashboard's chart.
+    if (outcome.status === 'ok' || outcome.status === 'partial') {
+      this.db
+        .prepare("INSERT INTO repository_sizes (at, bytes) SELECT ?, COALESCE(SUM(stored_size), 0) FROM chunks WHERE (SELECT kind FROM runs WHERE id = ?) IN ('backup', 'prune', 'delete')")
+        .run(new Date().toISOString(), id);
+    }
   }
 
   /** A fact about the catalog itself (e.g. `repository_id`), or undefined. */
@@ -315,6 +328,35 @@ export class Catalog implements ChunkIndex {
 
   setFact(key: string, value: string): void {
     this.db.prepare('INSERT INTO facts (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  /** One page of backups, newest first, with the number that match the filters in all. */
+  backupPage(filter: BackupFilter, offset: number, limit: number): { total: number; backups: BackupRow[] } {
+    const where = `WHERE (@status IS NULL OR status = @status) AND (@kind IS NULL OR kind = @kind)
+      AND (@source IS NULL OR EXISTS (SELECT 1 FROM json_each(backups.sources) s WHERE json_extract(s.value, '$.name') = @source))`;
+    const params = { status: filter.status ?? null, kind: filter.kind ?? null, source: filter.source ?? null };
+    const total = this.db.prepare(`SELECT COUNT(*) FROM backups ${where}`).pluck().get(params) as number;
+    const rows = this.db.prepare(`SELECT * FROM backups ${where} ORDER BY started_at DESC, name DESC LIMIT @limit OFFSET @offset`).all({ ...params, limit, offset }) as Raw<BackupRow>[];
+    return { total, backups: rows.map((r) => ({ ...r, sources: JSON.parse(r.sources as string) as SourceOutcome[] }) as BackupRow) };
+  }
+
+  /** One page of runs, newest first, with the number that match the filters in all. */
+  runPage(filter: { kind?: string; status?: string }, offset: number, limit: number): { total: number; runs: RunRow[] } {
+    const where = 'WHERE (@kind IS NULL OR kind = @kind) AND (@status IS NULL OR status = @status)';
+    const params = { kind: filter.kind ?? null, status: filter.status ?? null };
+    const total = this.db.prepare(`SELECT COUNT(*) FROM runs ${where}`).pluck().get(params) as number;
+    const rows = this.db.prepare(`SELECT * FROM runs ${where} ORDER BY id DESC LIMIT @limit OFFSET @offset`).all({ ...params, limit, offset }) as Raw<RunRow>[];
+    return { total, runs: rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow) };
+  }
+
+  /** Every backup's size and duration, oldest first: the dashboard's charts. */
+  backupSeries(): { name: string; kind: string; started_at: string; finished_at: string; bytes_read: number; bytes_stored: number }[] {
+    return this.db.prepare('SELECT name, kind, started_at, finished_at, bytes_read, bytes_stored FROM backups ORDER BY finished_at, name').all() as ReturnType<Catalog['backupSeries']>;
+  }
+
+  /** The repository's size after each backup, prune and delete, oldest first. */
+  repositorySizes(): { at: string; bytes: number }[] {
+    return this.db.prepare('SELECT at, bytes FROM repository_sizes ORDER BY at').all() as { at: string; bytes: number }[];
   }
 
   listRuns(limit = 50): RunRow[] {

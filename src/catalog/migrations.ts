@@ -123,4 +123,16 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (remote, backup)
   ) WITHOUT ROWID;
   `,
+  // 5: the repository's size after every backup, prune and delete, for the dashboard's chart
+  // (its first point: the size when this migration ran).
+  `
+  CREATE TABLE repository_sizes (
+    at            TEXT NOT NULL,
+    bytes         INTEGER NOT NULL
+  );
+  CREATE INDEX repository_sizes_at ON repository_sizes (at);
+  INSERT INTO repository_sizes (at, bytes)
+    SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), SUM(stored_size) FROM chunks HAVING COUNT(*) > 0;
+  CREATE INDEX runs_kind ON runs (kind, id);
+  `,
 ];

@@ -16,6 +16,7 @@ import { registerRestore } from './commands/restore.ts';
 import { registerShow } from './commands/show.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerVerify } from './commands/verify.ts';
+import { registerWeb } from './commands/web.ts';
 import { EXIT_OK, EXIT_USAGE, errorJson, exitCodeFor, takeCommandExitCode } from './exit.ts';
 import { printJson } from './output.ts';
 
@@ -37,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(STACKBACK_VERSION)
     .exitOverride()
     .showHelpAfterError();
-  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerCopy, registerHistory, registerCatalog, registerConfig, registerNotify]) {
+  for (const register of [registerDaemon, registerInit, registerKey, registerStatus, registerBackup, registerList, registerShow, registerVerify, registerRestore, registerDelete, registerPrune, registerCopy, registerHistory, registerCatalog, registerConfig, registerNotify, registerWeb]) {
     register(program);
   }
   try {

@@ -109,6 +109,7 @@ export interface Config {
   remotes: RemoteConfig[];
   notify: NotifyConfig;
   metrics: MetricsConfig;
+  web: WebConfig;
 }
 
 export type NotifyOn = 'failure' | 'partial' | 'stale' | 'recovered' | 'success' | 'start';
@@ -165,6 +166,15 @@ export interface MetricsConfig {
   allowNonLoopback: boolean;
   /** absolute path ending in .prom */
   textfile: string | null;
+}
+
+export interface WebConfig {
+  /** host without IPv6 brackets; null: no dashboard */
+  listen: { host: string; port: number } | null;
+  /** absolute path */
+  tokenFile: string;
+  allowActions: boolean;
+  sessionTtlMs: number;
 }
 
 /** The two sockets of the control channel (src/daemon/server.ts says what each serves). */
@@ -528,9 +538,9 @@ export function loadConfig(file: string): Config {
 export function parseConfig(file: string, text: string): Config {
   const raw = parseYaml(file, text) as Record<string, unknown>;
   const problems: string[] = [];
-  // `notify:` or `metrics:` with every key below commented out is null: the defaults. Any other
+  // `notify:`, `metrics:` or `web:` with every key below commented out is null: the defaults. Any other
   // non-mapping would only give convict's confusing "did you override its parent?" lines.
-  for (const key of ['notify', 'metrics'] as const) {
+  for (const key of ['notify', 'metrics', 'web'] as const) {
     if (raw[key] === null) delete raw[key];
     else if (raw[key] !== undefined && !isMapping(raw[key])) {
       problems.push(`${key}: must be a mapping of keys, got ${JSON.stringify(raw[key])}`);
@@ -599,6 +609,7 @@ export function parseConfig(file: string, text: string): Config {
     log: { level: string };
     notify: Record<string, unknown>;
     metrics: Record<string, unknown>;
+    web: { listen: unknown; token_file: string; allow_actions: boolean; session_ttl: string };
   };
   return {
     file,
@@ -666,5 +677,11 @@ export function parseConfig(file: string, text: string): Config {
     remotes: remotes.map((entry) => remoteConfig(entry, props.retention, absolute)),
     notify: notifyConfig(props.notify, notifyEntries, absolute),
     metrics: metricsConfig(props.metrics),
+    web: {
+      listen: props.web.listen === null ? null : parseListenAddress(props.web.listen)!,
+      tokenFile: absolute(props.web.token_file),
+      allowActions: props.web.allow_actions,
+      sessionTtlMs: parseDuration(props.web.session_ttl)!,
+    },
   };
 }

@@ -506,4 +506,26 @@ export const SCHEMA = {
       default: null,
     },
   },
+  web: {
+    listen: {
+      doc: 'Serve the web dashboard on this TCP address, "host:port" (e.g. 127.0.0.1:8750, [::1]:8750), or null (off). Any address may be set, loopback or not; one reachable from other machines should sit behind a TLS proxy (the token and session cookie travel with every request).',
+      format: 'listen-address',
+      default: null,
+    },
+    token_file: {
+      doc: 'File holding the dashboard\'s access token (sign-in, or `Authorization: Bearer` for scripts); mode 0600 (or 0640 with group stackback). Created with a random token on first start when missing and its folder is writable; `stackback web token` creates it otherwise. Relative paths are resolved against the config file.',
+      format: 'nonempty-string',
+      default: '/etc/stackback/web.token',
+    },
+    allow_actions: {
+      doc: 'Let the dashboard start backups, verifies, drills and copies (each request with its CSRF token). Restores are never started from the page: it shows the CLI command instead.',
+      format: 'flag',
+      default: false,
+    },
+    session_ttl: {
+      doc: 'How long a dashboard sign-in lasts before the token is asked for again.',
+      format: 'timeout',
+      default: '12h',
+    },
+  },
 } as const;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Catalog, newestBackupOf } from '../catalog/catalog.ts';
-import { backupDetail, backupList, runHistory } from '../catalog/views.ts';
+import { backupDetail, backupList, backupPage, chartSeries, runHistory, runPage } from '../catalog/views.ts';
 import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
 import { errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { cleanUpBeforeWriting, markInterruptedRuns } from '../jobs/housekeeping.ts';
@@ -28,6 +28,10 @@ import { createNotifier } from '../alerts/notifier.ts';
 import { type ControlApi, createControlServer, type SocketRole } from './server.ts';
 import { closeSockets, listenOnSockets, type SocketListener } from './socket.ts';
 import { buildStatus, statusLine } from './status.ts';
+import { configView } from './config-view.ts';
+import { controlHandler } from './server.ts';
+import { WebDashboard } from '../web/dashboard.ts';
+import { DEFAULT_CONFIG_PATH } from '../config/load.ts';
 
 /** How long SIGTERM waits for the running job to stop cleanly (systemd's TimeoutStopSec is longer). */
 const STOP_GRACE_MS = 60_000;
@@ -167,7 +171,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   const status = () => {
     const now = Date.now();
     if (!cached || now - cached.at > STATUS_CACHE_MS || cached.jobsFinished !== queue.finishedCount) {
-      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [], channels: alerts.channels() }, new Date(now)) };
+      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [], channels: alerts.channels(), problems: web.problem() ? [web.problem()!] : [] }, new Date(now)) };
     }
     return { ...cached.status, daemon: { ...cached.status.daemon!, uptime_seconds: Math.round((now - startedAt.getTime()) / 1000) }, running: queue.current() ?? null, queued: queue.queued() };
   };
@@ -181,6 +185,7 @@ export async function runDaemon(configFile: string): Promise<number> {
       sources = createSources(next);
       scheduler.apply(next);
       metrics.listen().catch((error: unknown) => log.error(`metrics.listen not applied: ${errorMessage(error)}`));
+      void web.apply().then(() => (cached = undefined));
       log.info({ file: configFile }, 'config reloaded');
       return { ok: true };
     } catch (error) {
@@ -194,8 +199,12 @@ export async function runDaemon(configFile: string): Promise<number> {
   const api: ControlApi = {
     status,
     listBackups: () => backupList(catalog, remoteNames(config)),
-    getBackup: (name) => backupDetail(catalog, name, remoteNames(config)),
+    getBackup: (name) => backupDetail(catalog, name, remoteNames(config), config.file === DEFAULT_CONFIG_PATH ? null : config.file),
     history: (limit) => runHistory(catalog, limit),
+    backupPage: (query) => backupPage(catalog, query, remoteNames(config)),
+    runPage: (query) => runPage(catalog, query),
+    charts: () => chartSeries(catalog),
+    configView: () => configView(config),
     submitBackup: (body) => {
       const type = body.type ?? 'incremental';
       if (type !== 'full' && type !== 'incremental') throw new StackbackError('BAD_REQUEST', '"type" must be "full" or "incremental"');
@@ -261,10 +270,13 @@ export async function runDaemon(configFile: string): Promise<number> {
     group,
   });
   const sockets = [listener('read', control.socket, control.socketMode, control.socketGroup), listener('admin', control.adminSocket, control.adminSocketMode, control.adminSocketGroup)];
+  const web = new WebDashboard({ handle: controlHandler(api, log), log, foreground, config: () => config, version: STACKBACK_VERSION });
   try {
     await metrics.listen();
     await listenOnSockets(sockets);
+    await web.apply();
   } catch (error) {
+    await web.close();
     await metrics.close();
     catalog.close();
     await daemonLock.release();
@@ -289,7 +301,7 @@ export async function runDaemon(configFile: string): Promise<number> {
       clearInterval(refresh);
       await notifier.stopping();
       scheduler.stop();
-      const closing = closeSockets(sockets);
+      const closing = Promise.all([closeSockets(sockets), web.close()]);
       let timer: NodeJS.Timeout | undefined;
       const gaveUp = new Promise<void>((resolve) => {
         timer = setTimeout(() => {

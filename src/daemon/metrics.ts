@@ -1,5 +1,5 @@
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Counter, Gauge, Registry } from 'prom-client';
@@ -12,6 +12,7 @@ import { writeFileDurably } from '../repository/atomic-file.ts';
 import { isSafetyCopy } from '../repository/manifest.ts';
 import { STACKBACK_VERSION } from '../version.ts';
 import type { JobRunner, JobView } from './queue.ts';
+import { addressText, TcpListener } from './tcp-listener.ts';
 import { buildStatus } from './status.ts';
 
 /**
@@ -365,42 +366,13 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     return writing;
   };
 
-  let server: http.Server | undefined;
-  let bound: string | undefined;
+  const listener = new TcpListener('metrics.listen', log);
   const listen = async (): Promise<void> => {
     const { listen: wanted, allowNonLoopback } = config().metrics;
-    const key = wanted ? `${wanted.host.includes(':') ? `[${wanted.host}]` : wanted.host}:${wanted.port}` : undefined;
-    if (key === bound) return;
-    if (!wanted) {
-      await stopListening();
-      return;
+    if (wanted && !allowNonLoopback && !isLoopbackHost(wanted.host)) {
+      throw new StackbackError('CONFIG_INVALID', `metrics.listen ${addressText(wanted)} is not a loopback address: the metrics would be open to the network`, 'listen on 127.0.0.1 or ::1, or set metrics.allow_non_loopback: true to mean it');
     }
-    if (!allowNonLoopback && !isLoopbackHost(wanted.host)) {
-      throw new StackbackError('CONFIG_INVALID', `metrics.listen ${key} is not a loopback address: the metrics would be open to the network`, 'listen on 127.0.0.1 or ::1, or set metrics.allow_non_loopback: true to mean it');
-    }
-    const next = metricsServer(render, log);
-    await new Promise<void>((resolve, reject) => {
-      next.once('error', reject);
-      next.listen({ host: wanted.host, port: wanted.port }, () => {
-        next.off('error', reject);
-        resolve();
-      });
-    }).catch((error: unknown) => {
-      throw new StackbackError('CONFIG_INVALID', `cannot listen on metrics.listen ${key}: ${errorMessage(error)}`, 'choose a free port, or stop what listens there');
-    });
-    next.on('error', (error) => log.error({ err: errorMessage(error) }, `metrics listener: ${errorMessage(error)}`));
-    await stopListening();
-    server = next;
-    bound = key;
-    log.info({ listen: key }, `metrics served on http://${key}/metrics`);
-  };
-  const stopListening = async () => {
-    const old = server;
-    server = undefined;
-    bound = undefined;
-    if (!old) return;
-    old.closeAllConnections();
-    await new Promise<void>((resolve) => old.close(() => resolve()));
+    if ((await listener.follow(wanted, () => metricsServer(render, log))) && wanted) log.info({ listen: addressText(wanted) }, `metrics served on http://${addressText(wanted)}/metrics`);
   };
 
   return {
@@ -408,7 +380,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     contentType: registry.contentType,
     writeTextfile,
     listen,
-    address: () => (server?.address() as net.AddressInfo | null) ?? null,
+    address: () => listener.address(),
     afterJob: (run) => async (signal, progress) => {
       try {
         return await run(signal, progress);
@@ -419,7 +391,7 @@ export function createDaemonMetrics(options: DaemonMetricsOptions): DaemonMetric
     },
     notificationFailed: (channel) => notificationFailures.inc({ channel }),
     async close() {
-      await stopListening();
+      await listener.close();
       await writing;
       reader.close();
     },

@@ -20,6 +20,14 @@ export interface ControlApi {
   getBackup(name: string): unknown;
   /** The run history, newest first (at most `limit` runs). */
   history(limit: number): unknown;
+  /** One page of the backups, newest first, filtered (GET /api/backups). */
+  backupPage(query: URLSearchParams): unknown;
+  /** One page of the runs, newest first, filtered (GET /api/runs). */
+  runPage(query: URLSearchParams): unknown;
+  /** Series for the dashboard's charts (GET /api/charts). */
+  charts(): unknown;
+  /** The running config without secrets, and what a check of the file on disk says (GET /api/config). */
+  configView(): unknown;
   submitBackup(body: Record<string, unknown>): { job: JobView; collapsed: boolean };
   submitRestore(name: string, body: Record<string, unknown>): { job: JobView; collapsed: boolean };
   submitVerify(name: string, level: string | null, remote: string | null): { job: JobView; collapsed: boolean };
@@ -39,7 +47,7 @@ export interface ControlApi {
 const MAX_BODY_BYTES = 64 * 1024;
 
 /** Error codes and the HTTP status that goes with them. */
-function httpStatus(error: ErrorDetails): number {
+export function httpStatus(error: ErrorDetails): number {
   switch (error.code) {
     case 'BAD_REQUEST':
     case 'USAGE':
@@ -50,6 +58,8 @@ function httpStatus(error: ErrorDetails): number {
     case 'BACKUP_NOT_FOUND':
     case 'REMOTE_NOT_FOUND':
       return 404;
+    case 'UNAUTHORIZED':
+      return 401;
     case 'FORBIDDEN':
       return 403;
     case 'METHOD_NOT_ALLOWED':
@@ -57,6 +67,7 @@ function httpStatus(error: ErrorDetails): number {
     case 'BODY_TOO_LARGE':
       return 413;
     case 'QUEUE_FULL':
+    case 'RATE_LIMITED':
       return 429;
     case 'DAEMON_STOPPING':
     case 'TOO_MANY_CONNECTIONS':
@@ -82,7 +93,7 @@ function sendMetrics(response: http.ServerResponse, text: string): void {
   response.end(text);
 }
 
-function send(response: http.ServerResponse, status: number, body: unknown): void {
+export function send(response: http.ServerResponse, status: number, body: unknown): void {
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   response.end(text);
@@ -114,7 +125,6 @@ async function readJson(request: http.IncomingMessage): Promise<Record<string, u
 
 type Handler = (match: RegExpExecArray, request: http.IncomingMessage, response: http.ServerResponse, url: URL) => Promise<void> | void;
 
-/** Progress streams last as long as their job: they are not requests that background work waits for. */
 const EVENTS_ROUTE = /^\/api\/jobs\/(\d+)\/events$/;
 
 /** Which routes a listener serves: `read` only those that change nothing. */
@@ -128,11 +138,25 @@ export interface ListenerOptions {
   maxConnections: number;
 }
 
+/** Who is asking, as the listener that took the request judged it. */
+export interface Caller {
+  /** Whether this caller may use a route that starts a job or changes the daemon (the admin socket: all; the dashboard: a few, with web.allow_actions). */
+  mayAct(method: string, path: string): boolean;
+  /** The 403 message when it may not (it says where to go instead). */
+  refusal(method: string, path: string): string;
+}
+
 /** Seconds a client turned away for too many connections is told to wait. */
 const RETRY_AFTER_SECONDS = 1;
 
-export function createControlServer(api: ControlApi, log: Logger, foreground: ForegroundActivity, listener: ListenerOptions): http.Server {
-  // [method, path, admin only, handler]
+export type ControlHandler = (request: http.IncomingMessage, response: http.ServerResponse, url: URL, caller: Caller) => Promise<void>;
+
+/**
+ * The control API's routes, for any listener: the two sockets and the dashboard serve this
+ * one implementation. Every error becomes a JSON `{"error"}` answer with its status.
+ */
+export function controlHandler(api: ControlApi, log: Logger): ControlHandler {
+  // [method, path, changes something, handler]
   const routes: [string, RegExp, boolean, Handler][] = [
     ['GET', /^\/api\/backup\/status$/, false, (_m, _q, res) => send(res, 200, api.status())],
     ['GET', /^\/api\/backup\/list$/, false, (_m, _q, res) => send(res, 200, api.listBackups())],
@@ -142,7 +166,11 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
     ['GET', /^\/api\/backup\/verify\/([^/]+)$/, true, (m, _q, res, url) => send(res, 202, api.submitVerify(decodePathPart(m[1]!), url.searchParams.get('level'), url.searchParams.get('remote')))],
     ['DELETE', /^\/api\/backup\/([^/]+)$/, true, (m, _q, res) => send(res, 202, api.submitDelete(decodePathPart(m[1]!)))],
     ['GET', /^\/api\/backup\/([^/]+)$/, false, (m, _q, res) => send(res, 200, api.getBackup(decodePathPart(m[1]!)))],
+    ['GET', /^\/api\/backups$/, false, (_m, _q, res, url) => send(res, 200, api.backupPage(url.searchParams))],
     ['GET', /^\/api\/history$/, false, (_m, _q, res, url) => send(res, 200, api.history(Number(url.searchParams.get('limit') ?? 30)))],
+    ['GET', /^\/api\/runs$/, false, (_m, _q, res, url) => send(res, 200, api.runPage(url.searchParams))],
+    ['GET', /^\/api\/charts$/, false, (_m, _q, res) => send(res, 200, api.charts())],
+    ['GET', /^\/api\/config$/, false, (_m, _q, res) => send(res, 200, api.configView())],
     ['GET', /^\/api\/jobs$/, false, (_m, _q, res) => send(res, 200, api.jobs())],
     ['GET', /^\/api\/jobs\/(\d+)$/, false, (m, _q, res) => send(res, 200, jobOr404(api, Number(m[1])))],
     ['GET', EVENTS_ROUTE, false, (m, req, res) => streamEvents(api, Number(m[1]), req, res)],
@@ -159,7 +187,39 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
       else send(res, 400, { error: { code: 'CONFIG_INVALID', message: 'the new config is invalid; the old one keeps running', problems: result.problems } });
     }],
   ];
+  return async (request, response, url, caller) => {
+    try {
+      const matching = routes.filter(([, pattern]) => pattern.test(url.pathname));
+      if (matching.length === 0) throw new StackbackError('NOT_FOUND', `no route ${request.method} ${url.pathname}`);
+      const route = matching.find(([method]) => method === request.method);
+      if (!route) {
+        response.setHeader('allow', matching.map(([method]) => method).join(', '));
+        throw new StackbackError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url.pathname}`);
+      }
+      const [, pattern, acts, handler] = route;
+      if (acts && !caller.mayAct(request.method ?? 'GET', url.pathname)) throw new StackbackError('FORBIDDEN', caller.refusal(request.method ?? 'GET', url.pathname));
+      await handler(pattern.exec(url.pathname)!, request, response, url);
+    } catch (error) {
+      const details = errorDetails(error);
+      const status = httpStatus(details);
+      if (status >= 500) log.error({ path: url.pathname, err: details.message }, `control request failed: ${details.message}`);
+      if (response.headersSent) response.destroy();
+      else send(response, status, { error: details });
+    }
+  };
+}
 
+/** Whether a request for `path` holds up background work while it is served (progress streams do not: they last as long as their job). */
+export function isForegroundRequest(path: string): boolean {
+  return !EVENTS_ROUTE.test(path);
+}
+
+export function createControlServer(api: ControlApi, log: Logger, foreground: ForegroundActivity, listener: ListenerOptions): http.Server {
+  const handle = controlHandler(api, log);
+  const caller: Caller = {
+    mayAct: () => listener.role === 'admin',
+    refusal: (method, path) => `${method} ${path} starts a job or changes the daemon: it needs the admin socket ${listener.adminSocket}; this socket is read-only`,
+  };
   // Connections past the limit are still answered (a 503 the client can act on), each once.
   let open = 0;
   const turnedAway = new WeakSet<object>();
@@ -172,27 +232,8 @@ export function createControlServer(api: ControlApi, log: Logger, foreground: Fo
       send(response, 503, { error: { code: 'TOO_MANY_CONNECTIONS', message: `this socket already serves ${listener.maxConnections} connections (control.max_connections); try again shortly` } });
       return;
     }
-    if (!EVENTS_ROUTE.test(url.pathname)) response.once('close', foreground.enter());
-    try {
-      const matching = routes.filter(([, pattern]) => pattern.test(url.pathname));
-      if (matching.length === 0) throw new StackbackError('NOT_FOUND', `no route ${request.method} ${url.pathname}`);
-      const route = matching.find(([method]) => method === request.method);
-      if (!route) {
-        response.setHeader('allow', matching.map(([method]) => method).join(', '));
-        throw new StackbackError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url.pathname}`);
-      }
-      const [, pattern, adminOnly, handler] = route;
-      if (adminOnly && listener.role === 'read') {
-        throw new StackbackError('FORBIDDEN', `${request.method} ${url.pathname} starts a job or changes the daemon: it needs the admin socket ${listener.adminSocket}; this socket is read-only`);
-      }
-      await handler(pattern.exec(url.pathname)!, request, response, url);
-    } catch (error) {
-      const details = errorDetails(error);
-      const status = httpStatus(details);
-      if (status >= 500) log.error({ path: url.pathname, err: details.message }, `control request failed: ${details.message}`);
-      if (response.headersSent) response.destroy();
-      else send(response, status, { error: details });
-    }
+    if (isForegroundRequest(url.pathname)) response.once('close', foreground.enter());
+    await handle(request, response, url, caller);
   });
   server.on('connection', (socket) => {
     open += 1;

@@ -65,6 +65,8 @@ export interface DaemonState {
   queued: JobView[];
   /** The notification channels' delivery state (src/alerts/notifier.ts). */
   channels?: ChannelStatus[];
+  /** The daemon's own problems a person should act on (a dashboard it cannot serve). */
+  problems?: string[];
 }
 
 /** One notification channel, as `status` shows it. */
@@ -128,6 +130,7 @@ export function buildStatus(config: Config, catalog: Catalog, daemon: DaemonStat
   if (diskFull) warnings.push(diskFull);
   if (lastRuns.verify && lastRuns.verify.status !== 'ok') warnings.push(`last verify ${lastRuns.verify.status}${lastRuns.verify.error ? `: ${lastRuns.verify.error}` : ''}`);
   if (lastRuns.prune && lastRuns.prune.status !== 'ok') warnings.push(`last prune ${lastRuns.prune.status}${lastRuns.prune.error ? `: ${lastRuns.prune.error}` : ''}`);
+  warnings.push(...(daemon?.problems ?? []));
   const notifications = daemon?.channels ?? [];
   for (const channel of notifications) {
     if (channel.failing_since) warnings.push(`${channel.kind} ${channel.name} failing since ${channel.failing_since}: ${channel.last_error ?? 'delivery failed'}; \`stackback notify test --channel ${channel.name}\` tries it`);
