@@ -304,7 +304,8 @@ describe('remotes (off-site copies)', () => {
     assert.deepEqual(bucket('192.168.1.10'), ['remotes[0].bucket: must not look like an IP address, got "192.168.1.10"']);
     for (const name of ['abc', 'a-b.c-d', '3xy', 'a'.repeat(63)]) assert.equal(remotesOf(`remotes: [ { name: r, bucket: "${name}" } ]`)[0]!.bucket, name);
     const endpoint = (url: string) => problemsOf(`remotes: [ { name: r, bucket: abc, endpoint: "${url}" } ]`);
-    assert.deepEqual(endpoint('https://AKIA:secret@s3.example.com'), ['remotes[0].endpoint: must not hold a user name or password (use credentials_file), got "https://AKIA:secret@s3.example.com"']);
+    assert.deepEqual(endpoint('https://AKIA:secret@s3.example.com'), ['remotes[0].endpoint: must not hold a user name or password (use credentials_file)'], 'the secret is not repeated');
+    assert.deepEqual(problemsOf('sources: { qdrant: [ { name: q, url: "http://admin:secret@qdrant:6333" } ] }'), ['sources.qdrant[0].url: must not hold a user name or password (put the API key in api_key_file)']);
     assert.deepEqual(endpoint('https://s3.example.com/?x=1'), ['remotes[0].endpoint: must not have a query (?…) or a fragment (#…), got "https://s3.example.com/?x=1"']);
     assert.deepEqual(endpoint('ftp://s3.example.com'), ['remotes[0].endpoint: must be an http:// or https:// URL such as https://s3.eu-central-1.amazonaws.com, or null, got "ftp://s3.example.com"']);
     assert.deepEqual(

@@ -21,6 +21,7 @@ import { STACKBACK_VERSION } from '../src/version.ts';
 import { controlSockets, controlYaml, type DaemonProcess, startDaemon } from './support/daemon.ts';
 import { filesSourceYaml, makeSandbox, PROJECT_ROOT, type Sandbox } from './support/stackback.ts';
 import { waitFor } from './support/wait.ts';
+import { freePort } from './support/free-port.ts';
 
 interface Submitted {
   job: JobView;
@@ -92,15 +93,6 @@ async function scrape(socketPath: string): Promise<{ text: string; samples: Samp
   assert.equal(answer.status, 200, answer.text);
   assert.equal(answer.type, 'text/plain; version=0.0.4; charset=utf-8');
   return { text: answer.text, samples: parseSamples(answer.text) };
-}
-
-/** A loopback port free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** An IPv4 address of this machine that is not loopback, if it has one. */

@@ -119,13 +119,16 @@ export function s3BucketProblem(value: unknown): string | undefined {
 }
 
 /** Why an S3 endpoint is unusable, or undefined when it is a plain http(s) URL (or null). */
+/** The start of the refusal of a URL with a user or password in it; the loader never echoes such a value. */
+export const CREDENTIALS_IN_URL = 'must not hold a user name or password';
+
 function endpointProblem(value: unknown): string | undefined {
   const message = 'must be an http:// or https:// URL such as https://s3.eu-central-1.amazonaws.com, or null';
   if (value === null) return undefined;
   if (typeof value !== 'string' || !/^https?:\/\/[^\s/]+/.test(value) || !URL.canParse(value)) return message;
   const url = new URL(value);
   // Keys in the URL would end up in logs and status output: they belong in credentials_file.
-  if (url.username !== '' || url.password !== '') return 'must not hold a user name or password (use credentials_file)';
+  if (url.username !== '' || url.password !== '') return `${CREDENTIALS_IN_URL} (use credentials_file)`;
   if (url.search !== '' || url.hash !== '') return 'must not have a query (?…) or a fragment (#…)';
   return undefined;
 }
@@ -241,7 +244,12 @@ export function registerFormats(): void {
       validate: (value: unknown) => check(value === null || (typeof value === 'string' && value.trim() !== ''), 'must be a string or null'),
     },
     'http-url': {
-      validate: (value: unknown) => check(typeof value === 'string' && /^https?:\/\/[^\s/]+/.test(value) && URL.canParse(value), 'must be an http:// or https:// URL'),
+      validate: (value: unknown) => {
+        check(typeof value === 'string' && /^https?:\/\/[^\s/]+/.test(value) && URL.canParse(value), 'must be an http:// or https:// URL');
+        // A password in the URL would end up in logs, errors and status output: the key belongs in api_key_file.
+        const url = new URL(value as string);
+        check(url.username === '' && url.password === '', `${CREDENTIALS_IN_URL} (put the API key in api_key_file)`);
+      },
     },
     'optional-mapping': {
       validate: (value: unknown) => check(value === null || (typeof value === 'object' && !Array.isArray(value)), 'must be a mapping of keys or null'),

@@ -3,7 +3,7 @@ import path from 'node:path';
 import convict from 'convict';
 import YAML from 'yaml';
 import { StackbackError } from '../errors.ts';
-import { isLoopbackHost, normalizeS3Prefix, parseBandwidth, parseDuration, parseListenAddress, parseSize, registerFormats } from './formats.ts';
+import { CREDENTIALS_IN_URL, isLoopbackHost, normalizeS3Prefix, parseBandwidth, parseDuration, parseListenAddress, parseSize, registerFormats } from './formats.ts';
 import {
   DRILL_SERVER_SCHEMA,
   EMAIL_SCHEMA,
@@ -500,7 +500,8 @@ function convictProblems(error: unknown, prefix: string): string[] {
     const key = line.slice(0, separator);
     let message = line.slice(separator + 2);
     const valueAt = message.lastIndexOf(': value was ');
-    if (valueAt >= 0) message = `${message.slice(0, valueAt)}, got ${message.slice(valueAt + ': value was '.length)}`;
+    // A URL with a password in it is refused without being repeated: the error reaches logs and terminals.
+    if (valueAt >= 0) message = `${message.slice(0, valueAt)}${message.startsWith(CREDENTIALS_IN_URL) ? '' : `, got ${message.slice(valueAt + ': value was '.length)}`}`;
     return `${prefix}${key}: ${message}`;
   });
 }

@@ -11,29 +11,11 @@ export interface ConfigView {
 
 /**
  * Names whose values would be secrets if the config ever held one inline. Today every secret
- * lives in a file the config names (password_file, key_file, url_file …): those paths are
- * shown, their contents never read here. A key added later that holds a secret itself is
- * hidden by its name.
+ * lives in a file the config names (password_file, key_file, url_file …) and URLs may not carry
+ * passwords (the loader refuses them): the paths are shown, their contents never read here. A
+ * key added later that holds a secret itself is hidden by its name.
  */
 const SECRET_NAME = /(password|passphrase|secret|token|apikey|api_key|credential)s?$/i;
-
-/** Strips user:password@ and the query (signed URLs, tokens) from URLs, also inside a sentence. */
-function withoutCredentials(text: string): string {
-  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, urlWithoutCredentials);
-}
-
-function urlWithoutCredentials(text: string): string {
-  try {
-    const url = new URL(text);
-    if (url.username === '' && url.password === '' && url.search === '') return text;
-    url.username = '';
-    url.password = '';
-    url.search = '';
-    return `${url.toString().replace(/\/$/, text.endsWith('/') ? '/' : '')} (credentials hidden)`;
-  } catch {
-    return text;
-  }
-}
 
 /** A value of the loaded config in the terms of the file: snake_case keys, durations in ms and modes as written. */
 function presentable(key: string, value: unknown): [string, unknown] {
@@ -45,7 +27,6 @@ function presentable(key: string, value: unknown): [string, unknown] {
 
 function redact(value: unknown, key: string): unknown {
   if (SECRET_NAME.test(key)) return value === null ? null : '(hidden)';
-  if (typeof value === 'string') return withoutCredentials(value);
   if (Array.isArray(value)) return value.map((item) => redact(item, ''));
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => presentable(k, v)).map(([k, v]) => [k, redact(v, k)]));
@@ -57,7 +38,7 @@ export function configView(config: Config): ConfigView {
   let check: ConfigView['check'];
   try {
     const onDisk = loadConfig(config.file);
-    check = { ok: true, problems: [], sources: createSources(onDisk).map((s) => withoutCredentials(s.describe())) };
+    check = { ok: true, problems: [], sources: createSources(onDisk).map((s) => s.describe()) };
   } catch (error) {
     check = { ok: false, problems: error instanceof ConfigInvalidError ? error.problems : [errorMessage(error)], sources: [] };
   }

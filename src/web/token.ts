@@ -12,7 +12,7 @@ const MIN_TOKEN_LENGTH = 24;
  * by `group`. Without `replace` an existing file is kept (EEXIST). The file appears whole or
  * not at all; the token never reaches a log or an error.
  */
-export function writeTokenFile(file: string, options: { replace: boolean; group?: number | undefined }): void {
+export function writeTokenFile(file: string, options: { replace: boolean; group?: number | undefined }): 'created' | 'exists' {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
   const temp = `${file}.${process.pid}.tmp`;
   const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, options.group === undefined ? 0o600 : 0o640);
@@ -25,7 +25,15 @@ export function writeTokenFile(file: string, options: { replace: boolean; group?
     }
     if (options.group !== undefined) chownSync(temp, process.getuid?.() ?? 0, options.group);
     if (options.replace) renameSync(temp, file);
-    else linkSync(temp, file); // fails with EEXIST rather than replace a token someone made meanwhile
+    else {
+      try {
+        linkSync(temp, file); // never replaces a token someone made meanwhile
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return 'exists';
+        throw error;
+      }
+    }
+    return 'created';
   } finally {
     try {
       unlinkSync(temp);
@@ -53,15 +61,10 @@ export class WebToken {
   static load(file: string): { token: WebToken; created: boolean } {
     let created = false;
     try {
-      if (!existsSync(file)) {
-        writeTokenFile(file, { replace: false });
-        created = true;
-      }
+      if (!existsSync(file)) created = writeTokenFile(file, { replace: false }) === 'created';
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST') {
-        throw new StackbackError('WEB_TOKEN', `web.token_file ${file} does not exist and cannot be created (${code ?? (error as Error).message})`, `create it as root: \`stackback web token\` (writes a random token, mode 0600), or point web.token_file at a writable place`);
-      }
+      throw new StackbackError('WEB_TOKEN', `web.token_file ${file} does not exist and cannot be created (${code ?? (error as Error).message})`, `create it as root: \`stackback web token\` (writes a random token, mode 0600), or point web.token_file at a writable place`);
     }
     const text = readPrivateText(file, `web.token_file ${file}`).trim();
     if (text.length < MIN_TOKEN_LENGTH || /\s/.test(text)) {

@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { freePort } from './free-port.ts';
 
 export interface PgCluster {
   dataDir: string;
@@ -148,21 +148,6 @@ async function hasCUtf8Locale(): Promise<boolean> {
   const result = await execa('locale', ['-a'], { reject: false });
   if (result.failed) return false;
   return result.stdout.split('\n').some((line) => line.trim().toLowerCase().replace('-', '') === 'c.utf8');
-}
-
-/** A port that was free a moment ago; the small race is acceptable for tests. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => {
-        if (address && typeof address === 'object') resolve(address.port);
-        else reject(new Error('could not determine a free port'));
-      });
-    });
-  });
 }
 
 async function logTail(logFile: string, lines = 30): Promise<string> {

@@ -31,7 +31,7 @@ export function registerWeb(program: Command): void {
       }
       const group = process.getuid?.() === 0 ? nameIds('/etc/group').get(DAEMON_GROUP) : undefined;
       try {
-        writeTokenFile(file, { replace: existed, group });
+        if (writeTokenFile(file, { replace: existed, group }) === 'exists') throw Object.assign(new Error('made by another process meanwhile'), { code: 'EEXIST' });
       } catch (error) {
         throw new StackbackError('WEB_TOKEN', `cannot write web.token_file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, 'run it as root (sudo), or point web.token_file at a writable place');
       }
