@@ -18,15 +18,16 @@ function rows(tables: unknown[]): string | undefined {
   return `${approximate ? '~' : ''}${plural(total, 'row')}`;
 }
 
-/** Files in a tar's list (entries of type File), or a count the server gave instead. */
-function files(value: unknown): string | undefined {
-  if (isNumber(value)) return plural(value, 'file');
+/** Files in a tar: its file_count, else the entries of type File in its list. */
+function files(meta: Record<string, unknown>): string | undefined {
+  if (isNumber(meta.file_count)) return plural(meta.file_count, 'file');
+  const value = meta.files;
   if (!Array.isArray(value)) return undefined;
   const regular = value.filter((f) => String((f as { type?: unknown })?.type ?? 'file').toLowerCase() === 'file').length;
   return plural(regular, 'file');
 }
 
-const PROMINENT = new Set(['tables', 'rows', 'points_count', 'files', 'database_size']);
+const PROMINENT = new Set(['tables', 'rows', 'points_count', 'files', 'file_count', 'database_size']);
 
 /** What an artifact holds: tables/rows, points, files first, then any other short plain facts. */
 function contents(meta: Record<string, unknown>): Child[] {
@@ -34,7 +35,7 @@ function contents(meta: Record<string, unknown>): Child[] {
     Array.isArray(meta.tables) ? plural(meta.tables.length, 'table') : isNumber(meta.tables) ? plural(meta.tables, 'table') : undefined,
     isNumber(meta.rows) ? plural(meta.rows, 'row') : Array.isArray(meta.tables) ? rows(meta.tables) : undefined,
     isNumber(meta.points_count) ? plural(meta.points_count, 'point') : undefined,
-    files(meta.files),
+    files(meta),
     isNumber(meta.database_size) ? `database ${bytes(meta.database_size)}` : undefined,
   ].filter((s): s is string => s !== undefined);
   const other = Object.entries(meta).filter(([key, value]) => !PROMINENT.has(key) && (isNumber(value) || typeof value === 'boolean' || (typeof value === 'string' && value.length <= 80)));
