@@ -90,6 +90,11 @@ function start(session: Session, main: HTMLElement): void {
     setReady(true);
   };
   addEventListener('hashchange', route);
+  // A click on an in-page link is not ready from the moment it happens (hashchange comes a task later).
+  document.addEventListener('click', (event) => {
+    const link = event.target instanceof Element ? event.target.closest<HTMLAnchorElement>('a[href^="#"]') : null;
+    if (link && link.hash !== location.hash && event.button === 0 && !event.ctrlKey && !event.metaKey && !event.shiftKey && !event.altKey) setReady(false);
+  }, true);
   void route();
 }
 
