@@ -314,10 +314,9 @@ export class Catalog implements ChunkIndex {
         id,
       );
     // Runs that change what the repository holds leave a point of its size for the dashboard's chart.
-    if (outcome.status === 'ok' || outcome.status === 'partial') {
-      this.db
-        .prepare("INSERT INTO repository_sizes (at, bytes) SELECT ?, COALESCE(SUM(stored_size), 0) FROM chunks WHERE (SELECT kind FROM runs WHERE id = ?) IN ('backup', 'prune', 'delete')")
-        .run(new Date().toISOString(), id);
+    const kind = this.db.prepare('SELECT kind FROM runs WHERE id = ?').pluck().get(id);
+    if ((outcome.status === 'ok' || outcome.status === 'partial') && (kind === 'backup' || kind === 'prune' || kind === 'delete')) {
+      this.db.prepare('INSERT INTO repository_sizes (at, bytes) VALUES (?, ?)').run(new Date().toISOString(), this.repositoryBytes());
     }
   }
 
