@@ -74,6 +74,9 @@ export class Catalog implements ChunkIndex {
   private readonly db: Database.Database;
   private readonly lookupChunk: Database.Statement<[string, string], ChunkRef>;
   private readonly chunkUse: Database.Statement<[string, string], unknown>;
+  private readonly version: Database.Statement<[], number>;
+  /** Reads that scan whole tables, kept until the catalog changes (status is built every few seconds). */
+  private readonly memo = new Map<string, { version: string; value: unknown }>();
 
   constructor(file: string) {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
@@ -89,6 +92,21 @@ export class Catalog implements ChunkIndex {
       AND EXISTS (SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = c.id AND b.chain = c.chain)`);
     // Prepared once: GC asks this for every chunk file, and a statement per call holds native memory until GC.
     this.chunkUse = this.db.prepare('SELECT 1 FROM backup_chunks bc JOIN backups b ON b.name = bc.backup WHERE bc.chunk = ? AND b.chain = ? LIMIT 1');
+    this.version = this.db.prepare('SELECT total_changes()').pluck() as Database.Statement<[], number>;
+  }
+
+  /**
+   * `compute()`, or its value from an earlier call if the catalog has not changed since: no
+   * commit by another connection (PRAGMA data_version) and no change through this one
+   * (total_changes()). Values must be treated as read-only by callers.
+   */
+  private unchanged<T>(name: string, compute: () => T): T {
+    const version = `${this.db.pragma('data_version', { simple: true })}:${this.version.get()}`;
+    const known = this.memo.get(name);
+    if (known?.version === version) return known.value as T;
+    const value = compute();
+    this.memo.set(name, { version, value });
+    return value;
   }
 
   private migrate(): void {
@@ -158,9 +176,12 @@ export class Catalog implements ChunkIndex {
     return this.db.prepare('SELECT 1 FROM backups WHERE name = ?').get(name) !== undefined;
   }
 
+  /** Every backup, oldest first (a new array each call; the rows themselves are frozen and shared). */
   listBackups(): BackupRow[] {
-    const rows = this.db.prepare('SELECT * FROM backups ORDER BY started_at, name').all() as Raw<BackupRow>[];
-    return rows.map((r) => ({ ...r, sources: JSON.parse(r.sources as string) as SourceOutcome[] }) as BackupRow);
+    const rows = this.unchanged('listBackups', () =>
+      (this.db.prepare('SELECT * FROM backups ORDER BY started_at, name').all() as Raw<BackupRow>[]).map((r) => Object.freeze({ ...r, sources: JSON.parse(r.sources as string) as SourceOutcome[] }) as BackupRow),
+    );
+    return [...rows];
   }
 
   getBackup(name: string): (BackupRow & { artifacts: ArtifactRow[] }) | undefined {
@@ -275,7 +296,7 @@ export class Catalog implements ChunkIndex {
 
   /** Bytes of every chunk object the index knows: the repository's size on disk, near enough. */
   repositoryBytes(): number {
-    return (this.db.prepare('SELECT COALESCE(SUM(stored_size), 0) FROM chunks').pluck().get() as number) ?? 0;
+    return this.unchanged('repositoryBytes', () => (this.db.prepare('SELECT COALESCE(SUM(stored_size), 0) FROM chunks').pluck().get() as number) ?? 0);
   }
 
   /** The newest finished run of a kind (backups by their detail.kind: full or incremental). */
