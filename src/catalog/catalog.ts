@@ -369,9 +369,9 @@ export class Catalog implements ChunkIndex {
     return { total, runs: rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow) };
   }
 
-  /** Every backup's size and duration, oldest first: the dashboard's charts. */
+  /** Every backup's size and duration, oldest first: the dashboard's charts (read-only, shared). */
   backupSeries(): { name: string; kind: string; started_at: string; finished_at: string; bytes_read: number; bytes_stored: number }[] {
-    return this.db.prepare('SELECT name, kind, started_at, finished_at, bytes_read, bytes_stored FROM backups ORDER BY finished_at, name').all() as ReturnType<Catalog['backupSeries']>;
+    return this.unchanged('backupSeries', () => this.db.prepare('SELECT name, kind, started_at, finished_at, bytes_read, bytes_stored FROM backups ORDER BY finished_at, name').all() as ReturnType<Catalog['backupSeries']>);
   }
 
   /** The repository's size after each backup, prune and delete, oldest first. */
