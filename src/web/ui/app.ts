@@ -1,7 +1,7 @@
 // The dashboard's entry: the session, the top bar, and hash routing to the pages.
 import { act, loadSession, type Session } from './api.ts';
-import { errorBox, fill, h, setReady } from './dom.ts';
-import { setTimeZone } from './format.ts';
+import { afterPaint, errorBox, fill, h, setReady } from './dom.ts';
+import { setTimeZone, warmUp } from './format.ts';
 import { backupPage } from './pages/backup.ts';
 import { backupsPage } from './pages/backups.ts';
 import { configPage } from './pages/config.ts';
@@ -15,7 +15,12 @@ export interface PageContext {
   params: string[];
   /** The part of the hash after "?": a list's filters and offset. */
   query: URLSearchParams;
-  session: Session;
+  /**
+   * The session, still on its way when the first page starts: a page starts its own requests
+   * at once (GETs need no CSRF token) and awaits this before drawing data (times are shown in
+   * its zone) or offering actions.
+   */
+  session: Promise<Session>;
   /** Aborts when the user leaves the page: stop polling, streams, charts. */
   signal: AbortSignal;
 }
@@ -37,11 +42,13 @@ const ROUTES: [pattern: RegExp, title: string, render: Render][] = [
   [/^\/config$/, 'Configuration', configPage],
 ];
 
-function header(session: Session): HTMLElement {
+/** The top bar, drawn before the session is known: the version comes with it, sign-out waits for its CSRF token. */
+function header(session: Promise<Session>, version: HTMLElement): HTMLElement {
   const signOut = h('button', { type: 'button', class: 'secondary', 'data-testid': 'sign-out' }, 'Sign out');
   signOut.addEventListener('click', async () => {
     signOut.disabled = true;
     try {
+      await session;
       await act('POST', '/logout');
     } finally {
       location.reload();
@@ -52,7 +59,7 @@ function header(session: Session): HTMLElement {
     { class: 'top' },
     h('a', { class: 'brand', href: '#/' }, 'stackback'),
     h('nav', { 'aria-label': 'Main' }, h('ul', null, NAV.map(([href, label]) => h('li', null, h('a', { href }, label))))),
-    h('span', { class: 'version muted' }, `v${session.version}`),
+    version,
     signOut,
   );
 }
@@ -66,7 +73,8 @@ function markCurrent(path: string): void {
   }
 }
 
-function start(session: Session, main: HTMLElement): void {
+/** Routes the current address and every later one; returns a stop that leaves the current page. */
+function start(session: Promise<Session>, main: HTMLElement): () => void {
   let leave: AbortController | undefined;
   let first = true;
   const route = async () => {
@@ -90,27 +98,44 @@ function start(session: Session, main: HTMLElement): void {
     setReady(true);
   };
   addEventListener('hashchange', route);
+  const stop = () => {
+    removeEventListener('hashchange', route);
+    leave?.abort();
+  };
   // A click on an in-page link is not ready from the moment it happens (hashchange comes a task later).
   document.addEventListener('click', (event) => {
     const link = event.target instanceof Element ? event.target.closest<HTMLAnchorElement>('a[href^="#"]') : null;
     if (link && link.hash !== location.hash && event.button === 0 && !event.ctrlKey && !event.metaKey && !event.shiftKey && !event.altKey) setReady(false);
   }, true);
   void route();
+  return stop;
 }
 
-async function main(): Promise<void> {
+/**
+ * Everything starts at once: the session request, the top bar and the current page's frame
+ * (drawn before any answer, so the first paint does not wait for the network), and the page's
+ * own requests. What only the data needs (the formatters' locale data) is made after that paint.
+ */
+function main(): void {
   setReady(false);
   const root = document.getElementById('app')!;
+  const version = h('span', { class: 'version muted' });
   const view = h('main', { id: 'main' });
-  try {
-    const session = await loadSession();
-    setTimeZone(session.timezone);
-    fill(root, header(session), view);
-    start(session, view);
-  } catch (error) {
+  const session = loadSession().then((s) => {
+    setTimeZone(s.timezone);
+    fill(version, `v${s.version}`);
+    return s;
+  });
+  fill(root, header(session, version), view);
+  let stop = () => {};
+  // Before the page's own handlers of the session: they find the page already left.
+  session.catch((error: unknown) => {
+    stop();
     fill(root, h('main', { id: 'main' }, h('h1', null, 'stackback'), errorBox(error)));
     setReady(true);
-  }
+  });
+  stop = start(session, view);
+  void afterPaint().then(warmUp);
 }
 
-void main();
+main();

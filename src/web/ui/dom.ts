@@ -9,22 +9,48 @@ export type Attrs = Record<string, string | number | boolean | null | undefined 
 /** An element with attributes (on* become listeners; false/null/undefined are left out) and children. */
 export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs?: Attrs | null, ...children: (Child | Child[])[]): HTMLElementTagNameMap[K] {
   const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs ?? {})) {
-    if (typeof value === 'function') element.addEventListener(name.slice(2), value);
-    else if (value === true) element.setAttribute(name, '');
-    else if (value !== false && value !== null && value !== undefined) element.setAttribute(name, String(value));
-  }
-  element.append(...nodes(children));
+  if (attrs)
+    for (const name in attrs) {
+      const value = attrs[name];
+      if (typeof value === 'function') element.addEventListener(name.slice(2), value);
+      else if (value === true) element.setAttribute(name, '');
+      else if (value !== false && value !== null && value !== undefined) element.setAttribute(name, String(value));
+    }
+  add(element, children);
   return element;
 }
 
-function nodes(children: (Child | Child[])[]): (Node | string)[] {
-  return children.flat().flatMap((c) => (c === null || c === undefined || c === false ? [] : [typeof c === 'number' ? String(c) : c]));
+/** Appends the children one by one (a table's rows make thousands of these: no arrays in between). */
+function add(element: Element, children: (Child | Child[])[]): void {
+  for (const child of children) {
+    if (Array.isArray(child)) add(element, child);
+    else if (child !== null && child !== undefined && child !== false) element.append(typeof child === 'number' ? String(child) : child);
+  }
 }
 
 /** Replaces the children of `element`. */
 export function fill(element: Element, ...children: (Child | Child[])[]): void {
-  element.replaceChildren(...nodes(children));
+  element.replaceChildren();
+  add(element, children);
+}
+
+/**
+ * Settles once the page's first contentful paint has happened (or, after it, once the frame
+ * after the next has started), or after `fallback` ms where none comes (a hidden tab): for work
+ * that must not hold up the first paint, nor compete with it for a busy machine's cores.
+ */
+export function afterPaint(fallback = 100): Promise<void> {
+  return new Promise((resolve) => {
+    if (performance.getEntriesByName('first-contentful-paint').length > 0) requestAnimationFrame(() => setTimeout(resolve, 0));
+    else {
+      const observer = new PerformanceObserver(() => {
+        observer.disconnect();
+        resolve();
+      });
+      observer.observe({ type: 'paint' });
+    }
+    setTimeout(resolve, fallback);
+  });
 }
 
 /** Tests wait for body[data-ready="1"]: the current page's data is on screen. */

@@ -1,26 +1,43 @@
 // Times in the configured zone, relative times, byte sizes, durations.
 
-let timeZone: string | undefined;
-let dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-const numberFormat = new Intl.NumberFormat();
+// The formatters are made on first use, not when the script loads: the first Intl object of a
+// page loads the locale's data (tens of ms on a slow machine), which must not hold up the first paint.
+const DATE_STYLE = { dateStyle: 'medium', timeStyle: 'short' } as const;
+let configuredZone: string | undefined;
+let dates: { format: Intl.DateTimeFormat; zone: string | undefined } | undefined;
+let numbers: Intl.NumberFormat | undefined;
 
 /** Absolute times are shown in the daemon's configured zone (falls back to the browser's for an unknown one). */
 export function setTimeZone(zone: string): void {
-  try {
-    dateFormat = new Intl.DateTimeFormat(undefined, { timeZone: zone, dateStyle: 'medium', timeStyle: 'short' });
-    timeZone = zone;
-  } catch {
-    timeZone = undefined;
-  }
+  configuredZone = zone;
+  dates = undefined;
 }
 
+function dateFormat(): { format: Intl.DateTimeFormat; zone: string | undefined } {
+  if (!dates) {
+    try {
+      dates = { format: new Intl.DateTimeFormat(undefined, { ...DATE_STYLE, timeZone: configuredZone }), zone: configuredZone };
+    } catch {
+      dates = { format: new Intl.DateTimeFormat(undefined, DATE_STYLE), zone: undefined };
+    }
+  }
+  return dates;
+}
+
+/** The configured zone, or undefined when there is none or the browser does not know it. */
 export function zone(): string | undefined {
-  return timeZone;
+  return dateFormat().zone;
+}
+
+/** Makes the formatters now (while the page waits for the network) rather than when the first answer is drawn. */
+export function warmUp(): void {
+  dateFormat().format.format(0);
+  count(0);
 }
 
 export function absolute(iso: string): string {
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : dateFormat.format(date);
+  return Number.isNaN(date.getTime()) ? iso : dateFormat().format.format(date);
 }
 
 const UNITS: [limit: number, size: number, unit: string][] = [
@@ -79,7 +96,8 @@ export function elapsed(start: string, end: string | null | undefined): number |
 }
 
 export function count(n: number): string {
-  return numberFormat.format(n);
+  numbers ??= new Intl.NumberFormat();
+  return numbers.format(n);
 }
 
 export function plural(n: number, word: string, many = `${word}s`): string {

@@ -113,10 +113,10 @@ function restore(b: BackupDetail): HTMLElement {
   );
 }
 
-export async function backupPage({ view, params, signal }: PageContext): Promise<void> {
+export async function backupPage({ view, params, session, signal }: PageContext): Promise<void> {
   const name = params[0] ?? '';
   view.append(h('h1', { tabindex: -1, class: 'name' }, name));
-  const b = await get<BackupDetail>(`/api/backup/${encodeURIComponent(name)}`, signal);
+  const [b] = await Promise.all([get<BackupDetail>(`/api/backup/${encodeURIComponent(name)}`, signal), session]);
   view.append(
     h('p', null, h('a', { href: '#/backups' }, '← All backups')),
     facts([

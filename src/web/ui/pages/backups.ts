@@ -1,8 +1,8 @@
 // #/backups — three charts over all backups, then the paged, filtered table.
 import { type BackupPage, type ChartSeries, type ConfigView, get, type ListedBackup, query } from '../api.ts';
 import type { PageContext } from '../app.ts';
-import { drawCharts } from '../charts.ts';
-import { backupLink, dateTime, errorBox, h, status, table, verdict } from '../dom.ts';
+import { chartFrame } from '../chart-frame.ts';
+import { afterPaint, backupLink, dateTime, errorBox, h, status, table, verdict } from '../dom.ts';
 import { bytes, duration, elapsed, relative } from '../format.ts';
 import { listView } from './list.ts';
 
@@ -32,24 +32,27 @@ function sourceNames(config: ConfigView | undefined): string[] {
   return Array.isArray(sources) ? sources.flatMap((s: unknown) => (typeof (s as { name?: unknown })?.name === 'string' ? [(s as { name: string }).name] : [])) : [];
 }
 
-export async function backupsPage({ view, query: initial, signal }: PageContext): Promise<void> {
-  const charts = h('div', { class: 'charts' });
-  view.append(h('h1', { tabindex: -1 }, 'Backups'), charts);
-  const [chartData, config] = await Promise.all([
-    get<ChartSeries>('/api/charts', signal).catch((error: unknown) => error as Error),
-    get<ConfigView>('/api/config', signal).catch(() => undefined),
-  ]);
+/**
+ * The frame (heading, chart boxes, filters) is drawn at once and the three requests go out
+ * together, the quick ones first (the daemon answers one at a time): the table is drawn when
+ * its page comes, the sources' names join the filter when the config does, the charts are
+ * drawn when theirs come. The page is ready when all three are shown.
+ */
+export async function backupsPage({ view, query: initial, session, signal }: PageContext): Promise<void> {
+  const frame = chartFrame(signal);
+  let sources!: (names: Promise<[string, string][]>) => void;
+  const more = new Promise<[string, string][]>((resolve) => (sources = resolve));
   const list = listView<ListedBackup>(
     {
       route: '#/backups',
       noun: 'backups',
       filters: [
-        { name: 'source', label: 'Source', options: [['', 'any'], ...sourceNames(config).map((n): [string, string] => [n, n])] },
+        { name: 'source', label: 'Source', options: [['', 'any']], more },
         { name: 'status', label: 'Status', options: [['', 'any'], ['ok', 'ok'], ['partial', 'partial']] },
         { name: 'kind', label: 'Kind', options: [['', 'any'], ['full', 'full'], ['incremental', 'incremental']] },
       ],
       load: async (params, listSignal) => {
-        const page = await get<BackupPage>(`/api/backups${query(params)}`, listSignal);
+        const [page] = await Promise.all([get<BackupPage>(`/api/backups${query(params)}`, listSignal), session]);
         return { total: page.total, offset: page.offset, rows: page.backups };
       },
       render: backupTable,
@@ -57,8 +60,19 @@ export async function backupsPage({ view, query: initial, signal }: PageContext)
     initial,
     signal,
   );
-  view.append(list.element);
-  if (chartData instanceof Error) charts.append(errorBox(chartData));
-  else drawCharts(charts, chartData, signal);
-  await list.loaded;
+  view.append(h('h1', { tabindex: -1 }, 'Backups'), frame.element, list.element);
+  // The config is quick to answer: before the charts, it is not what the page waits for last.
+  sources(get<ConfigView>('/api/config', signal).then((c) => sourceNames(c).map((name): [string, string] => [name, name])));
+  const charts = Promise.all([
+    get<ChartSeries>('/api/charts', signal),
+    // uPlot is evaluated after the first paint, while the answers are on their way.
+    afterPaint().then(() => import('../charts.ts')),
+    session,
+  ]).then(
+    ([data, { drawCharts }]): void => drawCharts(frame, data, signal),
+    (error: unknown) => {
+      if (!signal.aborted) frame.element.replaceChildren(errorBox(error));
+    },
+  );
+  await Promise.all([list.loaded, charts]);
 }

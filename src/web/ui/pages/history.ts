@@ -27,7 +27,7 @@ function runTable(rows: RunRow[]): HTMLElement {
   ], rows, (r) => ({ 'data-run': r.id }));
 }
 
-export async function historyPage({ view, query: initial, signal }: PageContext): Promise<void> {
+export async function historyPage({ view, query: initial, session, signal }: PageContext): Promise<void> {
   const list = listView<RunRow>(
     {
       route: '#/history',
@@ -37,7 +37,7 @@ export async function historyPage({ view, query: initial, signal }: PageContext)
         { name: 'status', label: 'Status', options: choices(['ok', 'partial', 'failed', 'interrupted', 'stalled', 'running']) },
       ],
       load: async (params, listSignal) => {
-        const page = await get<RunPage>(`/api/runs${query(params)}`, listSignal);
+        const [page] = await Promise.all([get<RunPage>(`/api/runs${query(params)}`, listSignal), session]);
         return { total: page.total, offset: page.offset, rows: page.runs };
       },
       render: runTable,

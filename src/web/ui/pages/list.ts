@@ -9,6 +9,8 @@ export interface Filter {
   label: string;
   /** [value, label]; an "any" choice comes first by itself. */
   options: [string, string][];
+  /** Choices that come later (from another request), added after `options`; a failed one adds none. */
+  more?: Promise<[string, string][]>;
 }
 
 export interface Loaded<T> {
@@ -29,24 +31,41 @@ export interface ListSpec<T> {
 
 const LIMIT = 50;
 
-/** The list's element; `loaded` settles once the first page is shown. */
+/**
+ * The list's element; `loaded` settles once the first page is shown and every filter has its
+ * choices. The first page is asked for at once, unless the address names a value of a filter
+ * whose choices are still to come (then it waits for them, to know whether the value is one).
+ */
 export function listView<T>(spec: ListSpec<T>, initial: URLSearchParams, signal: AbortSignal): { element: HTMLElement; loaded: Promise<void> } {
   const values: Record<string, string> = {};
-  for (const filter of spec.filters) {
-    const wanted = initial.get(filter.name) ?? '';
-    values[filter.name] = filter.options.some(([value]) => value === wanted) ? wanted : '';
-  }
+  const known = (options: [string, string][], wanted: string) => (options.some(([value]) => value === wanted) ? wanted : '');
+  for (const filter of spec.filters) values[filter.name] = known(filter.options, initial.get(filter.name) ?? '');
   let offset = Math.max(0, Math.trunc(Number(initial.get('offset'))) || 0);
   let total = 0;
 
+  const waits: Promise<unknown>[] = [];
+  const before: Promise<unknown>[] = [];
   const selects = spec.filters.map((filter) => {
     const id = `filter-${filter.name}`;
-    const select = h('select', { id, name: filter.name }, filter.options.map(([value, label]) => h('option', { value, selected: value === values[filter.name] }, label)));
+    const option = ([value, label]: [string, string]) => h('option', { value, selected: value === values[filter.name] }, label);
+    const select = h('select', { id, name: filter.name }, filter.options.map(option));
     select.addEventListener('change', () => {
       values[filter.name] = select.value;
       offset = 0;
       void load();
     });
+    if (filter.more) {
+      const wanted = initial.get(filter.name) ?? '';
+      const added = filter.more.then(
+        (more) => {
+          if (wanted && values[filter.name] === '') values[filter.name] = known(more, wanted);
+          select.append(...more.map(option));
+        },
+        () => {},
+      );
+      waits.push(added);
+      if (wanted && values[filter.name] === '') before.push(added);
+    }
     return h('div', { class: 'field' }, h('label', { for: id }, filter.label), select);
   });
   const prev = h('button', { type: 'button' }, '← Newer');
@@ -90,5 +109,6 @@ export function listView<T>(spec: ListSpec<T>, initial: URLSearchParams, signal:
     h('form', { class: 'toolbar', role: 'search', 'aria-label': `Filter ${spec.noun}`, onsubmit: (e) => e.preventDefault() }, selects, h('nav', { class: 'pager', 'aria-label': `${spec.noun} pages` }, prev, position, next)),
     body,
   );
-  return { element, loaded: load(offset, true) };
+  const first = before.length > 0 ? Promise.all(before).then(() => load(offset, true)) : load(offset, true);
+  return { element, loaded: Promise.all([first, ...waits]).then(() => {}) };
 }

@@ -144,13 +144,14 @@ export async function overviewPage({ view, session, signal }: PageContext): Prom
 
   async function load(withList: boolean): Promise<void> {
     try {
-      const [next, page] = await Promise.all([get<StatusDocument>('/api/backup/status', signal), withList ? get<BackupPage>('/api/backups?limit=5', signal) : undefined]);
+      // The first time, the session is still on its way: these two go out beside it.
+      const [next, page, { allow_actions }] = await Promise.all([get<StatusDocument>('/api/backup/status', signal), withList ? get<BackupPage>('/api/backups?limit=5', signal) : undefined, session]);
       if (signal.aborted) return;
       const first = !doc;
       doc = next;
       if (page) recent = recentBackups(page);
       render(next);
-      if (first && session.allow_actions) fill(actions, actionList(next).map(button));
+      if (first && allow_actions) fill(actions, actionList(next).map(button));
       fill(problem);
     } catch (error) {
       if (!signal.aborted) fill(problem, errorBox(error));
