@@ -40,6 +40,7 @@ function sourceNames(config: ConfigView | undefined): string[] {
  */
 export async function backupsPage({ view, query: initial, session, signal }: PageContext): Promise<void> {
   const frame = chartFrame(signal);
+  // The source filter's names come from the config, whose request goes out after the table's (listView sends that).
   let sources!: (names: Promise<[string, string][]>) => void;
   const more = new Promise<[string, string][]>((resolve) => (sources = resolve));
   const list = listView<ListedBackup>(
@@ -63,10 +64,11 @@ export async function backupsPage({ view, query: initial, session, signal }: Pag
   view.append(h('h1', { tabindex: -1 }, 'Backups'), frame.element, list.element);
   // The config is quick to answer: before the charts, it is not what the page waits for last.
   sources(get<ConfigView>('/api/config', signal).then((c) => sourceNames(c).map((name): [string, string] => [name, name])));
+  const chartData = get<ChartSeries>('/api/charts', signal);
   const charts = Promise.all([
-    get<ChartSeries>('/api/charts', signal),
-    // uPlot is evaluated after the first paint, while the answers are on their way.
-    afterPaint().then(() => import('../charts.ts')),
+    chartData,
+    // uPlot is evaluated after the first paint, while the answers are on their way (or as soon as the charts' is there).
+    Promise.race([afterPaint(), chartData.then(() => {}, () => {})]).then(() => import('../charts.ts')),
     session,
   ]).then(
     ([data, { drawCharts }]): void => drawCharts(frame, data, signal),
