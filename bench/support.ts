@@ -1,6 +1,7 @@
 // What the benchmarks share: options, the throwaway cluster with the realistic pgbench
 // database of /work/shared/reference/bench-data.md (for the PostgreSQL ones), timed
 // children, a scratch folder that is always removed, stackback configs and plain-text tables.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,10 +28,14 @@ export interface Options {
   json: boolean;
 }
 
-/** Wall time of one child, and its peak RSS when asked for. */
+/** Wall time of one child, and its peak RSS and CPU when asked for. */
 export interface Measure {
   seconds: number;
   peakRss: number | null;
+  /** The process's own CPU, user + system, all its threads (not its children's); null when not sampled. */
+  cpuSeconds?: number | null;
+  /** CPU of the children it waited for (pg_dump under stackback). */
+  childCpuSeconds?: number | null;
 }
 
 export interface Step {
@@ -39,6 +44,8 @@ export interface Step {
   args: string[];
   env?: NodeJS.ProcessEnv;
   rss?: boolean;
+  /** Sample the process's CPU from /proc (its own, and its reaped children's). */
+  cpu?: boolean;
   /** Return the exit code instead of throwing when the child fails. */
   allowFailure?: boolean;
 }
@@ -83,15 +90,49 @@ export async function run(bench: Pick<Bench, 'scratch'>, step: Step): Promise<Me
   const started = performance.now();
   const child = execa(file, args, { env: step.env, stdin: 'ignore', reject: false });
   const stopSampling = step.rss && !rssFile && child.pid !== undefined ? sampleVmHwm(child.pid) : null;
+  // Under GNU time the measured process is time's child.
+  const stopCpu = step.cpu && child.pid !== undefined ? sampleCpu(child.pid, rssFile !== null) : null;
   const result = await child;
   const seconds = (performance.now() - started) / 1000;
   const sampled = stopSampling?.() ?? null;
+  const cpu = stopCpu?.() ?? null;
   if (result.failed && !step.allowFailure) {
     throw new Error(`${step.label} failed (exit ${result.exitCode ?? result.signal}):\n${result.stderr || result.message}`);
   }
   const peakRss = rssFile ? await readGnuTimeRss(rssFile) : sampled;
   // A child killed by a signal has no exit code.
-  return { seconds, peakRss, stdout: result.stdout, exitCode: result.exitCode ?? null };
+  return { seconds, peakRss, ...(cpu ? { cpuSeconds: cpu.own, childCpuSeconds: cpu.children } : {}), stdout: result.stdout, exitCode: result.exitCode ?? null };
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/**
+ * Polls /proc/<pid>/stat (utime, stime: every thread of the process, living or ended; cutime,
+ * cstime: the children it reaped) every 50 ms; the last reading stands, so at most the final
+ * 50 ms before exit are missed. `viaParent`: the process to sample is `pid`'s first child.
+ */
+function sampleCpu(pid: number, viaParent: boolean): () => { own: number; children: number } | null {
+  let last: { own: number; children: number } | null = null;
+  let target: number | undefined = viaParent ? undefined : pid;
+  const read = () => {
+    try {
+      target ??= Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0]) || undefined;
+      if (target === undefined) return;
+      // Fields after the command name, which is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = (i: number) => Number(fields[i - 3]);
+      last = { own: (ticks(14) + ticks(15)) / CLOCK_TICKS, children: (ticks(16) + ticks(17)) / CLOCK_TICKS };
+    } catch {
+      // Gone: the last reading stands.
+    }
+  };
+  read();
+  const timer = setInterval(read, 50);
+  return () => {
+    clearInterval(timer);
+    return last;
+  };
 }
 
 async function readGnuTimeRss(file: string): Promise<number> {
@@ -125,8 +166,8 @@ export function pgTool(bench: Bench, label: string, tool: string, args: string[]
   return { label, file: join(bench.cluster.binDir, tool), args, env: bench.pgEnv, rss };
 }
 
-export function stackback(label: string, args: string[], rss = false): Step {
-  return { label, file: NODE, args: [CLI, ...args], rss };
+export function stackback(label: string, args: string[], rss = false, cpu = false): Step {
+  return { label, file: NODE, args: [CLI, ...args], rss, cpu };
 }
 
 /**
