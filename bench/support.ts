@@ -107,32 +107,42 @@ export async function run(bench: Pick<Bench, 'scratch'>, step: Step): Promise<Me
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /**
- * Polls /proc/<pid>/stat (utime, stime: every thread of the process, living or ended; cutime,
- * cstime: the children it reaped) every 50 ms; the last reading stands, so at most the final
- * 50 ms before exit are missed. `viaParent`: the process to sample is `pid`'s first child.
+ * Calls `read` now and every 50 ms until the returned stop function is called, which gives
+ * what `read` returned last (a reading of a process that has exited keeps the one before).
  */
-function sampleCpu(pid: number, viaParent: boolean): () => { own: number; children: number } | null {
-  let last: { own: number; children: number } | null = null;
-  let target: number | undefined = viaParent ? undefined : pid;
-  const read = () => {
+function sampleEvery50ms<T>(read: (last: T | null) => T | null): () => T | null {
+  let last: T | null = null;
+  const tick = () => {
     try {
-      target ??= Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0]) || undefined;
-      if (target === undefined) return;
-      // Fields after the command name, which is in parentheses and may hold spaces.
-      const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = (i: number) => Number(fields[i - 3]);
-      last = { own: (ticks(14) + ticks(15)) / CLOCK_TICKS, children: (ticks(16) + ticks(17)) / CLOCK_TICKS };
+      last = read(last) ?? last;
     } catch {
-      // Gone: the last reading stands.
+      // The process has exited: the last reading stands.
     }
   };
-  read();
-  const timer = setInterval(read, 50);
+  tick();
+  const timer = setInterval(tick, 50);
   return () => {
     clearInterval(timer);
     return last;
   };
+}
+
+/**
+ * Polls /proc/<pid>/stat (utime, stime: every thread of the process, living or ended; cutime,
+ * cstime: the children it reaped), so at most the final 50 ms before exit are missed.
+ * `viaParent`: the process to sample is `pid`'s first child.
+ */
+function sampleCpu(pid: number, viaParent: boolean): () => { own: number; children: number } | null {
+  let target: number | undefined = viaParent ? undefined : pid;
+  return sampleEvery50ms(() => {
+    target ??= Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0]) || undefined;
+    if (target === undefined) return null;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = (i: number) => Number(fields[i - 3]);
+    return { own: (ticks(14) + ticks(15)) / CLOCK_TICKS, children: (ticks(16) + ticks(17)) / CLOCK_TICKS };
+  });
 }
 
 async function readGnuTimeRss(file: string): Promise<number> {
@@ -145,21 +155,10 @@ async function readGnuTimeRss(file: string): Promise<number> {
 
 /** Polls VmHWM, a high-water mark, so only growth in the last 50 ms before exit can be missed. */
 function sampleVmHwm(pid: number): () => number | null {
-  let peak: number | null = null;
-  const read = () => {
-    try {
-      const match = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (match) peak = Math.max(peak ?? 0, Number(match[1]) * 1024);
-    } catch {
-      // The process has exited; the last sample stands.
-    }
-  };
-  read();
-  const timer = setInterval(read, 50);
-  return () => {
-    clearInterval(timer);
-    return peak;
-  };
+  return sampleEvery50ms((peak) => {
+    const match = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Math.max(peak ?? 0, Number(match[1]) * 1024) : null;
+  });
 }
 
 export function pgTool(bench: Bench, label: string, tool: string, args: string[], rss = false): Step {
