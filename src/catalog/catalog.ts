@@ -65,6 +65,16 @@ export interface BackupFilter {
 
 type Raw<T> = { [K in keyof T]: T[K] extends object | null ? string | null : T[K] };
 
+/** A backups row with its JSON column parsed. */
+function backupRow(raw: Raw<BackupRow>): BackupRow {
+  return { ...raw, sources: JSON.parse(raw.sources as string) as SourceOutcome[] } as BackupRow;
+}
+
+/** A runs row with its JSON column parsed. */
+function runRow(raw: Raw<RunRow>): RunRow {
+  return { ...raw, detail: raw.detail ? (JSON.parse(raw.detail) as Record<string, unknown>) : null } as RunRow;
+}
+
 /**
  * The SQLite catalog: an index of the repository (backups, artifacts, the chunk index that
  * lets incrementals skip chunks a chain holds) plus the history of runs. WAL mode, so the
@@ -179,7 +189,7 @@ export class Catalog implements ChunkIndex {
   /** Every backup, oldest first (a new array each call; the rows themselves are frozen and shared). */
   listBackups(): BackupRow[] {
     const rows = this.unchanged('listBackups', () =>
-      (this.db.prepare('SELECT * FROM backups ORDER BY started_at, name').all() as Raw<BackupRow>[]).map((r) => Object.freeze({ ...r, sources: JSON.parse(r.sources as string) as SourceOutcome[] }) as BackupRow),
+      (this.db.prepare('SELECT * FROM backups ORDER BY started_at, name').all() as Raw<BackupRow>[]).map((r) => Object.freeze(backupRow(r))),
     );
     return [...rows];
   }
@@ -190,7 +200,7 @@ export class Catalog implements ChunkIndex {
     const artifacts = (this.db.prepare('SELECT * FROM artifacts WHERE backup = ? ORDER BY rowid').all(name) as Raw<ArtifactRow>[]).map(
       (a) => ({ ...a, meta: JSON.parse(a.meta as string) as Record<string, unknown> }) as ArtifactRow,
     );
-    return { ...(row as unknown as BackupRow), sources: JSON.parse(row.sources as string) as SourceOutcome[], artifacts };
+    return { ...backupRow(row), artifacts };
   }
 
   /** Drops backups from the index (their chunks stay indexed until collectChain runs). */
@@ -231,7 +241,7 @@ export class Catalog implements ChunkIndex {
       .prepare(`SELECT * FROM runs WHERE kind = 'backup' AND status IN ('interrupted', 'failed', 'stalled')
                 AND (detail IS NULL OR json_extract(detail, '$.cleaned') IS NOT 1) ORDER BY id`)
       .all() as Raw<RunRow>[];
-    return rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
+    return rows.map(runRow);
   }
 
   /** Whether any backup of `chain` uses the chunk (one indexed lookup: GC asks this per file). */
@@ -270,7 +280,7 @@ export class Catalog implements ChunkIndex {
     this.db.transaction(() => {
       for (const run of running) mark.run(new Date().toISOString(), run.id);
     })();
-    return running.map((r) => ({ ...r, status: 'interrupted', detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
+    return running.map((r) => ({ ...runRow(r), status: 'interrupted' }));
   }
 
   /** Merges facts learnt while a run is under way (its chain, its backup name) into its detail. */
@@ -306,7 +316,7 @@ export class Catalog implements ChunkIndex {
         ? this.db.prepare("SELECT * FROM runs WHERE kind = ? AND status <> 'running' AND json_extract(detail, '$.kind') = ? ORDER BY id DESC LIMIT 1").get(kind, backupKind)
         : this.db.prepare("SELECT * FROM runs WHERE kind = ? AND status <> 'running' ORDER BY id DESC LIMIT 1").get(kind)
     ) as Raw<RunRow> | undefined;
-    return row ? ({ ...row, detail: row.detail ? (JSON.parse(row.detail) as Record<string, unknown>) : null } as RunRow) : undefined;
+    return row ? runRow(row) : undefined;
   }
 
   startRun(kind: string, detail: Record<string, unknown>): number {
@@ -357,7 +367,7 @@ export class Catalog implements ChunkIndex {
     const params = { status: filter.status ?? null, kind: filter.kind ?? null, source: filter.source ?? null };
     const total = this.db.prepare(`SELECT COUNT(*) FROM backups ${where}`).pluck().get(params) as number;
     const rows = this.db.prepare(`SELECT * FROM backups ${where} ORDER BY started_at DESC, name DESC LIMIT @limit OFFSET @offset`).all({ ...params, limit, offset }) as Raw<BackupRow>[];
-    return { total, backups: rows.map((r) => ({ ...r, sources: JSON.parse(r.sources as string) as SourceOutcome[] }) as BackupRow) };
+    return { total, backups: rows.map(backupRow) };
   }
 
   /** One page of runs, newest first, with the number that match the filters in all. */
@@ -366,7 +376,7 @@ export class Catalog implements ChunkIndex {
     const params = { kind: filter.kind ?? null, status: filter.status ?? null };
     const total = this.db.prepare(`SELECT COUNT(*) FROM runs ${where}`).pluck().get(params) as number;
     const rows = this.db.prepare(`SELECT * FROM runs ${where} ORDER BY id DESC LIMIT @limit OFFSET @offset`).all({ ...params, limit, offset }) as Raw<RunRow>[];
-    return { total, runs: rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow) };
+    return { total, runs: rows.map(runRow) };
   }
 
   /** Every backup's size and duration, oldest first: the dashboard's charts (read-only, shared). */
@@ -380,7 +390,6 @@ export class Catalog implements ChunkIndex {
   }
 
   listRuns(limit = 50): RunRow[] {
-    const rows = this.db.prepare('SELECT * FROM runs ORDER BY id DESC LIMIT ?').all(limit) as Raw<RunRow>[];
-    return rows.map((r) => ({ ...r, detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null }) as RunRow);
+    return (this.db.prepare('SELECT * FROM runs ORDER BY id DESC LIMIT ?').all(limit) as Raw<RunRow>[]).map(runRow);
   }
 }

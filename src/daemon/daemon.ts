@@ -3,7 +3,7 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Catalog, newestBackupOf } from '../catalog/catalog.ts';
 import { backupDetail, backupList, backupPage, chartSeries, runHistory, runPage } from '../catalog/views.ts';
-import { type Config, ConfigInvalidError, loadConfig } from '../config/load.ts';
+import { type Config, ConfigInvalidError, DEFAULT_CONFIG_PATH, loadConfig } from '../config/load.ts';
 import { errorMessage, isStackbackError, StackbackError } from '../errors.ts';
 import { cleanUpBeforeWriting, markInterruptedRuns } from '../jobs/housekeeping.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -25,13 +25,11 @@ import { Scheduler } from './scheduler.ts';
 import { ForegroundActivity } from './foreground.ts';
 import { createDaemonMetrics } from './metrics.ts';
 import { createNotifier } from '../alerts/notifier.ts';
-import { type ControlApi, createControlServer, type SocketRole } from './server.ts';
+import { type ControlApi, controlHandler, createControlServer, type SocketRole } from './server.ts';
 import { closeSockets, listenOnSockets, type SocketListener } from './socket.ts';
 import { buildStatus, statusLine } from './status.ts';
 import { configView } from './config-view.ts';
-import { controlHandler } from './server.ts';
 import { WebDashboard } from '../web/dashboard.ts';
-import { DEFAULT_CONFIG_PATH } from '../config/load.ts';
 
 /** How long SIGTERM waits for the running job to stop cleanly (systemd's TimeoutStopSec is longer). */
 const STOP_GRACE_MS = 60_000;
@@ -171,7 +169,7 @@ export async function runDaemon(configFile: string): Promise<number> {
   const status = () => {
     const now = Date.now();
     if (!cached || now - cached.at > STATUS_CACHE_MS || cached.jobsFinished !== queue.finishedCount) {
-      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [], channels: alerts.channels(), problems: web.problem() ? [web.problem()!] : [] }, new Date(now)) };
+      cached = { at: now, jobsFinished: queue.finishedCount, status: buildStatus(config, catalog, { pid: process.pid, startedAt, version: STACKBACK_VERSION, running: undefined, queued: [], channels: alerts.channels(), problems: web.problems() }, new Date(now)) };
     }
     return { ...cached.status, daemon: { ...cached.status.daemon!, uptime_seconds: Math.round((now - startedAt.getTime()) / 1000) }, running: queue.current() ?? null, queued: queue.queued() };
   };

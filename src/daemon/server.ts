@@ -47,7 +47,7 @@ export interface ControlApi {
 const MAX_BODY_BYTES = 64 * 1024;
 
 /** Error codes and the HTTP status that goes with them. */
-export function httpStatus(error: ErrorDetails): number {
+function httpStatus(error: ErrorDetails): number {
   switch (error.code) {
     case 'BAD_REQUEST':
     case 'USAGE':
@@ -200,13 +200,21 @@ export function controlHandler(api: ControlApi, log: Logger): ControlHandler {
       if (acts && !caller.mayAct(request.method ?? 'GET', url.pathname)) throw new StackbackError('FORBIDDEN', caller.refusal(request.method ?? 'GET', url.pathname));
       await handler(pattern.exec(url.pathname)!, request, response, url);
     } catch (error) {
-      const details = errorDetails(error);
-      const status = httpStatus(details);
-      if (status >= 500) log.error({ path: url.pathname, err: details.message }, `control request failed: ${details.message}`);
-      if (response.headersSent) response.destroy();
-      else send(response, status, { error: details });
+      answerError(response, error, log, `control request ${url.pathname}`);
     }
   };
+}
+
+/**
+ * A failed request's answer: `{"error"}` with the status its code maps to (a stream already
+ * under way is cut off instead); server-side failures are logged, naming `what`.
+ */
+export function answerError(response: http.ServerResponse, error: unknown, log: Logger, what: string): void {
+  const details = errorDetails(error);
+  const status = httpStatus(details);
+  if (status >= 500) log.error({ err: details.message }, `${what} failed: ${details.message}`);
+  if (response.headersSent) response.destroy();
+  else send(response, status, { error: details });
 }
 
 /** Whether a request for `path` holds up background work while it is served (progress streams do not: they last as long as their job). */

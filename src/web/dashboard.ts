@@ -63,9 +63,9 @@ export class WebDashboard {
     }
   }
 
-  /** Why the configured dashboard is not served, for status's warnings. */
-  problem(): string | undefined {
-    return this.failure;
+  /** Why the configured dashboard is not served (none or one), for status's warnings. */
+  problems(): string[] {
+    return this.failure === undefined ? [] : [this.failure];
   }
 
   address() {

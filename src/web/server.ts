@@ -1,8 +1,8 @@
 import http from 'node:http';
-import { errorDetails, StackbackError } from '../errors.ts';
+import { StackbackError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ForegroundActivity } from '../daemon/foreground.ts';
-import { type Caller, type ControlHandler, httpStatus, isForegroundRequest, send } from '../daemon/server.ts';
+import { answerError, type Caller, type ControlHandler, isForegroundRequest, send } from '../daemon/server.ts';
 import { asset, type AssetName } from './assets.ts';
 import { appPage, loginPage } from './pages.ts';
 import { csrfMatches, type LoginLimiter, type Session, type Sessions } from './sessions.ts';
@@ -213,13 +213,7 @@ export function createWebServer(options: WebServerOptions): http.Server {
       }
       throw new StackbackError('NOT_FOUND', `no page ${request.method} ${url.pathname}`);
     } catch (error) {
-      if (response.headersSent) response.destroy();
-      else {
-        const details = errorDetails(error);
-        const status = httpStatus(details);
-        if (status >= 500) log.error({ path: url.pathname, err: details.message }, `dashboard request failed: ${details.message}`);
-        send(response, status, { error: details });
-      }
+      answerError(response, error, log, `dashboard request ${url.pathname}`);
     }
   });
   server.maxConnections = MAX_CONNECTIONS;
