@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
-import { BackupWriter } from '../src/repository/backup-writer.ts';
+import { onePiece, storeData } from './support/store.ts';
 import { DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { Repository, readRepoInfo } from '../src/repository/repository.ts';
 
@@ -32,7 +32,7 @@ describe('chunks of a repository whose chunker is not the default', () => {
     info.chunker = { ...info.chunker, minSize: DEFAULT_CHUNKER.maxSize + 1024 * 1024, avgSize: DEFAULT_CHUNKER.maxSize + 2 * 1024 * 1024, maxSize };
     await writeFile(join(root, 'repo.json'), `${JSON.stringify(info, null, 2)}\n`);
     repo = await Repository.open(root, key);
-    const stored = await new BackupWriter(repo, 'big-chunks', { lookup: () => undefined }, { compressionLevel: 1 }).storeArtifact((async function* () { yield data; })());
+    const { stored } = await storeData(repo, 'big-chunks', onePiece(data), { compressionLevel: 1 });
     artifact = { id: 'x/files', source: 'x', kind: 'files_tar' as const, target: 't', meta: {}, ...stored };
     assert.equal(stored.chunks.length, 1);
     assert.ok(stored.chunks[0]!.size > DEFAULT_CHUNKER.maxSize && stored.chunks[0]!.stored_size < stored.chunks[0]!.size, 'one compressed chunk larger than the default maximum');

@@ -55,7 +55,7 @@ describe('control requests go before backup work', () => {
         yield Buffer.alloc(1000, 2);
       };
       const started = Date.now();
-      const stored = await writer.storeArtifact(input());
+      const stored = await writer.storeArtifact(input()).finally(() => writer.close());
       assert.equal(stored.size, 2000);
       assert.ok(Date.now() - started >= 30, 'the second piece was taken only after the request was answered');
     } finally {

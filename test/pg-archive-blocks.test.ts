@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { type ArtifactData, openArtifact } from '../src/repository/artifact-reader.ts';
-import { BackupWriter } from '../src/repository/backup-writer.ts';
+import { onePiece, storeData } from './support/store.ts';
 import { Repository } from '../src/repository/repository.ts';
 import { type ArchiveHead, CopyBlockMerger, type FeedReport, MAX_HEAD_BYTES, MIN_SPLIT_AFTER, parseArchiveHead } from '../src/sources/postgres/archive-blocks.ts';
 import { startRestoreFeed } from '../src/sources/postgres/restore-feed.ts';
@@ -353,10 +353,7 @@ describe('the restore feed: pg_restore and two COPY sessions fed from the reposi
   const toolOptions = { env: {}, errorCode: 'PG_RESTORE_FAILED' as const };
 
   async function storedArchive(chain: string): Promise<ArtifactData> {
-    const writer = new BackupWriter(repo, chain, { lookup: () => undefined }, { compressionLevel: 1 });
-    const stored = await writer.storeArtifact((async function* () {
-      yield archive;
-    })());
+    const { stored } = await storeData(repo, chain, onePiece(archive), { compressionLevel: 1 });
     return openArtifact(repo, chain, { id: `${chain}/dump`, source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored }, 'stored');
   }
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { type ArtifactData, checkStoredChunks, openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
-import { BackupWriter, type ChunkIndex } from '../src/repository/backup-writer.ts';
+import { BackupWriter } from '../src/repository/backup-writer.ts';
 import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { SEAL_OVERHEAD } from '../src/repository/crypto.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
@@ -16,6 +16,7 @@ import { Repository } from '../src/repository/repository.ts';
 import { chunkKey } from '../src/repository/storage.ts';
 import { LocalStorage } from '../src/repository/storage/local.ts';
 import { type FeedOptions, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
+import { storeData } from './support/store.ts';
 import { QUESTION, swapCase, TRAILER } from './support/swapcase-sink.ts';
 
 /** Text-like data with repetition, like a dump: compresses, and has no accidental structure. */
@@ -33,11 +34,11 @@ function dumpLikeData(bytes: number, seed = 1): Buffer {
 function chunkAll(data: Buffer, seed: string, feed = 65536): Buffer[] {
   const chunker = new Chunker({ ...DEFAULT_CHUNKER, seed });
   const chunks: Buffer[] = [];
-  for (let offset = 0; offset < data.length; offset += feed) chunks.push(...chunker.push(data.subarray(offset, offset + feed)));
-  return [...chunks, ...chunker.finish()];
+  // The chunker lends views of its own buffer: copies are kept.
+  for (let offset = 0; offset < data.length; offset += feed) for (const chunk of chunker.push(data.subarray(offset, offset + feed))) chunks.push(Buffer.from(chunk));
+  const last = chunker.finish();
+  return last ? [...chunks, Buffer.from(last)] : chunks;
 }
-
-const noChunks: ChunkIndex = { lookup: () => undefined };
 
 async function* inPieces(data: Buffer, size = 100_000): AsyncGenerator<Buffer> {
   for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size);
@@ -91,12 +92,11 @@ for (const encrypt of [true, false]) describe(`repository store and read back ($
     // The same 4 MiB four times: content-defined cuts realign within the repeats (whatever the repository's seed).
     const block = dumpLikeData(4 * 1024 * 1024);
     const data = Buffer.concat([block, block, block, block]);
-    const writer = new BackupWriter(temp.repo, 'chain-a', noChunks, { compressionLevel: 3 });
-    const stored = await writer.storeArtifact(inPieces(data));
+    const { stored, stats } = await storeData(temp.repo, 'chain-a', inPieces(data), { compressionLevel: 3 });
     assert.equal(stored.size, data.length);
     assert.equal(stored.sha256, createHash('sha256').update(data).digest('hex'));
-    assert.ok(writer.stats.bytesStored < data.length / 2, `compressed and deduplicated: ${writer.stats.bytesStored} of ${data.length}`);
-    assert.ok(writer.stats.chunksNew < stored.chunks.length, 'the repeats reuse chunks');
+    assert.ok(stats.bytesStored < data.length / 2, `compressed and deduplicated: ${stats.bytesStored} of ${data.length}`);
+    assert.ok(stats.chunksNew < stored.chunks.length, 'the repeats reuse chunks');
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
     assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(temp.repo, 'chain-a', artifact, 'content'))), data);
     assert.deepEqual(await checkStoredChunks(temp.repo, 'chain-a', stored.chunks, { hash: true }), []);
@@ -104,15 +104,13 @@ for (const encrypt of [true, false]) describe(`repository store and read back ($
 
   test('incompressible data is stored raw, never larger than it was (plus one tag byte, and nonce and tag when sealed)', async () => {
     const data = randomBytes(3 * 1024 * 1024);
-    const writer = new BackupWriter(temp.repo, 'chain-b', noChunks, { compressionLevel: 3 });
-    const stored = await writer.storeArtifact(inPieces(data));
-    assert.equal(writer.stats.bytesStored, data.length + stored.chunks.length * (1 + (encrypt ? SEAL_OVERHEAD : 0)));
+    const { stored, stats } = await storeData(temp.repo, 'chain-b', inPieces(data), { compressionLevel: 3 });
+    assert.equal(stats.bytesStored, data.length + stored.chunks.length * (1 + (encrypt ? SEAL_OVERHEAD : 0)));
   });
 
   test('a flipped byte is found by the stored-bytes check and by reading back', async () => {
     const data = dumpLikeData(2 * 1024 * 1024, 99);
-    const writer = new BackupWriter(temp.repo, 'chain-c', noChunks, { compressionLevel: 1 });
-    const stored = await writer.storeArtifact(inPieces(data));
+    const { stored } = await storeData(temp.repo, 'chain-c', inPieces(data), { compressionLevel: 1 });
     const victim = stored.chunks[0]!;
     const file = temp.chunkFile('chain-c', victim.id);
     const bytes = await readFile(file);
@@ -130,7 +128,7 @@ for (const encrypt of [true, false]) describe(`repository store and read back ($
   });
 
   test('a hash check stopped through its signal ends with the signal\'s reason', async () => {
-    const stored = await new BackupWriter(temp.repo, 'chain-e', noChunks, { compressionLevel: 1 }).storeArtifact(inPieces(dumpLikeData(4 * 1024 * 1024, 14)));
+    const { stored } = await storeData(temp.repo, 'chain-e', inPieces(dumpLikeData(4 * 1024 * 1024, 14)), { compressionLevel: 1 });
     const controller = new AbortController();
     const checking = checkStoredChunks(temp.repo, 'chain-e', stored.chunks, { hash: true, signal: controller.signal });
     controller.abort(new Error('restore abandoned'));
@@ -141,13 +139,47 @@ for (const encrypt of [true, false]) describe(`repository store and read back ($
 
   test('a chunk the chain already holds is not written again', async () => {
     const data = dumpLikeData(3 * 1024 * 1024, 5);
-    const first = new BackupWriter(temp.repo, 'chain-d', noChunks, { compressionLevel: 3 });
-    const stored = await first.storeArtifact(inPieces(data));
+    const { stored } = await storeData(temp.repo, 'chain-d', inPieces(data), { compressionLevel: 3 });
     const known = new Map(stored.chunks.map((c) => [c.id, c]));
-    const second = new BackupWriter(temp.repo, 'chain-d', { lookup: (_chain, id) => known.get(id) }, { compressionLevel: 3 });
-    await second.storeArtifact(inPieces(data));
+    const second = await storeData(temp.repo, 'chain-d', inPieces(data), { compressionLevel: 3, index: { lookup: (_chain, id) => known.get(id) } });
     assert.equal(second.stats.chunksNew, 0);
     assert.equal(second.stats.bytesStored, 0);
+  });
+});
+
+describe('the write threads', () => {
+  const temp = tempRepository('stackback-threads-');
+
+  test('a chunk the thread cannot write fails the artifact with the thread\'s own error, and the writer still settles and closes', async () => {
+    // A file where the chain's folder should be: the thread's mkdir fails.
+    await writeFile(join(temp.dir, 'repo', 'chains', 'blocked'), 'not a folder');
+    const writer = new BackupWriter(temp.repo, 'blocked', { lookup: () => undefined }, { compressionLevel: 1 });
+    try {
+      await assert.rejects(writer.storeArtifact(inPieces(dumpLikeData(3 * 1024 * 1024, 5))), (error: NodeJS.ErrnoException) => error.code === 'ENOTDIR' && /chains\/blocked/.test(error.message));
+      assert.equal(writer.failed, true);
+      await writer.settle();
+    } finally {
+      await writer.close();
+    }
+  });
+
+  test('a full disk reaches the backup as DISK_SPACE with its hint, across the thread', async (t) => {
+    const mountPoint = await mkdtemp(join(tmpdir(), 'stackback-full-'));
+    const mounted = (await execa('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mountPoint], { reject: false })).exitCode === 0;
+    try {
+      if (!mounted) return t.skip('mounting a tmpfs needs root (CAP_SYS_ADMIN); this machine refused it');
+      const repo = await Repository.create(join(mountPoint, 'repo'), { key: { keyFile: join(mountPoint, 'repo.key'), passphraseFile: undefined }, encrypt: true });
+      const writer = new BackupWriter(repo, 'full', { lookup: () => undefined }, { compressionLevel: 1 });
+      try {
+        await assert.rejects(writer.storeArtifact(inPieces(randomBytes(8 * 1024 * 1024))), (error: Error & { code?: string; hint?: string }) => error.code === 'DISK_SPACE' && /disk is full \(ENOSPC\)/.test(error.message) && /free space/.test(error.hint ?? ''));
+        await writer.settle();
+      } finally {
+        await writer.close();
+      }
+    } finally {
+      if (mounted) await execa('umount', [mountPoint]);
+      await rm(mountPoint, { recursive: true, force: true });
+    }
   });
 });
 
@@ -162,8 +194,7 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
   }
 
   async function storeArtifact(chain: string, data: Buffer) {
-    const writer = new BackupWriter(temp.repo, chain, noChunks, { compressionLevel: 1 });
-    const stored = await writer.storeArtifact(inPieces(data));
+    const { stored } = await storeData(temp.repo, chain, inPieces(data), { compressionLevel: 1 });
     return { id: `${chain}/artifact`, source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
   }
   const toolOptions = { env: {}, errorCode: 'PG_RESTORE_FAILED' as const, what: 'the test tool' };

@@ -85,6 +85,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
   const lock = await repo.lockWriter({ command: `backup --${request.kind}`, timeoutMs: ctx.config.lockTimeoutMs, signal: ctx.signal });
   const runId = await startRunUnderLock(ctx.catalog, lock, 'backup', { kind: request.kind, sources: sources.map((s) => s.name) });
   const watchdog = new Watchdog(ctx.config.stallTimeoutMs, ctx.signal);
+  let writer: BackupWriter | undefined;
   try {
     await cleanUpBeforeWriting(repo, ctx.catalog, ctx.log);
     const started = ctx.now();
@@ -105,7 +106,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     for (const source of sources) plans.push(await planSource(ctx, source, request.artifacts));
     await checkFreeSpace(ctx, repo, kind, plans, backups);
 
-    const writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel, yieldToForeground: ctx.yieldToForeground });
+    writer = new BackupWriter(repo, chain, ctx.catalog, { compressionLevel: ctx.config.repository.compressionLevel, yieldToForeground: ctx.yieldToForeground });
     const outcomes: SourceOutcome[] = [];
     const artifacts: ArtifactManifest[] = [];
     try {
@@ -175,6 +176,7 @@ export async function runBackup(ctx: JobContext, request: BackupRequest): Promis
     throw error;
   } finally {
     watchdog.stop();
+    await writer?.close();
     await lock.release();
   }
 }

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { Chunker } from './chunker.ts';
 import type { ChunkRef, Manifest } from './manifest.ts';
 import type { Repository } from './repository.ts';
+import { chunkKey } from './storage.ts';
+import { ChunkWriteThreads } from './write-threads.ts';
 
 /** Chunks a chain already holds (from committed backups): looked up to skip re-storing them. */
 export interface ChunkIndex {
@@ -22,12 +24,13 @@ export interface WriterStats {
 }
 
 /**
- * Writes the artifacts of one backup into one chain. Chunking and hashing run on the main
- * thread; compression runs on the thread pool and object writes overlap with both, with at
- * most `concurrency` chunks in flight so memory stays bounded whatever the artifact size.
+ * Writes the artifacts of one backup into one chain. Reading, cutting, the artifact's hash
+ * and the chunk ids (which decide what is new) run on the main thread; new chunks are
+ * compressed, sealed and written by the write threads (write-threads.ts), through a few
+ * fixed slots, so memory stays bounded whatever the artifact size. close() stops them.
  *
- * Write order (the crash-safety argument, storage.ts): chunk objects → the storage's sync()
- * barrier → manifest. Nothing names a chunk before the chunk is durable.
+ * Write order (the crash-safety argument, storage.ts): chunk objects → the threads' and the
+ * storage's sync() barrier → manifest. Nothing names a chunk before the chunk is durable.
  */
 export class BackupWriter {
   readonly chain: string;
@@ -38,19 +41,20 @@ export class BackupWriter {
   private readonly repo: Repository;
   private readonly index: ChunkIndex;
   private readonly compressionLevel: number;
-  private readonly concurrency: number;
+  private readonly threadCount: number | undefined;
   private readonly yieldToForeground: (() => Promise<void> | undefined) | undefined;
   private readonly written = new Map<string, Promise<ChunkRef>>();
-  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Started with the first new chunk: a backup that finds every chunk stored starts none. */
+  private threads: ChunkWriteThreads | undefined;
   /** The first failed write: reading stops at the next chunk instead of at the input's end. */
   private failure: unknown;
 
-  constructor(repo: Repository, chain: string, index: ChunkIndex, options: { compressionLevel: number; concurrency?: number; yieldToForeground?: (() => Promise<void> | undefined) | undefined }) {
+  constructor(repo: Repository, chain: string, index: ChunkIndex, options: { compressionLevel: number; threads?: number; yieldToForeground?: (() => Promise<void> | undefined) | undefined }) {
     this.repo = repo;
     this.chain = chain;
     this.index = index;
     this.compressionLevel = options.compressionLevel;
-    this.concurrency = options.concurrency ?? 4;
+    this.threadCount = options.threads;
     this.yieldToForeground = options.yieldToForeground;
   }
 
@@ -70,15 +74,17 @@ export class BackupWriter {
       onBytes?.(data.length);
       for (const chunk of chunker.push(data)) refs.push((await this.addChunk(chunk)).ref);
     }
-    for (const chunk of chunker.finish()) refs.push((await this.addChunk(chunk)).ref);
+    const last = chunker.finish();
+    if (last) refs.push((await this.addChunk(last)).ref);
     return { size, sha256: whole.digest('hex'), chunks: await Promise.all(refs) };
   }
 
   /**
    * Returns once the chunk is queued (waiting for a free slot), with its eventual ref
-   * boxed: an awaited promise would otherwise be flattened and wait for the write.
+   * boxed: an awaited promise would otherwise be flattened and wait for the write. `plain`
+   * is the chunker's own memory, valid until this returns: a new chunk is copied into a slot.
    */
-  private async addChunk(plain: Buffer): Promise<{ ref: Promise<ChunkRef> }> {
+  private async addChunk(plain: Uint8Array): Promise<{ ref: Promise<ChunkRef> }> {
     if (this.failure !== undefined) throw this.failure;
     this.stats.chunks += 1;
     const id = this.repo.codec.chunkId(plain);
@@ -88,15 +94,12 @@ export class BackupWriter {
     // A dedup hit is only as good as the object behind it: one that is gone or has another size is written anew.
     if (known && (await this.repo.chunkSize(this.chain, id)) === known.stored_size) return { ref: Promise.resolve(known) };
 
-    while (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
-    const write = this.writeChunk(id, plain);
+    const threads = await this.startThreads();
+    const slot = await threads.acquire();
+    slot.bytes.set(plain);
+    const size = plain.length;
+    const write = threads.write(slot, size, chunkKey(this.chain, id)).then((stored) => this.recordNew(id, size, stored.storedSize, stored.storedSha256));
     this.written.set(id, write);
-    const slot = write.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.inFlight.add(slot);
-    void slot.finally(() => this.inFlight.delete(slot));
     // The ref promise is awaited by storeArtifact; a failure surfaces there.
     write.catch((error: unknown) => {
       this.failure ??= error;
@@ -104,16 +107,18 @@ export class BackupWriter {
     return { ref: write };
   }
 
-  private async writeChunk(id: string, plain: Buffer): Promise<ChunkRef> {
-    const stored = await this.repo.writeChunk(this.chain, id, plain, this.compressionLevel);
-    const ref: ChunkRef = {
-      id,
-      size: plain.length,
-      stored_size: stored.length,
-      stored_sha256: createHash('sha256').update(stored).digest('hex'),
-    };
+  private async startThreads(): Promise<ChunkWriteThreads> {
+    if (this.threads) return this.threads;
+    const spec = await this.repo.storage.specFor(this.chain, []);
+    if (spec.kind !== 'local') throw new Error(`backups are written into a local repository, not ${this.repo.location}`);
+    this.threads = new ChunkWriteThreads({ root: spec.root, codec: this.repo.codec.spec, level: this.compressionLevel, slotSize: this.repo.chunker.maxSize, threads: this.threadCount });
+    return this.threads;
+  }
+
+  private recordNew(id: string, size: number, storedSize: number, storedSha256: string): ChunkRef {
+    const ref: ChunkRef = { id, size, stored_size: storedSize, stored_sha256: storedSha256 };
     this.stats.chunksNew += 1;
-    this.stats.bytesStored += stored.length;
+    this.stats.bytesStored += storedSize;
     this.newChunks.push(ref);
     return ref;
   }
@@ -131,7 +136,13 @@ export class BackupWriter {
   /** Waits for every write, makes them durable, then writes the manifest. */
   async commit(manifest: Manifest): Promise<void> {
     await Promise.all(this.written.values());
+    await this.threads?.sync();
     await this.repo.sync();
     await this.repo.writeManifest(manifest);
+  }
+
+  /** Stops the write threads (after commit, or after settle when the backup is discarded). */
+  async close(): Promise<void> {
+    await this.threads?.close();
   }
 }

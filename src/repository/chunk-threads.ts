@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
-import { StackbackError, type ErrorCode } from '../errors.ts';
 import { siblingModule } from '../sibling-module.ts';
 import type { ChunkProblem, ModuleSink, ReadCheck, WriterThreadOptions } from './artifact-reader.ts';
-import type { ChunkJob, ChunkJobOutcome, SinkQuestion, ThreadFailure } from './chunk-worker.ts';
+import type { ChunkJob, ChunkJobOutcome, SinkQuestion } from './chunk-worker.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import type { Repository } from './repository.ts';
+import { rebuildFailure } from './thread-failure.ts';
 
 // A pipe job's `channel` (MainThreadChannel) is two int32 slots: the state goes from ASKED to
 // ANSWERED (the answer slot then holds the answer) or to UNANSWERED; the thread sleeps on it in between.
@@ -32,7 +32,7 @@ function startThread(job: ChunkJob, what: string, onQuestion?: (question: unknow
       if ('question' in message) return onQuestion?.(message.question);
       reported = true;
       if (message.ok) resolve({ problems: message.problems ?? [], report: message.report });
-      else reject(rebuild(message.failure));
+      else reject(rebuildFailure(message.failure));
     });
     worker.once('error', reject);
     worker.once('exit', (code) => {
@@ -40,11 +40,6 @@ function startThread(job: ChunkJob, what: string, onQuestion?: (question: unknow
     });
   });
   return { done, stop: () => void worker.terminate() };
-}
-
-function rebuild(failure: ThreadFailure): Error {
-  if (failure.stackback) return new StackbackError(failure.code as ErrorCode, failure.message, failure.hint);
-  return Object.assign(new Error(failure.message), { code: failure.code });
 }
 
 /**

@@ -7,13 +7,13 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { StackbackError } from '../errors.ts';
 import { type ChunkProblem, type MainThreadChannel, type PlaintextSink, type ReadCheck, type SinkFactory, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, storedBytesMatch, undecodable, writeAll } from './artifact-reader.ts';
 import { ANSWER_SLOT, ANSWERED, ASKED, STATE_SLOT } from './chunk-threads.ts';
 import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { type CodecSpec, ObjectCodec } from './object-codec.ts';
 import { chunkKey, ReadScratch, type StorageSpec } from './storage.ts';
 import { openStorage } from './storage/open.ts';
+import { describeFailure, type ThreadFailure } from './thread-failure.ts';
 
 /** Hand an artifact's checked plaintext to a sink: a named pipe, or a sink module (PlaintextSink). */
 export interface PipeJob {
@@ -50,14 +50,6 @@ export interface SinkQuestion {
 
 /** What the thread posts when it ends. */
 export type ChunkJobOutcome = { ok: true; problems?: ChunkProblem[]; report?: unknown } | { ok: false; failure: ThreadFailure };
-
-export interface ThreadFailure {
-  message: string;
-  /** A StackbackError's code, or an errno code such as EPIPE. */
-  code: string | undefined;
-  hint: string | undefined;
-  stackback: boolean;
-}
 
 // One buffer for every chunk the thread reads: the hot loop makes no copies.
 const scratch = new ReadScratch();
@@ -154,15 +146,7 @@ async function outcome(job: ChunkJob): Promise<ChunkJobOutcome> {
     }
     return { ok: true, problems: await checkStored(job) };
   } catch (error) {
-    return {
-      ok: false,
-      failure: {
-        message: (error as Error).message,
-        code: (error as NodeJS.ErrnoException).code,
-        hint: error instanceof StackbackError ? error.hint : undefined,
-        stackback: error instanceof StackbackError,
-      },
-    };
+    return { ok: false, failure: describeFailure(error) };
   }
 }
 

@@ -65,9 +65,11 @@ export class Chunker {
     this.bytes = new Uint8Array(this.buffer.buffer, this.buffer.byteOffset, this.buffer.length);
   }
 
-  /** Feeds bytes; returns the chunks completed by them (copies, safe to keep). */
-  push(data: Uint8Array): Buffer[] {
-    const chunks: Buffer[] = [];
+  /**
+   * Feeds bytes; yields each chunk they complete as a view of the chunker's own buffer,
+   * valid until the generator is resumed (copy it to keep it): no chunk is allocated.
+   */
+  *push(data: Uint8Array): Generator<Buffer> {
     let offset = 0;
     while (offset < data.length) {
       const take = Math.min(data.length - offset, this.maxSize - this.filled);
@@ -76,7 +78,7 @@ export class Chunker {
       offset += take;
       let cut = this.findCut();
       while (cut > 0) {
-        chunks.push(Buffer.from(this.buffer.subarray(0, cut)));
+        yield this.buffer.subarray(0, cut);
         this.buffer.copy(this.buffer, 0, cut, this.filled);
         this.filled -= cut;
         this.scanned = 0;
@@ -84,17 +86,16 @@ export class Chunker {
         cut = this.findCut();
       }
     }
-    return chunks;
   }
 
-  /** The last, possibly short, chunk (or nothing). */
-  finish(): Buffer[] {
-    if (this.filled === 0) return [];
-    const last = Buffer.from(this.buffer.subarray(0, this.filled));
+  /** The last, possibly short, chunk (or nothing), as a view valid until the next push. */
+  finish(): Buffer | undefined {
+    if (this.filled === 0) return undefined;
+    const last = this.buffer.subarray(0, this.filled);
     this.filled = 0;
     this.scanned = 0;
     this.hash = 0;
-    return [last];
+    return last;
   }
 
   /** Scans new bytes for a cut point; returns its length, or 0 if more bytes are needed. */

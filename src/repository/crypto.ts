@@ -69,14 +69,14 @@ function associatedData(type: ObjectType, key: string): Buffer {
   return Buffer.from(`stackback/v2\0${type}\0${key}`, 'utf8');
 }
 
-/** nonce ‖ AES-256-GCM(data) ‖ tag, bound to the object's type and key. */
-export function seal(objectKey: Uint8Array, type: ObjectType, key: string, data: Uint8Array): Buffer {
+/** nonce ‖ AES-256-GCM(data) ‖ tag, bound to the object's type and key; `data` may come in parts, sealed as one. */
+export function seal(objectKey: Uint8Array, type: ObjectType, key: string, data: Uint8Array | readonly Uint8Array[]): Buffer {
   const nonce = randomBytes(NONCE_BYTES);
   const cipher = createCipheriv(CIPHER, objectKey, nonce);
   cipher.setAAD(associatedData(type, key));
-  const body = cipher.update(data);
+  const body = (data instanceof Uint8Array ? [data] : data).map((part) => cipher.update(part));
   const last = cipher.final();
-  return Buffer.concat([nonce, body, last, cipher.getAuthTag()], NONCE_BYTES + body.length + last.length + TAG_BYTES);
+  return Buffer.concat([nonce, ...body, last, cipher.getAuthTag()]);
 }
 
 /**

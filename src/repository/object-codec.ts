@@ -10,22 +10,27 @@ import { chunkIdOf, type ObjectKeys, type ObjectType, seal, unseal } from './cry
 const TAG_RAW = 0x00;
 const TAG_ZSTD = 0x01;
 
-const zstdCompress = promisify(zlib.zstdCompress);
 const zstdDecompress = promisify(zlib.zstdDecompress);
 
 /**
- * zlib's default 16 KiB output slices would make a 1 MiB chunk cost dozens of round trips
- * between the thread pool and the main thread: size them to the whole chunk instead.
+ * zlib's default 16 KiB output slices would cut a 1 MiB chunk into dozens of pieces to join
+ * (and, decoding on the thread pool, as many round trips to the calling thread): size them
+ * to the whole chunk instead.
  */
 function outputSlice(bytes: number): number {
   return Math.max(64 * 1024, bytes + 1024);
 }
 
-/** Compresses on the libuv thread pool so chunking and hashing overlap with it. */
-export async function encodeObject(plain: Buffer, level: number): Promise<Buffer> {
-  const compressed = await zstdCompress(plain, { chunkSize: outputSlice(plain.length), params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
-  if (compressed.length >= plain.length) return Buffer.concat([Buffer.of(TAG_RAW), plain]);
-  return Buffer.concat([Buffer.of(TAG_ZSTD), compressed]);
+/**
+ * A chunk's encoding as parts, the tag byte then the payload, so that sealing reads them in
+ * turn instead of a copy joining them. Compressed on the calling thread: chunks are written
+ * by the write threads (write-threads.ts), where a synchronous call is the cheapest. The
+ * pledged size lets zstd size its tables to the chunk and records the size in the frame;
+ * the output is first sized for 2:1, typical of dumps, and grows when it must.
+ */
+export function encodeObject(plain: Uint8Array, level: number): [Buffer, Uint8Array] {
+  const compressed = zlib.zstdCompressSync(plain, { chunkSize: outputSlice(plain.length >>> 1), pledgedSrcSize: plain.length, params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+  return compressed.length >= plain.length ? [Buffer.of(TAG_RAW), plain] : [Buffer.of(TAG_ZSTD), compressed];
 }
 
 /**
@@ -100,8 +105,9 @@ export class ObjectCodec {
     return chunkIdOf(plain, this.spec.keys?.idKey);
   }
 
-  async encodeChunk(key: string, plain: Buffer, level: number): Promise<Buffer> {
-    return this.seal('chunk', key, await encodeObject(plain, level));
+  encodeChunk(key: string, plain: Uint8Array, level: number): Buffer {
+    const parts = encodeObject(plain, level);
+    return this.spec.keys ? seal(this.spec.keys.objectKey, 'chunk', key, parts) : Buffer.concat(parts);
   }
 
   async decodeChunk(key: string, stored: Buffer, expectedSize: number): Promise<Buffer> {

@@ -226,7 +226,7 @@ export class Repository {
    */
   async writeChunk(chain: string, id: string, plain: Buffer, compressionLevel: number): Promise<Buffer> {
     const key = chunkKey(chain, id);
-    const stored = await this.codec.encodeChunk(key, plain, compressionLevel);
+    const stored = this.codec.encodeChunk(key, plain, compressionLevel);
     await this.storage.put(key, stored);
     return stored;
   }
