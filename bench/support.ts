@@ -2,10 +2,10 @@
 // database of /work/shared/reference/bench-data.md (for the PostgreSQL ones), timed
 // children, a scratch folder that is always removed, stackback configs and plain-text tables.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,11 @@ export interface Options {
   scale: number;
   runs: number;
   json: boolean;
+  /**
+   * Another build's CLI (`--baseline PATH`) that `npm run bench` measures beside this one;
+   * optional so that benches which frame their own options need not spell it out.
+   */
+  baseline?: string | null;
 }
 
 /** Wall time of one child, and its peak RSS and CPU when asked for. */
@@ -62,13 +67,29 @@ function parseOptions(argv: string[], defaultRuns: number): Options {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { runs: { type: 'string', default: String(defaultRuns) }, json: { type: 'boolean', default: false } },
+    options: { runs: { type: 'string', default: String(defaultRuns) }, json: { type: 'boolean', default: false }, baseline: { type: 'string' } },
   });
   if (positionals.length > 1) throw new Error(`expected at most one argument (the scale), got: ${positionals.join(' ')}`);
-  return { scale: positiveInt(positionals[0] ?? '50', 'scale'), runs: positiveInt(values.runs, '--runs'), json: values.json };
+  return {
+    scale: positiveInt(positionals[0] ?? '50', 'scale'),
+    runs: positiveInt(values.runs, '--runs'),
+    json: values.json,
+    baseline: values.baseline === undefined ? null : baselineCli(values.baseline),
+  };
 }
 
-/** `[scale] [--runs N] [--json]` from the command line, for a bench that frames its own rounds. */
+/**
+ * The CLI of `--baseline PATH`: a checkout folder's built dist/stackback.js, or a stackback.js
+ * named directly. Checked now rather than after the database is built.
+ */
+function baselineCli(path: string): string {
+  const given = resolve(path);
+  const cli = existsSync(given) && statSync(given).isDirectory() ? join(given, 'dist/stackback.js') : given;
+  if (!existsSync(cli)) throw new Error(`--baseline ${path}: ${cli} does not exist (give a checkout built with npm ci && npm run build, or its dist/stackback.js)`);
+  return cli;
+}
+
+/** `[scale] [--runs N] [--json] [--baseline PATH]` from the command line, for a bench that frames its own rounds. */
 export function parseBenchOptions(defaultRuns: number, argv: string[] = process.argv.slice(2)): Options {
   return parseOptions(argv, defaultRuns);
 }
@@ -165,8 +186,9 @@ export function pgTool(bench: Bench, label: string, tool: string, args: string[]
   return { label, file: join(bench.cluster.binDir, tool), args, env: bench.pgEnv, rss };
 }
 
-export function stackback(label: string, args: string[], rss = false, cpu = false): Step {
-  return { label, file: NODE, args: [CLI, ...args], rss, cpu };
+/** A step running this checkout's built CLI, or `cli` (a baseline's) under the same Node. */
+export function stackback(label: string, args: string[], rss = false, cpu = false, cli = CLI): Step {
+  return { label, file: NODE, args: [cli, ...args], rss, cpu };
 }
 
 /**
@@ -268,7 +290,7 @@ export type RunOnce<S> = (bench: Bench, index: number) => Promise<S>;
 export type Finish<S> = (options: Options, databaseBytes: number, samples: S[]) => { text: string; summary: object };
 
 /**
- * The common frame of a benchmark: parses `[scale] [--runs N] [--json]`, starts a throwaway
+ * The common frame of a benchmark: parses `[scale] [--runs N] [--json] [--baseline PATH]`, starts a throwaway
  * cluster, builds the realistic database in it, runs the repetitions one after another in
  * this one process (so that ratios compare like with like on a machine whose speed drifts),
  * and always cleans up.
