@@ -12,6 +12,7 @@ import { Chunker, DEFAULT_CHUNKER } from '../src/repository/chunker.ts';
 import { SEAL_OVERHEAD } from '../src/repository/crypto.ts';
 import { acquireReaderLock, acquireWriterLock } from '../src/repository/lock.ts';
 import { newBackupName, validateBackupName } from '../src/repository/manifest.ts';
+import { releaseMemory } from '../src/repository/release-memory.ts';
 import { Repository } from '../src/repository/repository.ts';
 import { chunkKey } from '../src/repository/storage.ts';
 import { LocalStorage } from '../src/repository/storage/local.ts';
@@ -144,6 +145,20 @@ for (const encrypt of [true, false]) describe(`repository store and read back ($
     const second = await storeData(temp.repo, 'chain-d', inPieces(data), { compressionLevel: 3, index: { lookup: (_chain, id) => known.get(id) } });
     assert.equal(second.stats.chunksNew, 0);
     assert.equal(second.stats.bytesStored, 0);
+  });
+});
+
+describe('releasing memory early', () => {
+  test('frees what owns its memory, and leaves pooled Buffers and shared memory alone', () => {
+    const owned = Buffer.alloc(64 * 1024, 1);
+    const pooled = Buffer.from('small, from the pool');
+    const shared = new Uint8Array(new SharedArrayBuffer(64 * 1024));
+    const before = pooled.toString();
+    releaseMemory(owned, pooled, shared);
+    assert.equal(owned.length, 0, 'its ArrayBuffer is detached: the memory is gone');
+    assert.equal(pooled.toString(), before);
+    assert.equal(shared.length, 64 * 1024);
+    releaseMemory(owned); // twice is harmless
   });
 });
 

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { releaseMemory } from './release-memory.ts';
 
 /**
  * Encryption at rest (repository format 2; DESIGN.md §3), after kopia and borg rather than
@@ -76,7 +77,9 @@ export function seal(objectKey: Uint8Array, type: ObjectType, key: string, data:
   cipher.setAAD(associatedData(type, key));
   const body = (data instanceof Uint8Array ? [data] : data).map((part) => cipher.update(part));
   const last = cipher.final();
-  return Buffer.concat([nonce, ...body, last, cipher.getAuthTag()]);
+  const sealed = Buffer.concat([nonce, ...body, last, cipher.getAuthTag()]);
+  releaseMemory(...body);
+  return sealed;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { chunkIdOf, type ObjectKeys, type ObjectType, seal, unseal } from './crypto.ts';
+import { releaseMemory } from './release-memory.ts';
 
 /**
  * How a chunk is stored: one tag byte, then the payload. The tag lets a repository hold
@@ -112,9 +113,12 @@ export class ObjectCodec {
     return chunkIdOf(plain, this.spec.keys?.idKey);
   }
 
+  /** The stored form of a chunk; what it made on the way is freed at once (release-memory.ts). */
   encodeChunk(key: string, plain: Uint8Array, level: number): Buffer {
-    const parts = encodeObject(plain, level);
-    return this.spec.keys ? seal(this.spec.keys.objectKey, 'chunk', key, parts) : Buffer.concat(parts);
+    const [tag, payload] = encodeObject(plain, level);
+    const stored = this.spec.keys ? seal(this.spec.keys.objectKey, 'chunk', key, [tag, payload]) : Buffer.concat([tag, payload]);
+    if (payload !== plain) releaseMemory(payload);
+    return stored;
   }
 
   async decodeChunk(key: string, stored: Buffer, expectedSize: number): Promise<Buffer> {

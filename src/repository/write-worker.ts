@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ObjectCodec } from './object-codec.ts';
+import { releaseMemory } from './release-memory.ts';
 import { LocalStorage } from './storage/local.ts';
 import { describeFailure } from './thread-failure.ts';
 import type { WriteReply, WriteRequest, WriteThreadSetup } from './write-threads.ts';
@@ -25,6 +26,7 @@ async function answer(request: WriteRequest): Promise<WriteReply> {
     }
     const start = request.slot * setup.slotSize;
     const stored = codec.encodeChunk(request.key, memory.subarray(start, start + request.length), setup.level);
+    const storedSize = stored.length;
     const storedSha256 = createHash('sha256').update(stored).digest('hex');
     // The put's file writes run on the thread pool while this thread compresses the next chunk.
     const put = storage.put(request.key, stored);
@@ -33,8 +35,10 @@ async function answer(request: WriteRequest): Promise<WriteReply> {
       await put;
     } finally {
       puts.delete(put);
+      // Written (or failed): nothing reads these bytes again.
+      releaseMemory(stored);
     }
-    return { seq: request.seq, ok: true, storedSize: stored.length, storedSha256 };
+    return { seq: request.seq, ok: true, storedSize, storedSha256 };
   } catch (error) {
     return { seq: request.seq, ok: false, failure: describeFailure(error) };
   }
