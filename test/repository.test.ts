@@ -150,7 +150,7 @@ for (const encrypt of [true, false]) describe(`repository store and read back ($
 
 describe('releasing memory early', () => {
   test('frees what owns its memory, and leaves pooled Buffers and shared memory alone', () => {
-    const owned = Buffer.alloc(64 * 1024, 1);
+    const owned = Buffer.alloc(4 * Buffer.poolSize, 1);
     const pooled = Buffer.from('small, from the pool');
     const shared = new Uint8Array(new SharedArrayBuffer(64 * 1024));
     const before = pooled.toString();
