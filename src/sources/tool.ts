@@ -38,6 +38,21 @@ export interface ToolOptions {
   what: string;
   stdin?: 'pipe' | 'ignore';
   stdout?: 'pipe' | 'ignore';
+  /**
+   * Give the tool's stdout a 64 KiB buffer, the size of a pipe (coreutils' stdbuf, when
+   * present): pg_dump writes a pipe 4 KiB at a time, and every write wakes the reading
+   * main thread. Measured on a 305 MiB dump: 26,000 reads and 1.05 CPU-s of reading and
+   * hashing become 4,900 reads and 0.6 CPU-s. Larger buffers make pg_dump block on the
+   * pipe in bursts that leave its server idle (1 MiB: an unchanged incremental 3.0 -> 4.4 s).
+   */
+  bigWrites?: boolean;
+}
+
+const STDBUF = '/usr/bin/stdbuf';
+
+/** The command line that runs `file` (replacing itself with it: the pid, signals and exit status are the tool's). */
+function withBigWrites(file: string, args: string[], bigWrites: boolean): [string, string[]] {
+  return bigWrites && existsSync(STDBUF) ? [STDBUF, ['--output=64K', file, ...args]] : [file, args];
 }
 
 /** What a tool inherits from our environment: where programs are, the home folder, locale and time zone. */
@@ -75,7 +90,7 @@ function writeSecretFile(secret: NonNullable<ToolOptions['secretFile']>): { env:
 
 export function runTool(file: string, args: string[], options: ToolOptions): ToolRun {
   const secret = options.secretFile ? writeSecretFile(options.secretFile) : undefined;
-  const spawn = () => execa(file, args, {
+  const spawn = () => execa(...withBigWrites(file, args, options.bigWrites ?? false), {
     env: { ...baseEnv(), ...options.env, ...secret?.env },
     extendEnv: false,
     stdin: options.stdin ?? 'ignore',

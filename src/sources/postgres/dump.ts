@@ -75,6 +75,7 @@ export async function dumpDatabase(server: PgServer, bins: PgBinaries, database:
     signal,
     errorCode: 'PG_DUMP_FAILED',
     what: `pg_dump of database "${database}" (source ${server.config.name})`,
+    bigWrites: true,
   });
   // Our own session may be waiting too (a row count behind the same lock pg_dump waits on):
   // closing it on abort lets a stalled or cancelled backup end at once.
