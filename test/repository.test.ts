@@ -165,6 +165,15 @@ describe('releasing memory early', () => {
 describe('the write threads', () => {
   const temp = tempRepository('stackback-threads-');
 
+  test('with three write threads an artifact is stored whole and reads back byte for byte', async () => {
+    const data = dumpLikeData(12 * 1024 * 1024, 21);
+    const { stored, stats } = await storeData(temp.repo, 'threads-3', inPieces(data), { compressionLevel: 1, threads: 3 });
+    assert.equal(stats.chunksNew, stored.chunks.length);
+    const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
+    assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(temp.repo, 'threads-3', artifact, 'content'))), data);
+    assert.deepEqual(await checkStoredChunks(temp.repo, 'threads-3', stored.chunks, { hash: true }), []);
+  });
+
   test('a chunk the thread cannot write fails the artifact with the thread\'s own error, and the writer still settles and closes', async () => {
     // A file where the chain's folder should be: the thread's mkdir fails.
     await writeFile(join(temp.dir, 'repo', 'chains', 'blocked'), 'not a folder');

@@ -78,7 +78,7 @@ export interface WriteSlot {
 
 /**
  * The chunk writers of one backup: `threads` worker threads (write-worker.ts) that compress,
- * seal, hash and store chunks, fed through `slots` fixed buffers of shared memory. The slots
+ * seal, hash and store chunks, fed through a few fixed buffers (slots) of shared memory. The slots
  * bound the memory a backup uses however large its artifacts, and since they are reused the
  * main thread allocates nothing per chunk (its garbage collector marks the whole program's
  * heap, so churn there is what costs).
@@ -92,11 +92,11 @@ export class ChunkWriteThreads {
   /** Set once a thread died: every later request fails with it. */
   private broken: Error | undefined;
 
-  constructor(options: { root: string; codec: CodecSpec; level: number; slotSize: number; threads?: number; slots?: number }) {
+  constructor(options: { root: string; codec: CodecSpec; level: number; slotSize: number; threads?: number | undefined }) {
     const threads = options.threads ?? defaultThreads();
     // Two slots a thread (one being compressed, one whose file is being written), and one the main thread fills.
-    const slots = options.slots ?? 2 * threads + 1;
-    if (!(threads >= 1 && slots >= threads && options.slotSize > 0)) throw new Error(`invalid write pool: ${threads} threads, ${slots} slots of ${options.slotSize} bytes`);
+    const slots = 2 * threads + 1;
+    if (!(Number.isInteger(threads) && threads >= 1 && options.slotSize > 0)) throw new Error(`invalid write pool: ${threads} threads, slots of ${options.slotSize} bytes`);
     const memory = new SharedArrayBuffer(slots * options.slotSize);
     const setup: WriteThreadSetup = { root: options.root, codec: options.codec, level: options.level, memory, slotSize: options.slotSize };
     this.slots = Array.from({ length: slots }, (_, index) => ({ index, bytes: new Uint8Array(memory, index * options.slotSize, options.slotSize) }));

@@ -7,8 +7,8 @@ const noChunks: ChunkIndex = { lookup: () => undefined };
  * Stores `input` as one artifact of `chain` through a writer of its own, whose write threads
  * are stopped afterwards (no manifest: the chunks alone, as a test needs them).
  */
-export async function storeData(repo: Repository, chain: string, input: AsyncIterable<Uint8Array>, options: { compressionLevel: number; index?: ChunkIndex }): Promise<{ stored: StoredArtifact; stats: WriterStats }> {
-  const writer = new BackupWriter(repo, chain, options.index ?? noChunks, { compressionLevel: options.compressionLevel });
+export async function storeData(repo: Repository, chain: string, input: AsyncIterable<Uint8Array>, options: { compressionLevel: number; index?: ChunkIndex; threads?: number }): Promise<{ stored: StoredArtifact; stats: WriterStats }> {
+  const writer = new BackupWriter(repo, chain, options.index ?? noChunks, { compressionLevel: options.compressionLevel, threads: options.threads });
   try {
     return { stored: await writer.storeArtifact(input), stats: writer.stats };
   } finally {
