@@ -15,6 +15,7 @@ import { newBackupName, validateBackupName } from '../src/repository/manifest.ts
 import { releaseMemory } from '../src/repository/release-memory.ts';
 import { Repository } from '../src/repository/repository.ts';
 import { chunkKey } from '../src/repository/storage.ts';
+import { WRITE_THREAD_NICE } from '../src/repository/write-threads.ts';
 import { LocalStorage } from '../src/repository/storage/local.ts';
 import { type FeedOptions, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
 import { storeData } from './support/store.ts';
@@ -172,6 +173,21 @@ describe('the write threads', () => {
     const artifact = { id: 'x', source: 's', kind: 'pg_dump' as const, target: 't', meta: {}, ...stored };
     assert.deepEqual(Buffer.concat(await Array.fromAsync(readArtifact(temp.repo, 'threads-3', artifact, 'content'))), data);
     assert.deepEqual(await checkStoredChunks(temp.repo, 'threads-3', stored.chunks, { hash: true }), []);
+  });
+
+  test('the write threads run below the main thread\'s CPU priority', async () => {
+    const nices: number[] = [];
+    // Past the first chunk the threads are at work: note the nice value of every thread of this process.
+    async function* input(): AsyncGenerator<Uint8Array> {
+      yield dumpLikeData(6 * 1024 * 1024, 31);
+      for (const task of await readdir('/proc/self/task')) {
+        const stat = await readFile(`/proc/self/task/${task}/stat`, 'utf8');
+        nices.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+      }
+      yield dumpLikeData(1024 * 1024, 32);
+    }
+    await storeData(temp.repo, 'nice', input(), { compressionLevel: 1 });
+    assert.ok(nices.includes(WRITE_THREAD_NICE) && nices.includes(0), `threads at nice ${nices.join(' ')}`);
   });
 
   test('a chunk the thread cannot write fails the artifact with the thread\'s own error, and the writer still settles and closes', async () => {

@@ -7,6 +7,9 @@ import { rebuildFailure, type ThreadFailure } from './thread-failure.ts';
 // The thread body, beside this file.
 const WORKER = siblingModule(import.meta.url, 'write-worker');
 
+/** The CPU priority (nice) of the write threads (write-worker.ts says why). */
+export const WRITE_THREAD_NICE = 10;
+
 /** What a write thread is started with (structured-clone safe). */
 export interface WriteThreadSetup {
   /** The local repository the thread writes into. */
