@@ -5,6 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { execa } from 'execa';
 import { type ArtifactData, checkStoredChunks, openArtifact, readArtifact } from '../src/repository/artifact-reader.ts';
 import { BackupWriter } from '../src/repository/backup-writer.ts';
@@ -188,6 +189,23 @@ describe('the write threads', () => {
     }
     await storeData(temp.repo, 'nice', input(), { compressionLevel: 1 });
     assert.ok(nices.includes(WRITE_THREAD_NICE) && nices.includes(0), `threads at nice ${nices.join(' ')}`);
+  });
+
+  test('a thread never raises its own priority (a process started nicer may not): it only lowers it', async () => {
+    const module = new URL('../src/repository/thread-priority.ts', import.meta.url).href;
+    // In a thread of its own: the priority it changes is that thread's alone.
+    const code = `const { parentPort } = require('node:worker_threads'); const os = require('node:os');
+      os.setPriority(15);
+      import(${JSON.stringify(module)}).then(({ lowerThreadPriority }) => {
+        lowerThreadPriority(10); const kept = os.getPriority();
+        lowerThreadPriority(18); parentPort.postMessage([kept, os.getPriority()]);
+      });`;
+    const worker = new Worker(code, { eval: true });
+    try {
+      assert.deepEqual(await new Promise((resolve) => worker.once('message', resolve)), [15, 18]);
+    } finally {
+      await worker.terminate();
+    }
   });
 
   test('a chunk the thread cannot write fails the artifact with the thread\'s own error, and the writer still settles and closes', async () => {

@@ -5,7 +5,6 @@
 // free for its sockets.
 import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type ChunkProblem, type MainThreadChannel, type PlaintextSink, type ReadCheck, type SinkFactory, checkArtifactDigest, checkPlainBytes, checkStoredBytes, missingChunk, sizeProblem, storedBytesMatch, undecodable, writeAll } from './artifact-reader.ts';
 import { ANSWER_SLOT, ANSWERED, ASKED, STATE_SLOT } from './chunk-threads.ts';
@@ -13,6 +12,7 @@ import type { ArtifactManifest, ChunkRef } from './manifest.ts';
 import { type CodecSpec, ObjectCodec } from './object-codec.ts';
 import { chunkKey, ReadScratch, type StorageSpec } from './storage.ts';
 import { openStorage } from './storage/open.ts';
+import { lowerThreadPriority } from './thread-priority.ts';
 import { describeFailure, type ThreadFailure } from './thread-failure.ts';
 
 /** Hand an artifact's checked plaintext to a sink: a named pipe, or a sink module (PlaintextSink). */
@@ -87,9 +87,7 @@ function channelToMainThread(channel: Int32Array): MainThreadChannel {
 
 /** Hands the pipe job's plaintext to the sink `open` makes; resolves with the sink's report. */
 async function feedSink({ storage, chain, artifact, check, codec: codecSpec, nice }: PipeJob, open: () => PlaintextSink): Promise<unknown> {
-  // On Linux, setpriority() of "process 0" changes the calling thread only; elsewhere it would
-  // change the whole process, so the priority is left alone there.
-  if (nice > 0 && process.platform === 'linux') setPriority(nice);
+  lowerThreadPriority(nice);
   const sink = open();
   const objects = openStorage(storage);
   const codec = new ObjectCodec(codecSpec);

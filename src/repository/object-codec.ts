@@ -32,7 +32,9 @@ function outputSlice(bytes: number): number {
  */
 export function encodeObject(plain: Uint8Array, level: number): [Buffer, Uint8Array] {
   const compressed = zlib.zstdCompressSync(plain, { chunkSize: zstdBound(plain.length), pledgedSrcSize: plain.length, params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
-  return compressed.length >= plain.length ? [Buffer.of(TAG_RAW), plain] : [Buffer.of(TAG_ZSTD), compressed];
+  if (compressed.length < plain.length) return [Buffer.of(TAG_ZSTD), compressed];
+  releaseMemory(compressed);
+  return [Buffer.of(TAG_RAW), plain];
 }
 
 /** ZSTD_COMPRESSBOUND of zstd.h: the largest frame `bytes` of input can make. */

@@ -3,20 +3,19 @@
 // so the megabytes it allocates per chunk cost next to nothing to collect, and none of it
 // is the main thread's, which keeps reading, cutting and hashing meanwhile.
 import { createHash } from 'node:crypto';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ObjectCodec } from './object-codec.ts';
 import { releaseMemory } from './release-memory.ts';
+import { lowerThreadPriority } from './thread-priority.ts';
 import { LocalStorage } from './storage/local.ts';
 import { describeFailure } from './thread-failure.ts';
 import { WRITE_THREAD_NICE, type WriteReply, type WriteRequest, type WriteThreadSetup } from './write-threads.ts';
 
 const setup = workerData as WriteThreadSetup;
-// Below the main thread, pg_dump and its server (Linux: "process 0" is this thread alone):
-// the control socket stays answerable during a backup, and on 2 cores the backup itself
-// got no slower (paired, scale 30: 0.95× the wall time, 0.92× the CPU of nice 0; p99 of
-// status requests during a backup 102–124 ms vs 147–182 ms).
-if (process.platform === 'linux') setPriority(WRITE_THREAD_NICE);
+// Below the main thread, pg_dump and its server: the control socket stays answerable during a
+// backup, and on 2 cores the backup itself got no slower (paired, scale 30: 0.95× the wall
+// time, 0.92× the CPU of nice 0; p99 of status requests during a backup 102–124 ms vs 147–182 ms).
+lowerThreadPriority(WRITE_THREAD_NICE);
 const memory = new Uint8Array(setup.memory);
 const storage = new LocalStorage(setup.root);
 const codec = new ObjectCodec(setup.codec);
