@@ -18,7 +18,7 @@ import { Repository } from '../src/repository/repository.ts';
 import { chunkKey } from '../src/repository/storage.ts';
 import { WRITE_THREAD_NICE } from '../src/repository/write-threads.ts';
 import { LocalStorage } from '../src/repository/storage/local.ts';
-import { type FeedOptions, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
+import { type FeedOptions, runTool, startArtifactFeed, type ToolOptions } from '../src/sources/tool.ts';
 import { storeData } from './support/store.ts';
 import { QUESTION, swapCase, TRAILER } from './support/swapcase-sink.ts';
 
@@ -343,6 +343,19 @@ describe('an artifact fed to a tool through a named pipe (the restore path)', ()
     controller.abort(new Error('stop'));
     await assert.rejects(runToolOnArtifact(openArtifact(temp.repo, 'pipe-d', artifact, 'stored'), workDir(), '/bin/sh', ['-c', 'sleep 30'], { ...toolOptions, signal: controller.signal }), /cancelled/);
     assert.deepEqual(await readdir(workDir()), []);
+  });
+});
+
+describe('a tool run with big writes (pg_dump under stdbuf)', () => {
+  test('writes its output through unchanged, and a tool that is not there is still named as missing', async () => {
+    const options = { env: {}, errorCode: 'PG_DUMP_FAILED' as const, what: 'the test tool', bigWrites: true };
+    const run = runTool('/bin/sh', ['-c', 'head -c 300000 /dev/zero | tr "\\0" x; printf end'], options);
+    const out = Buffer.concat(await Array.fromAsync(run.stdout!));
+    await run.exited;
+    assert.equal(out.length, 300_003);
+    assert.equal(out.subarray(-3).toString(), 'end');
+    const missing = runTool('/nonexistent/pg_dump', ['--version'], options);
+    await assert.rejects(missing.exited, /\/nonexistent\/pg_dump not found/);
   });
 });
 

@@ -50,9 +50,12 @@ export interface ToolOptions {
 
 const STDBUF = '/usr/bin/stdbuf';
 
-/** The command line that runs `file` (replacing itself with it: the pid, signals and exit status are the tool's). */
+/**
+ * The command line that runs `file` (stdbuf replaces itself with it: the pid, signals and exit
+ * status are the tool's). A tool that is not there runs bare, so its ENOENT still says so.
+ */
 function withBigWrites(file: string, args: string[], bigWrites: boolean): [string, string[]] {
-  return bigWrites && existsSync(STDBUF) ? [STDBUF, ['--output=64K', file, ...args]] : [file, args];
+  return bigWrites && existsSync(STDBUF) && existsSync(file) ? [STDBUF, ['--output=64K', file, ...args]] : [file, args];
 }
 
 /** What a tool inherits from our environment: where programs are, the home folder, locale and time zone. */
